@@ -1,0 +1,28 @@
+# The two set-up commands: `make demo` (whole pipeline on the demo dataset) and `make test`.
+PY ?= python
+DEMO_OUT ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: install test test-slow demo robustness bench clean
+
+install:
+	@$(PY) -m pip install -q -e '.[test]'
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+demo: install
+	DEMO_OUT=$(DEMO_OUT) PY=$(PY) bash tools/demo.sh
+
+robustness: install
+	$(PY) tools/robustness.py
+
+bench: install
+	$(PY) tools/bench_build.py
+	$(PY) tools/bench_loader.py
+
+clean:
+	rm -rf $(DEMO_OUT) build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from avsprep.cli import cli
+
+cli(prog_name="avsprep")

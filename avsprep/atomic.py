@@ -1,0 +1,66 @@
+"""Atomic file writes: temporary name in the same folder, flush, fsync, rename.
+
+A killed process never leaves a file under its final name that looks finished.
+Temporary files are named ``.{name}.tmp-{pid}`` so readers and globs skip them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def tmp_path_for(path: os.PathLike | str) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def fsync_dir(directory: os.PathLike | str) -> None:
+    """Make a rename in ``directory`` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: os.PathLike | str, final: os.PathLike | str) -> None:
+    """fsync ``tmp`` and rename it to ``final``."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    fsync_dir(Path(final).parent)
+
+
+@contextlib.contextmanager
+def atomic_write(path: os.PathLike | str, mode: str = "w", **kwargs):
+    """``with atomic_write(p, "w") as fh: ...`` writes ``p`` all or nothing."""
+    path = Path(path)
+    tmp = tmp_path_for(path)
+    try:
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: os.PathLike | str, data: bytes) -> None:
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_text(path: os.PathLike | str, text: str) -> None:
+    with atomic_write(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)

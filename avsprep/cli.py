@@ -1,0 +1,263 @@
+"""The ``avsprep`` command line: a thin Click layer over the library modules.
+
+Each command parses options, calls the module that owns the job, and formats
+the result. Domain errors become one-line messages (exit 1); usage errors exit 2.
+No torch import at module level (``--help`` runs with runtime deps only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from avsprep import __version__
+from avsprep.clikit import (
+    check_output_dir, check_output_file, echo_json, handle_errors, json_option,
+    overwrite_option, progress, quiet_option, setup_logging, strict_option,
+)
+
+SETTINGS = click.Choice(["s4", "ms3"])
+SPLITS = click.Choice(["train", "val", "test"])
+ROOT_HELP = "AVSBench root: the folder holding s4_meta_data.csv (or ms3_meta_data.csv)."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="avsprep")
+def cli():
+    """Turn labelImg boxes on AVSBench clips into validated, training-ready HDF5 shards.
+
+    \b
+    Typical run:
+      avsprep demo ./demo-data
+      avsprep import --root ./demo-data -o boxes.csv
+      avsprep validate boxes.csv --root ./demo-data
+      avsprep build boxes.csv --root ./demo-data -o ./shards
+
+    Clip ids that start with '-' work as values; put '--' before a positional
+    argument that starts with '-'.
+    """
+
+
+# ----------------------------------------------------------------------------- import
+
+@cli.command("import")
+@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help=ROOT_HELP)
+@click.option("--setting", type=SETTINGS, default=None,
+              help="s4 or ms3; inferred from the metadata CSV when omitted.")
+@click.option("--annotations", "-a", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder searched (recursively) for labelImg XML files. "
+                                 "Default: the frames folder under ROOT.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Box table to write (CSV).")
+@overwrite_option
+@json_option
+@quiet_option
+@handle_errors
+def import_cmd(root, setting, annotations, output, overwrite, as_json, quiet):
+    """Read every labelImg (Pascal-VOC) XML and write the box table.
+
+    Each XML is matched to (split, category, video, frame) by its own file
+    stem ({name}_{k} for S4, {id}.mp4_{k} for MS3); paths inside the XML are
+    never opened. Unreadable or hostile files become findings, never crashes;
+    they are printed and saved beside the table as OUTPUT.findings.json so
+    `validate` reports them too.
+
+    \b
+    Example:
+      avsprep import --root ./demo-data -o boxes.csv
+    """
+    from avsprep.importer import run_import
+
+    setup_logging(quiet or as_json)
+    check_output_file(output, overwrite)
+    summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
+    raise SystemExit(summary["exit_code"])
+
+
+# ----------------------------------------------------------------------------- validate
+
+@cli.command()
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help=ROOT_HELP)
+@click.option("--split", type=SPLITS, multiple=True, help="Split(s) to check (repeatable). Default: all.")
+@click.option("--size-policy", type=click.Choice(["rescale", "reject"]), default="rescale", show_default=True,
+              help="When <size> disagrees with the real frame: rescale boxes (warning) or reject them (error).")
+@click.option("--max-findings", type=int, default=50, show_default=True,
+              help="Findings listed in the text report (JSON lists all).")
+@strict_option
+@json_option
+@quiet_option
+@handle_errors
+def validate(table, root, split, size_policy, max_findings, strict, as_json, quiet):
+    """Check box coverage per clip and every box against the clips in ROOT's metadata.
+
+    Reports clips fully / partly / not covered (per split and per class) and a
+    list of findings, each with a stable code, severity, file, clip and frame.
+    Exit 1 on any error finding (or warning with --strict).
+
+    \b
+    Example:
+      avsprep validate boxes.csv --root ./demo-data --split test --json
+    """
+    from avsprep.validate import run_validate
+
+    setup_logging(quiet or as_json)
+    report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy)
+    code = report.exit_code(strict=strict)
+    if as_json:
+        echo_json(report.to_dict(strict=strict))
+    else:
+        click.echo(report.format_text(max_findings=max_findings))
+    raise SystemExit(code)
+
+
+# ----------------------------------------------------------------------------- build
+
+@cli.command()
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help=ROOT_HELP)
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Shard folder to write (SHARDS/{split}/shard-NNNNN.h5 + manifest.json).")
+@click.option("--split", type=SPLITS, multiple=True, help="Split(s) to build (repeatable). Default: all.")
+@click.option("--clips-per-shard", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--workers", "-j", type=click.IntRange(1), default=1, show_default=True,
+              help="Worker processes. The output bytes do not depend on this.")
+@click.option("--crop-size", type=click.IntRange(8), default=224, show_default=True,
+              help="Side of the resized box crops.")
+@click.option("--crop-policy", type=click.Choice(["largest", "union", "first"]), default="largest",
+              show_default=True, help="Which box to crop when a frame has several.")
+@click.option("--vggish-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="torchvggish weight file (vggish-10086976.pth); adds audio_vggish embeddings.")
+@click.option("--on-bad-input", type=click.Choice(["stop", "skip"]), default="stop", show_default=True,
+              help="A clip with an unreadable frame, mask or audio file: stop the build, or skip "
+                   "the clip (listed in the manifest under 'skipped').")
+@overwrite_option
+@click.option("--resume", is_flag=True, help="Keep finished shards whose hash matches; rebuild the rest.")
+@json_option
+@quiet_option
+@handle_errors
+def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_policy,
+          vggish_weights, on_bad_input, overwrite, resume, as_json, quiet):
+    """Write HDF5 shards: frames, masks, box crops, boxes and audio per 5-frame clip.
+
+    Clips are sorted by name and cut into shards of --clips-per-shard, so the
+    same inputs give byte-identical shards whatever --workers is. Every shard
+    and the manifest are written to a temporary name and renamed when complete.
+
+    \b
+    Example:
+      avsprep build boxes.csv --root ./demo-data -o ./shards --workers 2
+    """
+    from avsprep.shards import BuildOptions, build_shards
+
+    if overwrite and resume:
+        raise click.UsageError("--overwrite and --resume exclude each other")
+    setup_logging(quiet or as_json)
+    check_output_dir(output, overwrite=overwrite, resume=resume, what="SHARDS")
+    opts = BuildOptions(splits=list(split) or None, clips_per_shard=clips_per_shard, workers=workers,
+                        crop_size=crop_size, crop_policy=crop_policy, vggish_weights=vggish_weights,
+                        on_bad_input=on_bad_input, overwrite=overwrite, resume=resume)
+    summary = build_shards(table, root, output, opts, quiet=quiet or as_json)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
+
+
+# ----------------------------------------------------------------------------- verify
+
+@cli.command()
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@json_option
+@quiet_option
+@handle_errors
+def verify(shards, as_json, quiet):
+    """Check every shard against the manifest: sha256, byte size, clip counts, schema.
+
+    Exit 1 naming each shard that fails.
+
+    \b
+    Example:
+      avsprep verify ./shards
+    """
+    from avsprep.shards import verify_shards
+
+    setup_logging(quiet or as_json)
+    findings = verify_shards(shards, quiet=quiet or as_json)
+    errors = [f for f in findings if f.severity == "error"]
+    if as_json:
+        echo_json({"ok": not errors, "findings": [f.to_dict() for f in findings]})
+    else:
+        for f in findings:
+            click.echo(f.format())
+        click.echo("OK: every shard matches the manifest." if not errors
+                   else f"FAILED: {len(errors)} problem(s).")
+    raise SystemExit(1 if errors else 0)
+
+
+# ----------------------------------------------------------------------------- inspect
+
+@cli.command()
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--clip", default=None, help="Clip name to show (default: the first clip).")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a contact sheet of the clip: frames with boxes, crops, masks, log-mel.")
+@json_option
+@handle_errors
+def inspect(shards, clip, png, as_json):
+    """Summarise a shard folder; optionally draw one clip as a PNG contact sheet.
+
+    \b
+    Example:
+      avsprep inspect ./shards --clip=-_wznbUu3DY --png sheet.png
+    """
+    from avsprep.inspect import inspect_shards
+
+    setup_logging(as_json)
+    summary = inspect_shards(shards, clip=clip, png=png)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
+
+
+# ----------------------------------------------------------------------------- demo
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--clips", type=click.IntRange(3), default=144, show_default=True,
+              help="Total clips, split 4:1:1 into train/val/test.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@overwrite_option
+@quiet_option
+@handle_errors
+def demo(out, clips, seed, overwrite, quiet):
+    """Write the synthetic demo dataset in exact AVSBench S4 layout.
+
+    Each frame shows two objects of different classes; only one makes the
+    sound and only the audio says which. Includes the metadata CSV, frames,
+    GT masks, 16 kHz wavs, log-mel pickles and one labelImg XML per frame
+    boxing the sounding object. OUT becomes the AVSBench root.
+
+    \b
+    Example:
+      avsprep demo ./demo-data --clips 144 --seed 0
+    """
+    from avsprep.synth import write_demo
+
+    setup_logging(quiet)
+    check_output_dir(out, overwrite=overwrite, what="OUT")
+    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet)
+    click.echo(summary["text"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

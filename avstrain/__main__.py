@@ -1,0 +1,3 @@
+from avstrain.cli import cli
+
+cli(prog_name="avstrain")
