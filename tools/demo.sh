@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The main job on the embedded demo dataset: generate, import, validate, build,
+# train, evaluate (with audio ablations), and print a short table.
+# Everything lands under $DEMO_OUT (default ./demo-out). Called by `make demo`.
+set -euo pipefail
+PY="${PY:-python}"
+OUT="${DEMO_OUT:-demo-out}"
+SEED="${DEMO_SEED:-0}"
+CLIPS="${DEMO_CLIPS:-144}"
+mkdir -p "$OUT"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "1/7 demo dataset ($CLIPS clips, seed $SEED) -> $OUT/data"
+"$PY" -m avsprep demo "$OUT/data" --clips "$CLIPS" --seed "$SEED" --overwrite
+step "2/7 import labelImg XMLs -> $OUT/boxes.csv"
+"$PY" -m avsprep import --root "$OUT/data" -o "$OUT/boxes.csv" --overwrite
+step "3/7 validate box coverage"
+"$PY" -m avsprep validate "$OUT/boxes.csv" --root "$OUT/data" --json > "$OUT/validation.json"
+"$PY" -m avsprep validate "$OUT/boxes.csv" --root "$OUT/data" --max-findings 5 | head -n 20
+step "4/7 build HDF5 shards -> $OUT/shards"
+"$PY" -m avsprep build "$OUT/boxes.csv" --root "$OUT/data" -o "$OUT/shards" --workers 2 \
+    --crop-size "${DEMO_CROP_SIZE:-112}" --overwrite
+"$PY" -m avsprep verify "$OUT/shards"
+step "5/7 train (preset demo) -> $OUT/run"
+"$PY" -m avstrain train "$OUT/shards" -o "$OUT/run" --preset demo --seed "$SEED" --overwrite
+step "6/7 evaluate on test with audio ablations -> $OUT/results.json"
+"$PY" -m avstrain evaluate "$OUT/run/best.pt" "$OUT/shards" --split test \
+    --audio-ablation none,shuffle,zero --json > "$OUT/results.json"
+step "7/7 contact sheet of one test clip -> $OUT/contact_sheet.png"
+"$PY" -m avsprep inspect "$OUT/shards" --png "$OUT/contact_sheet.png" > /dev/null
+"$PY" tools/demo_table.py "$OUT"
