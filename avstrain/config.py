@@ -1,0 +1,249 @@
+"""Training configuration: one dataclass, three layers, saved with the run.
+
+Precedence (lowest to highest): ``TrainConfig`` defaults -> ``--preset NAME``
+or ``--config FILE`` (YAML or JSON, flat) -> command-line flags and
+``--set key=value``. Unknown keys raise ``ConfigError`` naming the key and
+listing the valid ones; values are coerced to the field's type. The resolved
+config is written to ``RUN/config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from avsprep.errors import AvsError
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+class ConfigError(AvsError):
+    """A config file, preset or override is invalid (unknown key, bad value)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Comments say what each field does."""
+
+    # --- task and model
+    setting: str = "s4"                 # s4 (loss on frames with a GT mask) | ms3 (5 masks + AVM-KL)
+    backbone: str = "resnet50"          # resnet50 | pvt_v2_b5 | tiny (CPU demos)
+    channel: int = 256                  # neck / TPAVI / decoder width (reference: 256)
+    tpavi_stages: list = field(default_factory=lambda: [0, 1, 2, 3])  # stages with TPAVI
+    backbone_weights: Optional[str] = None  # ImageNet resnet50 .pth or original pvt_v2_b5.pth; None = random init
+    # --- audio
+    audio_encoder: str = "auto"         # auto | precomputed (shard audio_vggish) | vggish (frozen) | tiny (trainable)
+    vggish_weights: Optional[str] = None  # torchvggish vggish-10086976.pth for audio_encoder=vggish
+    # --- crop losses (DESIGN.md section 1)
+    crop_head: bool = True              # build the crop classifier; needed when any crop weight > 0
+    crop_backbone: str = "resnet50"     # resnet50 (the recipe) | tiny
+    crop_backbone_weights: Optional[str] = None  # ImageNet resnet50 .pth for the crop head; None = random init
+    crop_logits_relu: bool = True       # the recipe's ReLU on the 23 logits before CE; False = clean CE
+    w_ce: float = 1.0                   # crop cross-entropy against the clip class (0 = off)
+    w_pairwise: float = 1.0             # mean PairwiseDistance between the clip's crop features (0 = off)
+    w_audio: float = 1.0                # 1 - cos(P a, f) between mean VGGish embedding and crop features (0 = off)
+    w_avm: Optional[float] = None       # AVM-KL weight; None = 0.5 for ms3, 0 for s4 (reference train.sh)
+    # --- optimisation
+    epochs: int = 15                    # reference: 15 (S4), 30 (MS3)
+    batch_size: int = 4                 # videos per step (per process under DDP); 4 videos = 20 frames
+    lr: float = 1e-4                    # Adam, constant, no weight decay (reference)
+    seed: int = 123                     # python, numpy, torch; data order = f(seed, epoch)
+    augment: bool = False               # albumentations flip/colour jitter, same on all 5 frames + masks
+    max_steps_per_epoch: Optional[int] = None  # cap steps per epoch (smoke runs); None = full epoch
+    # --- evaluation
+    val_every: int = 1                  # validate every N epochs (best.pt follows val mIoU)
+    eval_batch_videos: int = 4          # videos per batch for the official per-batch F-score
+    max_eval_clips: Optional[int] = None  # cap val clips (smoke runs); None = all
+    # --- hardware
+    device: str = "auto"                # auto (cuda if present) | cpu | cuda
+    amp: bool = True                    # bf16 autocast on CUDA (CPU always runs fp32)
+    channels_last: bool = True          # channels_last memory format on CUDA
+    workers: int = 2                    # DataLoader worker processes (0 = main process)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def avm_weight(self) -> float:
+        """The effective AVM-KL weight (None means the reference default for the setting)."""
+        if self.w_avm is not None:
+            return float(self.w_avm)
+        return 0.5 if self.setting == "ms3" else 0.0
+
+    def crop_losses_on(self) -> bool:
+        return self.crop_head and (self.w_ce > 0 or self.w_pairwise > 0 or self.w_audio > 0)
+
+
+CHOICES = {
+    "setting": ("s4", "ms3"),
+    "backbone": ("resnet50", "pvt_v2_b5", "tiny"),
+    "audio_encoder": ("auto", "precomputed", "vggish", "tiny"),
+    "crop_backbone": ("resnet50", "tiny"),
+    "device": ("auto", "cpu", "cuda"),
+}
+POSITIVE = ("channel", "epochs", "batch_size", "val_every", "eval_batch_videos")
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
+
+
+# --------------------------------------------------------------------------- coercion
+
+def _coerce(name: str, value: Any, typ: Any) -> Any:
+    """Coerce ``value`` (from YAML/JSON or a ``--set`` string) to the field type ``typ``."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        return _coerce(name, value, args[0])
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, (str, Path)):
+            return str(value)
+    elif typ is list:
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if isinstance(value, (list, tuple)):
+            try:
+                return [int(v) for v in value]
+            except (TypeError, ValueError):
+                pass
+    raise ConfigError(f"config key {name!r}: cannot use {value!r} as {_type_name(typ)}")
+
+
+def _type_name(typ: Any) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+            list: "a list of integers (e.g. 0,1,2,3)"}.get(typ, str(typ))
+
+
+def _validate(cfg: TrainConfig) -> TrainConfig:
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"config key {key!r}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    for key in POSITIVE:
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(cfg, key)}")
+    if any(s not in (0, 1, 2, 3) for s in cfg.tpavi_stages):
+        raise ConfigError(f"config key 'tpavi_stages': stages are 0..3, got {cfg.tpavi_stages}")
+    for key in ("w_ce", "w_pairwise", "w_audio", "lr"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(cfg, key)}")
+    if not cfg.crop_head and (cfg.w_ce > 0 or cfg.w_pairwise > 0 or cfg.w_audio > 0):
+        raise ConfigError("crop losses need the crop head: set crop_head=true, "
+                          "or w_ce=0 w_pairwise=0 w_audio=0")
+    return cfg
+
+
+def apply(cfg: TrainConfig, updates: Mapping[str, Any], source: str) -> TrainConfig:
+    """Return a copy of ``cfg`` with ``updates`` coerced and applied; unknown keys raise."""
+    hints = typing.get_type_hints(TrainConfig)
+    valid = field_names()
+    clean = {}
+    for key, value in updates.items():
+        k = str(key).replace("-", "_")
+        if k not in hints:
+            raise ConfigError(f"unknown config key {key!r} in {source}; valid keys: {', '.join(valid)}")
+        clean[k] = _coerce(k, value, hints[k])
+    return dataclasses.replace(cfg, **clean)
+
+
+# --------------------------------------------------------------------------- layers
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _read_mapping(path: Path) -> dict:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
+                          f"{str(exc).splitlines()[0]}") from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path} must hold a flat mapping of config keys, not {type(doc).__name__}")
+    return doc
+
+
+def load_preset(name: str) -> TrainConfig:
+    """The preset ``presets/NAME.yaml`` applied on the defaults."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(preset_names())}")
+    return _validate(apply(TrainConfig(), _read_mapping(path), f"preset {name} ({path})"))
+
+
+def load_file(path: Path | str) -> TrainConfig:
+    path = Path(path)
+    doc = _read_mapping(path)
+    return _validate(apply(TrainConfig(), doc, str(path)))
+
+
+def parse_set(items: typing.Iterable[str]) -> dict:
+    """``["lr=3e-4", "tpavi_stages=0,1"]`` -> ``{"lr": "3e-4", ...}`` (strings, coerced later)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def resolve_config(preset: Optional[str] = None, file: Optional[Path | str] = None,
+                   overrides: Optional[Mapping[str, Any]] = None) -> TrainConfig:
+    """Defaults -> preset or file -> overrides (None values in ``overrides`` are skipped)."""
+    if preset and file:
+        raise ConfigError("give either --preset or --config, not both")
+    if preset:
+        cfg = load_preset(preset)
+    elif file:
+        cfg = load_file(file)
+    else:
+        cfg = TrainConfig()
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return _validate(apply(cfg, overrides, "command-line overrides"))
+
+
+def from_dict(doc: Mapping[str, Any], source: str = "checkpoint") -> TrainConfig:
+    """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint or RUN/config.json)."""
+    return _validate(apply(TrainConfig(), doc, source))

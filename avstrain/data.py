@@ -1,0 +1,232 @@
+"""Shard dataset, batching and device transfer for training and evaluation.
+
+Items stay uint8 on the CPU (frames, masks, crops): the float conversion and
+ImageNet normalisation happen on the device in ``to_device``, which is what
+makes the loader cheap. The data order is a pure function of (seed, epoch):
+``DistributedSampler.set_epoch`` under DDP, a generator seeded with
+``seed + epoch`` otherwise, so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+T = 5  # frames per clip
+
+_TENSOR_KEYS = ("frames", "masks", "mask_valid", "crops", "crop_valid", "audio_logmel", "audio_vggish")
+
+
+def augmentation_pipeline():
+    """Light augmentation applied identically to the 5 frames and masks (crops untouched)."""
+    import albumentations as A
+
+    targets = {f"image{t}": "image" for t in range(1, T)}
+    targets.update({f"mask{t}": "mask" for t in range(1, T)})
+    return A.Compose([A.HorizontalFlip(p=0.5),
+                      A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=0.5)],
+                     additional_targets=targets)
+
+
+def apply_augmentation(pipeline, frames: np.ndarray, masks: np.ndarray):
+    """frames [5,S,S,3] uint8, masks [5,S,S] uint8 -> the same, one random draw for all 5."""
+    kw = {"image": frames[0], "mask": masks[0]}
+    for t in range(1, T):
+        kw[f"image{t}"] = frames[t]
+        kw[f"mask{t}"] = masks[t]
+    out = pipeline(**kw)
+    f = np.stack([out["image"]] + [out[f"image{t}"] for t in range(1, T)])
+    m = np.stack([out["mask"]] + [out[f"mask{t}"] for t in range(1, T)])
+    return np.ascontiguousarray(f), np.ascontiguousarray(m)
+
+
+class ShardDataset(Dataset):
+    """One split of a shard folder as a map-style dataset of uint8 tensors.
+
+    ``ShardSet`` opens the HDF5 files lazily in each process, so DataLoader
+    workers never share a handle. ``audio_from[i]`` = j makes item i carry the
+    audio of clip j (the ``shuffle`` audio ablation).
+    """
+
+    def __init__(self, shards_dir: os.PathLike | str, split: str = "train", augment: bool = False,
+                 audio_from: Optional[Sequence[int]] = None):
+        from avsprep.shards import ShardSet
+
+        self.shards_dir = Path(shards_dir)
+        self.split = split
+        self.augment = augment
+        reader = ShardSet(self.shards_dir, split=split)
+        self._len = len(reader)
+        self.names = list(reader.names)
+        self.classes = list(reader.classes)
+        self.manifest = reader.manifest
+        self.has_vggish = bool(reader.has_vggish)
+        opts = self.manifest.get("options", {}) if isinstance(self.manifest, dict) else {}
+        self.setting = self.manifest.get("setting") or opts.get("setting")  # may be None
+        self.audio_from = list(audio_from) if audio_from is not None else None
+        if self.audio_from is not None and len(self.audio_from) != self._len:
+            raise ValueError(f"audio_from has {len(self.audio_from)} entries for {self._len} clips")
+        self._reader = reader  # opens its HDF5 files lazily, per process
+        self._aug = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getstate__(self):  # the augmentation pipeline is rebuilt in each worker
+        state = self.__dict__.copy()
+        state["_aug"] = None
+        return state
+
+    def __getitem__(self, i: int) -> dict:
+        reader = self._reader
+        item = reader[i]
+        if self.audio_from is not None and self.audio_from[i] != i:
+            other = reader[self.audio_from[i]]
+            item = dict(item)
+            item["audio_logmel"] = other["audio_logmel"]
+            if "audio_vggish" in other:
+                item["audio_vggish"] = other["audio_vggish"]
+        frames, masks = np.asarray(item["frames"]), np.asarray(item["masks"])
+        if self.augment:
+            if self._aug is None:
+                self._aug = augmentation_pipeline()
+            frames, masks = apply_augmentation(self._aug, frames, masks)
+        out = {"frames": frames, "masks": masks}
+        for key in _TENSOR_KEYS[2:]:
+            if key in item and item[key] is not None:
+                out[key] = item[key]
+        sample = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
+        sample["label"] = torch.tensor(int(item["label"]), dtype=torch.long)
+        sample["video"] = str(item["video"])
+        sample["index"] = i
+        return sample
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack per-clip tensors to [B, ...]; names and indices stay lists."""
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if isinstance(items[0][k], torch.Tensor)}
+    batch["video"] = [it["video"] for it in items]
+    batch["index"] = [it["index"] for it in items]
+    return batch
+
+
+def _normalise(x_uint8: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    """[N,S,S,3] uint8 -> [N,3,S,S] float32, ImageNet-normalised, on ``device``."""
+    x = x_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)  # [N,S,S,3] -> [N,3,S,S]
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:
+        x = x.contiguous()
+    return x
+
+
+def to_device(batch: dict, device, channels_last: bool = False) -> dict:
+    """Move a collated batch to ``device``: float conversion and normalisation happen there.
+
+    Frames and masks are flattened clip-major (row ``b*5 + t``), as the model
+    and the reference losses expect.
+    """
+    B = batch["frames"].shape[0]
+    S = batch["frames"].shape[2]
+    out = {
+        "frames": _normalise(batch["frames"].reshape(B * T, S, S, 3), device, channels_last),  # [B*5,3,S,S]
+        "masks": batch["masks"].to(device, non_blocking=True).reshape(B * T, S, S).float(),    # [B*5,S,S] 0/1
+        "mask_valid": batch["mask_valid"].to(device).reshape(B * T),                           # [B*5] bool
+        "label": batch["label"].to(device),                                                    # [B]
+        "audio_logmel": batch["audio_logmel"].to(device, non_blocking=True)
+                         .reshape(B * T, 1, *batch["audio_logmel"].shape[2:]).float(),         # [B*5,1,96,64]
+        "video": batch["video"],
+        "index": batch["index"],
+        "batch_size": B,
+    }
+    if "crops" in batch:
+        C = batch["crops"].shape[2]
+        out["crops"] = _normalise(batch["crops"].reshape(B * T, C, C, 3), device, channels_last)  # [B*5,3,C,C]
+        out["crop_valid"] = batch["crop_valid"].to(device).reshape(B * T)                       # [B*5] bool
+    if "audio_vggish" in batch:
+        out["audio_vggish"] = batch["audio_vggish"].to(device, non_blocking=True).reshape(B * T, -1).float()
+    return out
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and python ``random`` in a worker from torch's per-worker seed."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class _ResumableSampler(Sampler):
+    """Wraps the epoch's sampler and drops its first ``skip`` indices (mid-epoch resume)."""
+
+    def __init__(self, base: Sampler):
+        self.base = base
+        self.skip = 0
+
+    def __iter__(self):
+        it = iter(self.base)
+        for _ in range(self.skip):
+            next(it, None)
+        return it
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)
+
+
+def make_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int = 0, workers: int = 0,
+                distributed: bool = False, drop_last: bool = False) -> DataLoader:
+    """A training DataLoader whose order depends only on (seed, epoch).
+
+    Under DDP a ``DistributedSampler`` splits the clips across ranks; otherwise
+    a ``RandomSampler`` draws from a generator reseeded with ``seed + epoch``.
+    Call ``set_loader_epoch`` before each pass.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    if distributed:
+        from torch.utils.data.distributed import DistributedSampler
+
+        base = DistributedSampler(ds, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif shuffle:
+        base = RandomSampler(ds, generator=generator)
+    else:
+        base = SequentialSampler(ds)
+    return DataLoader(ds, batch_size=batch_size, sampler=_ResumableSampler(base),
+                      num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                      drop_last=drop_last, generator=generator, worker_init_fn=seed_worker)
+
+
+def set_loader_epoch(loader: DataLoader, seed: int, epoch: int, skip_batches: int = 0) -> None:
+    """Make the coming pass's order a function of (seed, epoch) only; optionally skip the
+    first ``skip_batches`` batches (already trained on before an interruption)."""
+    sampler = loader.sampler
+    if hasattr(sampler.base, "set_epoch"):
+        sampler.base.set_epoch(epoch)
+    loader.generator.manual_seed(seed + epoch)
+    sampler.skip = skip_batches * loader.batch_size
+
+
+def eval_batches(n: int, batch_videos: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """Consecutive groups of ``batch_videos`` clips (the official test batching), dealt
+    round-robin to ranks: the groups, hence the per-batch metrics, do not depend on the
+    number of processes, and no clip is padded or repeated (unlike DistributedSampler)."""
+    groups = [list(range(i, min(i + batch_videos, n))) for i in range(0, n, batch_videos)]
+    return groups[rank::world]
+
+
+def make_eval_loader(ds: Dataset, batch_videos: int, workers: int = 0, rank: int = 0,
+                     world: int = 1) -> DataLoader:
+    """In-order loader over this rank's evaluation batches (see ``eval_batches``)."""
+    return DataLoader(ds, batch_sampler=eval_batches(len(ds), batch_videos, rank, world),
+                      num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
