@@ -1,0 +1,188 @@
+"""Audio inputs of a clip: AVSBench log-mel pickles and wav files.
+
+A clip's audio comes from its log-mel pickle when present, else from its wav
+(DESIGN section 8).  Pickles are untrusted: they are read with a restricted
+unpickler that only rebuilds tensors / arrays and never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from avsprep.audio.frontend import NUM_BANDS, NUM_FRAMES, clip_examples
+from avsprep.errors import DataError
+
+CLIP_EXAMPLES = 5
+
+
+def read_wav(path: os.PathLike | str) -> tuple[np.ndarray, int]:
+    """Read a wav as float64 [samples] or [samples, channels] and its rate.
+
+    16-bit PCM is read as int16 / 32768.0, exactly like torchvggish; other
+    encodings are read as float by soundfile.
+    """
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: audio file not found")
+    try:
+        info = soundfile.info(str(path))
+        if info.subtype == "PCM_16":
+            data, sr = soundfile.read(str(path), dtype="int16")
+            wave = data.astype(np.float64) / 32768.0
+        else:
+            wave, sr = soundfile.read(str(path), dtype="float64")
+    except (RuntimeError, ValueError, TypeError) as exc:  # soundfile.LibsndfileError is a RuntimeError
+        raise DataError(f"{path}: cannot read audio ({exc}); re-extract the wav (16 kHz PCM_16)") from None
+    return wave, int(sr)
+
+
+# --- restricted unpickling ---------------------------------------------------
+
+# Globals a ``pickle.dump`` of a torch tensor or numpy array needs; nothing else
+# is ever resolved.  torch's own ``_load_from_bytes`` calls torch.load with
+# weights_only=False, so it is replaced by a weights_only version below.
+_NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # protocol-2 numpy pickles encode bytes as latin-1 text
+}
+_TORCH_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_tensor"),
+    ("torch.storage", "_load_from_bytes"),
+}
+
+
+def _torch_load_from_bytes(data: bytes):
+    """Storage bytes inside a tensor pickle, loaded with torch's weights-only unpickler."""
+    import torch
+
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise _Refused("a global outside torch's weights-only allow-list") from None
+        raise
+
+
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first object of a legacy torch.save file
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if key == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if key in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        if key in _TORCH_GLOBALS:
+            if key == ("torch.storage", "_load_from_bytes"):
+                return _torch_load_from_bytes
+            return super().find_class(module, name)
+        raise _Refused(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        raise _Refused(f"persistent id {pid!r}")
+
+
+class _Refused(Exception):
+    """A pickle asked for a global outside the allow-list."""
+
+
+def _to_numpy(obj) -> np.ndarray | None:
+    if isinstance(obj, np.ndarray):
+        return obj
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().numpy()
+    return None
+
+
+def check_logmel(arr: np.ndarray, path: os.PathLike | str) -> np.ndarray:
+    """[5,1,96,64] or [5,96,64] float -> [5,96,64] float32, else ``DataError`` naming the file."""
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise DataError(f"{path}: log-mel has dtype {arr.dtype}, expected float; regenerate it from the wav")
+    shape = list(arr.shape)
+    if arr.ndim == 4 and shape[1] == 1:
+        arr = arr[:, 0]
+    if list(arr.shape) != [CLIP_EXAMPLES, NUM_FRAMES, NUM_BANDS]:
+        raise DataError(
+            f"{path}: log-mel has shape {shape}, expected [5, 1, 96, 64] or [5, 96, 64]; "
+            "regenerate it from the wav"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"{path}: log-mel contains NaN or infinite values; regenerate it from the wav")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def load_logmel_pickle(path: os.PathLike | str) -> np.ndarray:
+    """Load an AVSBench log-mel pickle as [5, 96, 64] float32 without running pickled code.
+
+    Accepts ``pickle.dump`` of a torch tensor (AVSBench's files, [5,1,96,64],
+    possibly ``requires_grad``) or of a numpy array, and ``torch.save`` files
+    (read with ``weights_only=True``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: log-mel pickle not found")
+    data = path.read_bytes()
+    try:
+        if data[:2] == b"PK":  # a torch.save zip archive rather than a plain pickle
+            obj = _torch_load_from_bytes(data)
+        else:
+            obj = _RestrictedUnpickler(io.BytesIO(data)).load()
+            if type(obj) is int and obj == _TORCH_LEGACY_MAGIC:  # legacy (pre-1.6) torch.save file
+                obj = _torch_load_from_bytes(data)
+    except _Refused as exc:
+        raise DataError(
+            f"{path}: refusing to unpickle (it tries to load {exc}); regenerate the log-mel from the wav"
+        ) from None
+    except Exception as exc:  # truncated or corrupt: pickle, torch and numpy raise many types
+        raise DataError(
+            f"{path}: cannot read log-mel pickle ({type(exc).__name__}: {exc}); regenerate it from the wav"
+        ) from None
+    arr = _to_numpy(obj)
+    if arr is None:
+        raise DataError(
+            f"{path}: pickle holds a {type(obj).__name__}, expected a tensor or array [5, 1, 96, 64]; "
+            "regenerate it from the wav"
+        )
+    return check_logmel(arr, path)
+
+
+def clip_audio(layout, clip) -> tuple[np.ndarray, str]:
+    """The clip's 5 log-mel examples [5, 96, 64] float32 and their source ("pickle" or "wav")."""
+    pkl = Path(layout.logmel_path(clip))
+    if pkl.is_file():
+        return load_logmel_pickle(pkl), "pickle"
+    wav = Path(layout.wav_path(clip))
+    if wav.is_file():
+        wave, sr = read_wav(wav)
+        return clip_examples(wave, sr, CLIP_EXAMPLES, name=str(wav)), "wav"
+    name = getattr(clip, "name", clip)
+    raise DataError(f"clip {name}: no audio; expected {pkl} or {wav}")
+
+
+def file_sha256(path: os.PathLike | str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
