@@ -1,0 +1,436 @@
+"""The synthetic demo dataset, written in exact AVSBench S4 layout (DESIGN section 10).
+
+Each frame shows two objects of different classes (a colour + a shape each);
+only one of them makes the sound, and only the audio (a class-specific
+harmonic tone with its own rhythm) says which. The sounding class is the
+clip's ``category``; masks and labelImg boxes mark the sounding object only.
+A model that ignores the audio cannot beat about half the IoU.
+
+Pure parts (planning, rendering, the labelImg XML bytes, the log-mel pickle
+bytes) take and return values; ``write_demo`` is the only function that
+touches the disk. Everything is seeded and byte-deterministic for the same
+``(clips, seed, classes)``, except ``<path>`` in the XMLs, which is absolute.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avsprep.atomic import write_bytes, write_text
+from avsprep.clikit import progress
+
+SIZE = 224              # frame width and height (AVSBench frames are 224x224)
+FRAMES = 5              # frames (and one-second audio examples) per clip
+SAMPLE_RATE = 16000     # AVSBench wavs are 16 kHz
+SECONDS = 5.0
+SPLITS = ("train", "val", "test")
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """How one demo class looks and sounds."""
+
+    category: str          # exact S4 class string
+    shape: str             # see ``shape_mask``
+    rgb: tuple             # base colour
+    f0: float              # fundamental of the tone (Hz); spaced apart on the mel scale
+    rate: float            # amplitude-pulse rate (Hz); 0 = steady tone
+
+
+# Ordered so that the first four (the default) are the most distinct in colour,
+# shape and pitch. ``horse_clip-clop`` keeps the hyphen in play.
+SIGNATURES: tuple[Signature, ...] = (
+    Signature("dog_barking", "disc", (220, 40, 40), 300.0, 0.0),
+    Signature("horse_clip-clop", "square", (40, 185, 60), 750.0, 4.0),
+    Signature("playing_piano", "triangle", (50, 80, 225), 1600.0, 0.0),
+    Signature("helicopter", "cross", (235, 210, 40), 3400.0, 8.0),
+    Signature("cat_meowing", "ring", (205, 60, 205), 480.0, 2.0),
+    Signature("race_car", "diamond", (40, 200, 215), 1100.0, 6.0),
+    Signature("playing_violin", "hbar", (245, 140, 30), 2300.0, 3.0),
+    Signature("ambulance_siren", "xcross", (240, 240, 240), 5000.0, 1.5),
+)
+MAX_CLASSES = len(SIGNATURES)
+
+
+@dataclass(frozen=True)
+class ObjectTrack:
+    """One object across the 5 frames: class index, size, shade, linear motion."""
+
+    cls: int
+    radius: float
+    shade: float
+    x0: float
+    y0: float
+    vx: float
+    vy: float
+
+    def centre(self, k: int) -> tuple[float, float]:
+        """Centre in frame ``k`` (0-based)."""
+        return self.x0 + k * self.vx, self.y0 + k * self.vy
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Everything needed to render one clip; ``objects[0]`` is the sounding one."""
+
+    name: str
+    split: str
+    category: str
+    distractor: str
+    objects: tuple            # (sounding ObjectTrack, distractor ObjectTrack)
+    seed: tuple               # entropy for the clip's own texture/noise/audio RNG
+
+
+# --------------------------------------------------------------------------- planning
+
+def split_counts(clips: int) -> dict[str, int]:
+    """4:1:1 train/val/test, with at least one clip in val and test."""
+    if clips < 3:
+        raise ValueError(f"the demo needs at least 3 clips (one per split), got {clips}")
+    val = test = max(1, clips // 6)
+    return {"train": clips - val - test, "val": val, "test": test}
+
+
+def demo_classes(classes: int = 4) -> list[str]:
+    """The S4 class strings used by a demo with ``classes`` classes."""
+    if not 2 <= classes <= MAX_CLASSES:
+        raise ValueError(f"classes must be between 2 and {MAX_CLASSES}, got {classes}")
+    return [s.category for s in SIGNATURES[:classes]]
+
+
+def _clip_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct 11-character YouTube-like ids over ``[A-Za-z0-9_-]``."""
+    alphabet = np.array(list(ID_ALPHABET))
+    ids: list[str] = []
+    seen: set[str] = set()
+    while len(ids) < n:
+        name = "".join(alphabet[rng.integers(0, len(alphabet), 11)])
+        if name not in seen:
+            seen.add(name)
+            ids.append(name)
+    return ids
+
+
+def _tracks(rng: np.random.Generator, cls_a: int, cls_b: int) -> tuple[ObjectTrack, ObjectTrack]:
+    """Two objects that never overlap in any frame and move a little."""
+    for _ in range(10000):
+        objs = []
+        for cls in (cls_a, cls_b):
+            r = float(rng.uniform(24.0, 36.0))
+            lo, hi = 0.85 * r, SIZE - 0.85 * r
+            x0, y0 = rng.uniform(lo, hi, 2)
+            vx, vy = rng.uniform(-3.0, 3.0, 2)
+            x4, y4 = x0 + (FRAMES - 1) * vx, y0 + (FRAMES - 1) * vy
+            if not (lo <= x4 <= hi and lo <= y4 <= hi):
+                break
+            objs.append(ObjectTrack(cls, r, float(rng.uniform(0.85, 1.1)),
+                                    float(x0), float(y0), float(vx), float(vy)))
+        if len(objs) < 2:
+            continue
+        a, b = objs
+        gap = 1.25 * (a.radius + b.radius) + 4.0   # every shape fits in 1.2 r
+        if all(np.hypot(*np.subtract(a.centre(k), b.centre(k))) >= gap for k in range(FRAMES)):
+            return a, b
+    raise RuntimeError("could not place two non-overlapping objects")  # pragma: no cover
+
+
+def plan_demo(clips: int = 144, seed: int = 0, classes: int = 4) -> list[ClipSpec]:
+    """The clips of a demo dataset, in metadata order (train, val, test).
+
+    Classes are balanced within each split, and so are (sounding, distractor)
+    pairs; each split's first clip gets an id starting with ``-`` (real S4
+    ids do, e.g. ``-_wznbUu3DY``).
+    """
+    names = demo_classes(classes)
+    counts = split_counts(clips)
+    rng = np.random.default_rng(seed)
+    ids = _clip_ids(rng, clips)
+    child_seeds = np.random.SeedSequence(seed).spawn(clips)
+    specs: list[ClipSpec] = []
+    i = 0
+    for split in SPLITS:
+        n = counts[split]
+        offset = int(rng.integers(0, classes))
+        labels = [(offset + j) % classes for j in range(n)]
+        rng.shuffle(labels)
+        seen = [0] * classes
+        for j, cls in enumerate(labels):
+            other = (cls + 1 + seen[cls] % (classes - 1)) % classes
+            seen[cls] += 1
+            name = ids[i]
+            if j == 0 and not name.startswith("-"):
+                name = "-" + name[1:]
+            clip_rng = np.random.default_rng(child_seeds[i])
+            specs.append(ClipSpec(name=name, split=split, category=names[cls],
+                                  distractor=names[other], objects=_tracks(clip_rng, cls, other),
+                                  seed=(seed, i)))
+            i += 1
+    if len({s.name for s in specs}) != len(specs):  # pragma: no cover - '-' prefix collision
+        raise RuntimeError("clip ids collided; choose another seed")
+    return specs
+
+
+# --------------------------------------------------------------------------- rendering
+
+_GRID_Y, _GRID_X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5  # pixel centres
+
+
+def shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+    """Bool [SIZE, SIZE]: pixels whose centre lies inside the shape (fits in 1.2 r)."""
+    dx, dy = _GRID_X - cx, _GRID_Y - cy
+    ax, ay = np.abs(dx), np.abs(dy)
+    if shape == "disc":
+        return dx * dx + dy * dy <= r * r
+    if shape == "ring":
+        d2 = dx * dx + dy * dy
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    if shape == "square":
+        return (ax <= 0.85 * r) & (ay <= 0.85 * r)
+    if shape == "triangle":   # apex up, base at +0.8 r
+        t = (dy + r) / (1.8 * r)
+        return (t >= 0) & (t <= 1) & (ax <= r * t)
+    if shape == "cross":
+        return ((ax <= 0.33 * r) & (ay <= r)) | ((ay <= 0.33 * r) & (ax <= r))
+    if shape == "diamond":
+        return ax + ay <= 1.15 * r
+    if shape == "hbar":
+        return (ax <= 1.1 * r) & (ay <= 0.45 * r)
+    if shape == "xcross":
+        diag = (np.abs(dx - dy) <= 0.45 * r) | (np.abs(dx + dy) <= 0.45 * r)
+        return diag & (ax <= 0.85 * r) & (ay <= 0.85 * r)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    """A low-saturation smooth texture, float32 [SIZE, SIZE, 3]."""
+    from PIL import Image
+
+    base = rng.uniform(80, 150) + rng.uniform(-12, 12, 3)
+    grain = rng.normal(0, 25, (7, 7, 1)) + rng.normal(0, 6, (7, 7, 3))   # mostly luminance
+    low = np.clip(base + grain, 0, 255).astype(np.uint8)
+    tex = Image.fromarray(low, "RGB").resize((SIZE, SIZE), Image.BICUBIC)
+    return np.asarray(tex, dtype=np.float32)
+
+
+def render_frames(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Frames uint8 [5, 224, 224, 3] and object masks bool [5, 2, 224, 224].
+
+    Mask 0 is the sounding object (the GT mask), mask 1 the distractor.
+    """
+    rng = np.random.default_rng([*spec.seed, 1])
+    background = _background(rng)
+    frames = np.empty((FRAMES, SIZE, SIZE, 3), np.uint8)
+    masks = np.zeros((FRAMES, 2, SIZE, SIZE), bool)
+    for k in range(FRAMES):
+        img = background + rng.normal(0, 6, background.shape).astype(np.float32)
+        img += np.float32(rng.uniform(-3, 3))   # slight exposure drift
+        for j, obj in enumerate(spec.objects):
+            sig = SIGNATURES[obj.cls]
+            m = shape_mask(sig.shape, *obj.centre(k), obj.radius)
+            colour = np.asarray(sig.rgb, np.float32) * obj.shade
+            img[m] = colour + rng.normal(0, 6, (int(m.sum()), 3)).astype(np.float32)
+            masks[k, j] = m
+        frames[k] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return frames, masks
+
+
+def render_audio(spec: ClipSpec) -> np.ndarray:
+    """The clip's 5-s mono track as int16 [80000]: the sounding class's tone + faint noise."""
+    rng = np.random.default_rng([*spec.seed, 2])
+    sig = SIGNATURES[spec.objects[0].cls]
+    t = np.arange(int(SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
+    f0 = sig.f0 * rng.uniform(0.97, 1.03)
+    wave = np.zeros_like(t)
+    norm = 0.0
+    for p, amp in ((1, 1.0), (2, 0.5), (3, 0.25)):
+        if p * f0 < 7000:
+            wave += amp * np.sin(2 * np.pi * p * f0 * t + rng.uniform(0, 2 * np.pi))
+            norm += amp
+    wave /= norm
+    if sig.rate:
+        wave *= 0.55 + 0.45 * np.cos(2 * np.pi * sig.rate * t + rng.uniform(0, 2 * np.pi))
+    wave = rng.uniform(0.2, 0.35) * wave + rng.normal(0, rng.uniform(0.003, 0.01), t.shape)
+    return np.clip(np.rint(wave * 32767), -32768, 32767).astype(np.int16)
+
+
+# --------------------------------------------------------------------------- labelImg
+
+def labelimg_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box labelImg saves for a canvas rectangle drawn tightly around ``mask``.
+
+    The rectangle's corners are pixel edges (0-based, max exclusive);
+    labelImg's ``convert_points_to_bnd_box`` raises xmin/ymin below 1 to 1 and
+    truncates with ``int()``.
+    """
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return int(max(x0, 1)), int(max(y0, 1)), x1, y1
+
+
+def labelimg_xml(folder: str, filename: str, path: str | None, width: int, height: int,
+                 depth: int, objects=(), verified: bool = False) -> bytes:
+    """The bytes labelImg 1.8.6's ``PascalVocWriter`` writes for one image.
+
+    ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)`` tuples. As in
+    labelImg: no XML declaration, TAB indentation (its pretty-printer turns
+    every pair of spaces into a TAB, text included), LF, trailing newline, and
+    ``truncated`` computed from the coordinates.
+    """
+    from lxml import etree
+
+    top = etree.Element("annotation")
+    if verified:
+        top.set("verified", "yes")
+    etree.SubElement(top, "folder").text = folder
+    etree.SubElement(top, "filename").text = filename
+    if path is not None:
+        etree.SubElement(top, "path").text = path
+    source = etree.SubElement(top, "source")
+    etree.SubElement(source, "database").text = "Unknown"
+    size = etree.SubElement(top, "size")
+    etree.SubElement(size, "width").text = str(width)
+    etree.SubElement(size, "height").text = str(height)
+    etree.SubElement(size, "depth").text = str(depth)
+    etree.SubElement(top, "segmented").text = "0"
+    for name, xmin, ymin, xmax, ymax, difficult in objects:
+        obj = etree.SubElement(top, "object")
+        etree.SubElement(obj, "name").text = name
+        etree.SubElement(obj, "pose").text = "Unspecified"
+        edge = (int(float(ymax)) == int(height) or int(float(ymin)) == 1
+                or int(float(xmax)) == int(width) or int(float(xmin)) == 1)
+        etree.SubElement(obj, "truncated").text = "1" if edge else "0"
+        etree.SubElement(obj, "difficult").text = str(bool(difficult) & 1)
+        box = etree.SubElement(obj, "bndbox")
+        for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
+            etree.SubElement(box, tag).text = str(value)
+    return etree.tostring(top, pretty_print=True, encoding="utf-8").replace(b"  ", b"\t")
+
+
+# --------------------------------------------------------------------------- audio files
+
+def wav_bytes(pcm: np.ndarray) -> bytes:
+    """16-bit PCM WAV at 16 kHz (what AVSBench's moviepy extraction gives)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
+    """AVSBench's log-mel pickle: ``pickle.dump`` of a float32 tensor [5,1,96,64], requires_grad=True.
+
+    Torch pickles a storage through its legacy serializer, keyed by the
+    storage's memory address; that key is replaced by ``"0"`` so the bytes
+    are reproducible (the loader only matches the key with itself).
+    """
+    import torch
+
+    data = np.ascontiguousarray(examples, dtype=np.float32).reshape(FRAMES, 1, 96, 64)
+    tensor = torch.tensor(data, requires_grad=True)
+
+    class _Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, torch.storage.TypedStorage):
+                fn, (blob,) = obj.__reduce__()
+                key = str(obj._untyped_storage._cdata).encode()
+                old = b"X" + struct.pack("<I", len(key)) + key
+                if blob.count(old) != 2:  # pragma: no cover - torch changed its legacy format
+                    raise RuntimeError("unexpected torch storage pickle layout")
+                return fn, (blob.replace(old, b"X" + struct.pack("<I", 1) + b"0"),)
+            return NotImplemented
+
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=4).dump(tensor)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- writing
+
+def _png_bytes(array: np.ndarray, mode: str) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def clip_files(spec: ClipSpec) -> dict[str, object]:
+    """Relative paths (under the S4 root) of one clip's files, AVSBench layout."""
+    rel = f"{spec.split}/{spec.category}"
+    data = "s4_data"
+    return {
+        "frames_dir": f"{data}/visual_frames/{rel}/{spec.name}",
+        "masks_dir": f"{data}/gt_masks/{rel}/{spec.name}",
+        "wav": f"{data}/audio_wav/{rel}/{spec.name}.wav",
+        "pkl": f"{data}/audio_log_mel/{rel}/{spec.name}.pkl",
+    }
+
+
+def _write_clip(root: Path, spec: ClipSpec) -> None:
+    from avsprep.audio import clip_examples
+
+    files = clip_files(spec)
+    frames_dir = root / files["frames_dir"]
+    masks_dir = root / files["masks_dir"]
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    frames, masks = render_frames(spec)
+    mask_frames = [1] if spec.split == "train" else list(range(1, FRAMES + 1))
+    for k in range(1, FRAMES + 1):
+        stem = f"{spec.name}_{k}"
+        png = frames_dir / f"{stem}.png"
+        write_bytes(png, _png_bytes(frames[k - 1], "RGB"))
+        box = labelimg_box(masks[k - 1, 0])
+        objects = [(spec.category, *box, 0)] if box else []
+        write_bytes(frames_dir / f"{stem}.xml",
+                    labelimg_xml(spec.name, png.name, os.path.abspath(png), SIZE, SIZE, 3, objects))
+        if k in mask_frames:
+            write_bytes(masks_dir / f"{stem}.png",
+                        _png_bytes(masks[k - 1, 0].astype(np.uint8) * 255, "L"))
+    pcm = render_audio(spec)
+    for key in ("wav", "pkl"):
+        (root / files[key]).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(root / files["wav"], wav_bytes(pcm))
+    examples = clip_examples(pcm.astype(np.float64) / 32768.0, SAMPLE_RATE, frames=FRAMES)
+    write_bytes(root / files["pkl"], logmel_pickle_bytes(examples))
+
+
+def metadata_csv(specs: list[ClipSpec]) -> str:
+    """``s4_meta_data.csv`` text: header ``name,start,category,split``, start 0."""
+    rows = ["name,start,category,split"]
+    rows += [f"{s.name},0,{s.category},{s.split}" for s in specs]
+    return "\n".join(rows) + "\n"
+
+
+def write_demo(out, clips: int = 144, seed: int = 0, quiet: bool = False,
+               classes: int = 4) -> dict:
+    """Write the demo dataset with OUT as the AVSBench S4 root (the folder of ``s4_meta_data.csv``).
+
+    Existing files of the same names are replaced; the caller decides whether
+    a non-empty OUT is acceptable.
+    """
+    root = Path(out)
+    specs = plan_demo(clips, seed, classes)
+    root.mkdir(parents=True, exist_ok=True)
+    for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
+        _write_clip(root, spec)
+    write_text(root / "s4_meta_data.csv", metadata_csv(specs))
+    counts = split_counts(clips)
+    names = demo_classes(classes)
+    text = (f"Wrote a synthetic AVSBench S4 dataset at {root}: {clips} clips "
+            f"(train {counts['train']}, val {counts['val']}, test {counts['test']}), "
+            f"{classes} classes ({', '.join(names)}); each frame shows two objects, "
+            f"only the audio says which one sounds; one labelImg XML per frame boxes it. "
+            f"Next: avsprep import --root {root} -o boxes.csv")
+    return {"text": text, "root": str(root), "clips": counts, "classes": names, "seed": seed}
