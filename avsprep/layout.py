@@ -1,0 +1,207 @@
+"""AVSBench S4/MS3 directory layout and metadata CSV (reference/avsbench.md 1.2, 1.3).
+
+An AVSBench root is the folder holding ``s4_meta_data.csv`` and ``s4_data/``
+(Single-source) or ``ms3_meta_data.csv`` and ``ms3_data/`` (Multi-sources).
+Every path the toolkit opens is derived here from (clip, frame); paths written
+inside annotation files are never used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from avsprep.errors import DataError
+
+# Exact spelling and order of the AVSBench code (reference/avsbench.md 1.6).
+S4_CLASSES: list[str] = [
+    "baby_laughter", "female_singing", "male_speech", "dog_barking", "cat_meowing",
+    "lions_roaring", "horse_clip-clop", "coyote_howling", "mynah_bird_singing",
+    "playing_acoustic_guitar", "playing_tabla", "playing_violin", "playing_piano",
+    "playing_ukulele", "playing_glockenspiel", "helicopter", "race_car",
+    "driving_buses", "ambulance_siren", "typing_on_computer_keyboard",
+    "chainsawing_trees", "cap_gun_shooting", "lawn_mowing",
+]
+# MS3 has no per-clip category; every box marks "a sounding object".
+MS3_CLASSES: list[str] = ["sounding"]
+
+SETTINGS = ("s4", "ms3")
+SPLITS = ("train", "val", "test")
+FRAMES = 5
+META_FILES = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
+META_COLUMNS = {"s4": ["name", "start", "category", "split"], "ms3": ["video_id", "split"]}
+DATA_DIRS = {"s4": "s4_data", "ms3": "ms3_data"}
+
+_S4_STEM = re.compile(r"^(?P<video>.+)_(?P<k>[1-9][0-9]*)$", re.S)
+_MS3_STEM = re.compile(r"^(?P<video>.+)\.mp4_(?P<k>[1-9][0-9]*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One 5-second clip listed in the metadata (``category``/``start`` None for MS3)."""
+
+    name: str
+    split: str
+    category: Optional[str] = None
+    start: Optional[int] = None
+
+
+def parse_frame_stem(stem: str, setting: str) -> Optional[tuple[str, int]]:
+    """Frame file stem -> (video, k), or None when it is not a frame name.
+
+    S4: ``{name}_{k}`` (split on the last ``_``; names may start with ``-`` and
+    contain ``_``). MS3: ``{id}.mp4_{k}``. ``k`` must be 1..5.
+    """
+    pattern = _S4_STEM if setting == "s4" else _MS3_STEM
+    m = pattern.match(stem)
+    if not m:
+        return None
+    k = int(m.group("k"))
+    if not 1 <= k <= FRAMES:
+        return None
+    return m.group("video"), k
+
+
+def read_metadata(path: Path | str, setting: Optional[str] = None) -> "pandas.DataFrame":  # noqa: F821
+    """Read a metadata CSV with every field as a string (ids like ``0001`` stay as written)."""
+    import pandas as pd
+
+    path = Path(path)
+    if setting is None:
+        setting = "ms3" if path.name.startswith("ms3") else "s4"
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the metadata CSV ({exc}); "
+                        "use the file shipped with AVSBench") from exc
+    missing = [c for c in META_COLUMNS[setting] if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
+                        f"(expected header {','.join(META_COLUMNS[setting])})")
+    id_col = META_COLUMNS[setting][0]
+    bad = df[~df["split"].isin(SPLITS)]
+    if len(bad):
+        row = bad.index[0] + 2
+        raise DataError(f"{path} line {row}: split {bad['split'].iloc[0]!r} is not one of "
+                        f"{', '.join(SPLITS)}")
+    dup = df[df[id_col].duplicated()]
+    if len(dup):
+        raise DataError(f"{path}: clip {dup[id_col].iloc[0]!r} is listed twice; "
+                        "each clip must appear once")
+    return df
+
+
+class Layout:
+    """Paths of one AVSBench root for one setting."""
+
+    def __init__(self, root: Path | str, setting: str):
+        if setting not in SETTINGS:
+            raise DataError(f"unknown setting {setting!r}; use s4 or ms3")
+        self.root = Path(root)
+        self.setting = setting
+        self._meta = None
+        self._clips: Optional[list[Clip]] = None
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_root(cls, root: Path | str, setting: Optional[str] = None) -> "Layout":
+        """Open ``root``; infer the setting from the metadata CSV present when not given."""
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root} is not a folder; pass the AVSBench root "
+                            "(the folder holding s4_meta_data.csv or ms3_meta_data.csv)")
+        present = [s for s in SETTINGS if (root / META_FILES[s]).is_file()]
+        if setting is None:
+            if len(present) != 1:
+                what = "both" if present else "neither"
+                raise DataError(f"{root} holds {what} of s4_meta_data.csv and ms3_meta_data.csv; "
+                                "pass the Single-source or Multi-sources folder, or --setting")
+            setting = present[0]
+        elif setting not in present:
+            raise DataError(f"{root} has no {META_FILES.get(setting, setting)}; "
+                            "pass the AVSBench root for that setting")
+        return cls(root, setting)
+
+    # -- metadata -------------------------------------------------------------------
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / META_FILES[self.setting]
+
+    @property
+    def metadata(self):
+        if self._meta is None:
+            self._meta = read_metadata(self.meta_path, self.setting)
+        return self._meta
+
+    def clips(self, splits: Optional[Iterable[str]] = None) -> list[Clip]:
+        """Clips of the chosen splits (all when None), sorted by name."""
+        if self._clips is None:
+            df = self.metadata
+            if self.setting == "s4":
+                out = []
+                for name, start, cat, split in zip(df["name"], df["start"], df["category"], df["split"]):
+                    try:
+                        start_i = int(start) if start != "" else None
+                    except ValueError:
+                        raise DataError(f"{self.meta_path}: clip {name!r} has start {start!r}, "
+                                        "not an integer number of seconds") from None
+                    out.append(Clip(name, split, cat, start_i))
+            else:
+                out = [Clip(v, s) for v, s in zip(df["video_id"], df["split"])]
+            self._clips = sorted(out, key=lambda c: c.name)
+        if splits is None:
+            return list(self._clips)
+        wanted = set(splits)
+        return [c for c in self._clips if c.split in wanted]
+
+    def clip_index(self) -> dict[str, Clip]:
+        return {c.name: c for c in self.clips()}
+
+    def classes(self) -> list[str]:
+        return list(S4_CLASSES if self.setting == "s4" else MS3_CLASSES)
+
+    def mask_frames(self, clip: Clip) -> list[int]:
+        """Frames with a GT mask: S4 train has only frame 1 (semi-supervised)."""
+        if self.setting == "s4" and clip.split == "train":
+            return [1]
+        return list(range(1, FRAMES + 1))
+
+    # -- paths ----------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / DATA_DIRS[self.setting]
+
+    def frames_dir(self) -> Path:
+        """Top of the frame tree; the default folder searched for annotation XMLs."""
+        return self.data_dir / "visual_frames"
+
+    def frame_stem(self, clip: Clip, k: int) -> str:
+        return f"{clip.name}_{k}" if self.setting == "s4" else f"{clip.name}.mp4_{k}"
+
+    def frame_path(self, clip: Clip, k: int) -> Path:
+        if self.setting == "s4":
+            return self.frames_dir() / clip.split / clip.category / clip.name / f"{clip.name}_{k}.png"
+        return self.frames_dir() / clip.name / f"{clip.name}.mp4_{k}.png"
+
+    def mask_path(self, clip: Clip, k: int) -> Path:
+        base = self.data_dir / "gt_masks" / clip.split
+        if self.setting == "s4":
+            base = base / clip.category
+        return base / clip.name / f"{clip.name}_{k}.png"
+
+    def logmel_path(self, clip: Clip) -> Path:
+        base = self.data_dir / "audio_log_mel" / clip.split
+        if self.setting == "s4":
+            base = base / clip.category
+        return base / f"{clip.name}.pkl"
+
+    def wav_path(self, clip: Clip) -> Path:
+        base = self.data_dir / "audio_wav" / clip.split
+        if self.setting == "s4":
+            base = base / clip.category
+        return base / f"{clip.name}.wav"

@@ -1,0 +1,305 @@
+"""Hardened reader for labelImg / Pascal-VOC XML: bytes in, boxes and findings out.
+
+Untrusted input (DESIGN.md section 11): no DTD, no entity expansion, no network,
+a size limit; a file with a DOCTYPE or ENTITY declaration (billion laughs, XXE)
+is refused as a finding before parsing. Nothing here raises on bad data: every
+problem becomes a :class:`~avsprep.findings.Finding` with a stable code.
+
+Tolerated (reference/labelimg_voc.md 1.4, 3, 5): any or no XML declaration
+(``us-ascii`` included), a BOM, CRLF, numeric character references, any child
+order, ``<Difficult>`` in any case, empty ``<difficult/>`` (read as 0 with a
+warning), ``<occluded>``, ``<part>``, ``<attributes>`` (ignored), a missing
+``<size>`` or a 0x0 one (reported), float and negative coordinates.
+
+**Box convention (the one place it is defined).** Inside avsprep a box is
+``(xmin, ymin, xmax, ymax)`` as floats in *pixel edges*: 0-based, ``xmax``
+exclusive, so a box over a W x H image is ``(0, 0, W, H)``. Files come in two
+conventions, decided once per file by :func:`detect_convention`:
+
+* ``labelimg-1based``: every coordinate is written as an integer and every
+  ``xmin``/``ymin`` is >= 1. This is what labelImg's GUI writes (it raises
+  ``xmin``/``ymin`` below 1 to 1 and truncates to int). It is read with the
+  VOC-devkit meaning, 1-based inclusive pixels: edges = ``(xmin - 1, ymin - 1,
+  xmax, ymax)``, so labelImg's full-frame box ``1,1,W,H`` becomes exactly
+  ``(0, 0, W, H)``. (labelImg's canvas is really 0-based edges with 0 raised
+  to 1, so a box not touching the left/top edge may sit up to one pixel left
+  of where it was drawn; one pixel at 224 px, and the devkit reading is what
+  every VOC tool assumes.)
+* ``zero-based``: any coordinate written with a decimal point, any 0, or any
+  negative value (CVAT, Roboflow, labelme, VoTT, scripts). Taken as edges as
+  they are.
+
+:func:`to_edges` applies the rule; nothing else converts coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+from avsprep.findings import Finding
+
+MAX_XML_BYTES = 1 << 20  # 1 MiB: a labelImg file for one frame is ~1 KB per box
+
+LABELIMG_1BASED = "labelimg-1based"
+ZERO_BASED = "zero-based"
+
+# Reader finding codes (the full list, with validate's, is avsprep.validate.CODES).
+UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation"})
+
+_INT_TEXT = re.compile(r"^[+-]?[0-9]+$")
+_HOSTILE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
+_APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07"
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+@dataclass(frozen=True)
+class VocBox:
+    """One box in the internal convention (float pixel edges, 0-based, xmax exclusive)."""
+
+    label: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: int = 0
+
+
+@dataclass
+class VocResult:
+    """What one XML file says; ``readable`` is False when nothing could be taken from it."""
+
+    boxes: list[VocBox] = field(default_factory=list)
+    width: Optional[int] = None
+    height: Optional[int] = None
+    depth: Optional[int] = None
+    filename: Optional[str] = None
+    verified: bool = False
+    convention: str = ZERO_BASED
+    findings: list[Finding] = field(default_factory=list)
+    readable: bool = True
+
+
+def _parser(encoding: Optional[str] = None):
+    """lxml parser with every external or expanding feature off."""
+    from lxml import etree
+
+    return etree.XMLParser(encoding=encoding, resolve_entities=False, no_network=True,
+                           load_dtd=False, dtd_validation=False, huge_tree=False,
+                           remove_comments=True, remove_pis=True)
+
+
+def _local(el) -> str:
+    tag = el.tag
+    if not isinstance(tag, str):  # comments, PIs, entity references
+        return ""
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def _child(el, name: str):
+    """First child element named ``name``, case-insensitively (``<Difficult>``)."""
+    for c in el:
+        if _local(c) == name:
+            return c
+    return None
+
+
+def _text(el) -> Optional[str]:
+    if el is None:
+        return None
+    return "".join(el.itertext())
+
+
+def detect_convention(raw: list[tuple[str, str, str, str]]) -> str:
+    """The file's convention from its coordinate texts (see the module docstring)."""
+    if not raw:
+        return ZERO_BASED
+    for quad in raw:
+        if not all(_INT_TEXT.match(t.strip()) for t in quad):
+            return ZERO_BASED
+        if int(quad[0]) < 1 or int(quad[1]) < 1:
+            return ZERO_BASED
+    return LABELIMG_1BASED
+
+
+def to_edges(xmin: float, ymin: float, xmax: float, ymax: float,
+             convention: str) -> tuple[float, float, float, float]:
+    """File coordinates -> internal edges: the single conversion rule."""
+    if convention == LABELIMG_1BASED:
+        return xmin - 1.0, ymin - 1.0, xmax, ymax
+    return xmin, ymin, xmax, ymax
+
+
+def _size_value(size_el, name: str, file: str, findings: list) -> Optional[int]:
+    text = _text(_child(size_el, name))
+    if text is None or not text.strip():
+        return None
+    try:
+        v = float(text.strip())
+    except ValueError:
+        findings.append(Finding("size-bad-value", "warning",
+                                f"<size>/<{name}> is {text.strip()!r}, not a number; ignored", file))
+        return None
+    if not math.isfinite(v) or v < 0 or v != int(v):
+        findings.append(Finding("size-bad-value", "warning",
+                                f"<size>/<{name}> is {text.strip()!r}, not a pixel count; ignored", file))
+        return None
+    return int(v)
+
+
+def _difficult(obj, file: str, index: int, findings: list) -> int:
+    el = _child(obj, "difficult")
+    if el is None:
+        return 0
+    text = (_text(el) or "").strip().lower()
+    if text in ("0", "false", "no"):
+        return 0
+    if text in ("1", "true", "yes"):
+        return 1
+    if text == "":
+        findings.append(Finding("difficult-empty", "warning",
+                                f"object {index}: empty <difficult/> read as 0 (labelme2voc writes these)",
+                                file))
+        return 0
+    findings.append(Finding("difficult-bad-value", "warning",
+                            f"object {index}: <difficult> is {text!r}; expected 0 or 1, read as 0", file))
+    return 0
+
+
+def _stem(file: str) -> str:
+    name = Path(file).name
+    return name[:-4] if name.lower().endswith(".xml") else name
+
+
+def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_XML_BYTES) -> VocResult:
+    """Parse one labelImg/VOC XML document (pure: no file access). Never raises on bad data."""
+    from lxml import etree
+
+    res = VocResult()
+    f = res.findings
+
+    def fail(code: str, message: str) -> VocResult:
+        res.readable = False
+        f.append(Finding(code, "error", message, file))
+        return res
+
+    if max_bytes is not None and len(data) > max_bytes:
+        return fail("xml-too-large", f"{len(data)} bytes, over the {max_bytes}-byte limit for one frame; "
+                                     "not read")
+    if data.startswith(_APPLEDOUBLE_MAGIC):
+        return fail("xml-unreadable", "macOS AppleDouble resource file ('._' prefix), not XML; "
+                                          "delete the ._* files")
+    if _HOSTILE.search(data):
+        return fail("xml-entity", "has a DOCTYPE/ENTITY declaration (possible XXE or entity bomb); "
+                                  "refused. labelImg never writes one: re-save the file with labelImg")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as first:
+        # labelImg's own reader forces UTF-8 whatever the declaration says; try that too.
+        try:
+            root = etree.fromstring(data, _parser("utf-8"))
+        except (etree.XMLSyntaxError, ValueError, LookupError):
+            msg = str(first).splitlines()[0] if str(first) else type(first).__name__
+            return fail("xml-unreadable", f"not well-formed XML ({msg[:160]})")
+    except (ValueError, LookupError) as exc:  # e.g. unknown encoding name
+        return fail("xml-unreadable", f"cannot decode ({str(exc)[:160]})")
+
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        return fail("xml-entity", "has a DOCTYPE declaration; refused (re-save the file with labelImg)")
+    if _local(root) != "annotation":
+        return fail("xml-not-annotation", f"root element is <{_local(root) or '?'}>, not <annotation>; "
+                                          "not a Pascal-VOC file")
+
+    res.verified = (root.get("verified") or "").strip().lower() == "yes"
+    fn = _text(_child(root, "filename"))
+    res.filename = fn.strip() if fn is not None else None
+    if res.filename:
+        want = _stem(file)
+        got = res.filename.rsplit(".", 1)[0] if "." in res.filename else res.filename
+        if want not in (res.filename, got) and file != "<bytes>":
+            f.append(Finding("filename-mismatch", "warning",
+                             f"<filename> is {res.filename!r} but the file is named {Path(file).name!r}; "
+                             "matched by the file name (was the XML copied from another frame?)", file))
+
+    size = _child(root, "size")
+    if size is None:
+        f.append(Finding("size-missing", "info", "no <size>; boxes are checked against the real frame", file))
+    else:
+        res.width = _size_value(size, "width", file, f)
+        res.height = _size_value(size, "height", file, f)
+        res.depth = _size_value(size, "depth", file, f)
+        if res.width == 0 or res.height == 0:
+            f.append(Finding("size-zero", "warning",
+                             f"<size> is {res.width}x{res.height} (labelImg could not decode the image); "
+                             "boxes are checked against the real frame", file))
+
+    raw: list[tuple[str, str, str, str]] = []
+    pending: list[tuple[str, int, tuple[float, float, float, float]]] = []
+    parts = 0
+    for i, obj in enumerate((c for c in root if _local(c) == "object"), start=1):
+        label = _text(_child(obj, "name"))
+        label = "" if label is None else label
+        if any(_local(c) == "part" for c in obj):
+            parts += 1
+        bnd = _child(obj, "bndbox")
+        texts = [_text(_child(bnd, k)) if bnd is not None else None for k in _COORDS]
+        missing = [k for k, t in zip(_COORDS, texts) if t is None or not t.strip()]
+        if missing:
+            f.append(Finding("box-missing-coord", "error",
+                             f"object {i} ({label!r}): no {'/'.join(missing)} in <bndbox>; box skipped", file))
+            continue
+        try:
+            vals = tuple(float(t.strip()) for t in texts)
+        except ValueError:
+            f.append(Finding("box-bad-coord", "error",
+                             f"object {i} ({label!r}): coordinates {[t.strip() for t in texts]} are not numbers; "
+                             "box skipped", file))
+            continue
+        if not all(math.isfinite(v) for v in vals):
+            f.append(Finding("box-not-finite", "error",
+                             f"object {i} ({label!r}): coordinates {list(vals)} are not finite "
+                             "(Datumaro: InvalidValue); box skipped", file))
+            continue
+        raw.append(tuple(t.strip() for t in texts))  # type: ignore[arg-type]
+        pending.append((label, _difficult(obj, file, i, f), vals))  # type: ignore[arg-type]
+
+    if parts:
+        f.append(Finding("object-part-ignored", "info",
+                         f"{parts} object(s) carry <part> boxes; only the object's own box is read", file))
+    res.convention = detect_convention(raw)
+    for label, diff, vals in pending:
+        x0, y0, x1, y1 = to_edges(*vals, res.convention)
+        res.boxes.append(VocBox(label, x0, y0, x1, y1, diff))
+    return res
+
+
+def read_voc_file(path: os.PathLike | str, name: Optional[str] = None,
+                  max_bytes: int = MAX_XML_BYTES) -> VocResult:
+    """Read one XML file with the size limit; ``name`` is how findings refer to it."""
+    name = str(path) if name is None else name
+    try:
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            res = VocResult(readable=False)
+            res.findings.append(Finding("xml-too-large", "error",
+                                        f"{size} bytes, over the {max_bytes}-byte limit for one frame; "
+                                        "not read", name))
+            return res
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        res = VocResult(readable=False)
+        res.findings.append(Finding("xml-unreadable", "error",
+                                    f"cannot open ({exc.strerror or exc}); check permissions", name))
+        return res
+    return read_voc(data, name, max_bytes=max_bytes)
+
+
+def with_place(finding: Finding, clip: Optional[str], frame: Optional[int]) -> Finding:
+    """The same finding, tied to a clip and frame once the file is matched."""
+    return replace(finding, clip=clip, frame=frame)
