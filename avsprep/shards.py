@@ -1,0 +1,426 @@
+"""HDF5 shard schema, writer, reader (``ShardSet``) and ``verify_shards``.
+
+``SHARDS/{split}/shard-00000.h5 ...`` plus ``SHARDS/manifest.json`` (DESIGN.md 7).
+One clip per chunk on every per-clip dataset; ``track_times=False`` and a fixed
+``libver`` so the same inputs give the same bytes. The build pipeline itself
+(plan, workers, resume, manifest) lives in ``avsprep.build``.
+
+Compression, measured per dataset on this machine (1 core, 32 clips, one chunk
+per clip, natural-photo frames, disc masks; write / read ms per clip):
+
+    frames  none 0.64/0.37 ms, lzf x1.12 12.1/3.5 ms, gzip-1 x1.26 22.8/4.9 ms -> none
+    masks   none 0.70/0.38 ms, lzf x39 1.2/0.9 ms, gzip-1 x65 0.8/0.6 ms,
+            gzip-4 x99 1.8/1.1 ms                                          -> gzip-1
+    logmel  none 0.36/0.41 ms, lzf+shuffle x1.07, gzip-1+shuffle x1.14 3.0/0.7 ms -> none
+    crops   natural image content like frames                              -> none
+
+Natural frames barely compress and lzf/gzip cost 5-10x the read time, so only
+the binary masks (about 1/65 of their raw size with gzip level 1) are compressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from avsprep import __version__
+from avsprep.errors import DataError, IntegrityError
+from avsprep.findings import Finding
+
+SCHEMA_VERSION = 1
+FRAMES = 5
+FRAME_SIZE = 224
+MEL_SHAPE = (96, 64)
+VGGISH_DIM = 128
+MANIFEST = "manifest.json"
+SPLIT_ORDER = ("train", "val", "test")
+LIBVER = ("v110", "v110")
+BOX_COLUMNS = ("clip_row", "frame", "class", "xmin", "ymin", "xmax", "ymax")
+
+# per dataset: compression keyword arguments (see the module docstring for the figures)
+COMPRESSION = {
+    "masks": {"compression": "gzip", "compression_opts": 1},
+}
+
+NO_MANIFEST = "no manifest.json: the build did not finish; run avsprep build --resume"
+
+
+# ------------------------------------------------------------------------------- options
+
+@dataclass
+class BuildOptions:
+    """What ``avsprep build`` was asked to do (``workers``/``overwrite``/``resume`` do not change bytes)."""
+
+    splits: Optional[list[str]] = None
+    clips_per_shard: int = 64
+    workers: int = 1
+    crop_size: int = 224
+    crop_policy: str = "largest"
+    vggish_weights: Optional[os.PathLike] = None
+    on_bad_input: str = "stop"
+    overwrite: bool = False
+    resume: bool = False
+    setting: Optional[str] = None
+
+
+def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> dict:
+    """Build the shards and the manifest (see ``avsprep.build.build_shards``)."""
+    from avsprep.build import build_shards as _build
+
+    return _build(table, root, out, opts, quiet=quiet)
+
+
+# ------------------------------------------------------------------------------- schema
+
+def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0) -> dict:
+    """name -> (shape, numpy dtype or 'str') of one shard with ``n`` clips and ``boxes`` box rows."""
+    t, s, c = FRAMES, FRAME_SIZE, crop_size
+    spec = {
+        "video": ((n,), "str"),
+        "label": ((n,), np.dtype("int16")),
+        "frames": ((n, t, s, s, 3), np.dtype("uint8")),
+        "masks": ((n, t, s, s), np.dtype("uint8")),
+        "mask_valid": ((n, t), np.dtype("bool")),
+        "crops": ((n, t, c, c, 3), np.dtype("uint8")),
+        "crop_valid": ((n, t), np.dtype("bool")),
+        "boxes": ((boxes, len(BOX_COLUMNS)), np.dtype("float32")),
+        "audio_logmel": ((n, t) + MEL_SHAPE, np.dtype("float32")),
+    }
+    if vggish:
+        spec["audio_vggish"] = ((n, t, VGGISH_DIM), np.dtype("float32"))
+    return spec
+
+
+REQUIRED_ATTRS = ("schema_version", "toolkit_version", "split", "setting", "frames", "frame_size",
+                  "crop_size", "crop_policy", "audio_source", "resampler", "vggish_sha256",
+                  "clips", "build_options")
+
+
+def file_sha256(path: os.PathLike | str, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _h5():
+    import h5py
+
+    return h5py
+
+
+class ShardWriter:
+    """Write one shard row by row: ``add(arrays)`` per clip, then ``close(boxes, attrs)``.
+
+    Datasets are created for the planned clip count and shrunk at the end when
+    clips were skipped; only written chunks take space, so the bytes depend on
+    the content and the order of the rows only.
+    """
+
+    def __init__(self, path: os.PathLike | str, n: int, crop_size: int, vggish: bool):
+        h5py = _h5()
+        self.path = Path(path)
+        self.n = 0
+        self.f = h5py.File(self.path, "w", libver=LIBVER, track_order=False)
+        self.ds = {}
+        for name, (shape, dtype) in dataset_schema(n, crop_size, vggish).items():
+            if name == "boxes":
+                continue
+            dt = h5py.string_dtype("utf-8") if dtype == "str" else dtype
+            self.ds[name] = self.f.create_dataset(
+                name, shape=shape, maxshape=(None,) + shape[1:], dtype=dt,
+                chunks=(1,) + shape[1:], track_times=False, **COMPRESSION.get(name, {}))
+
+    def add(self, arrays: dict) -> int:
+        """Write one clip's arrays as the next row; returns the row."""
+        row = self.n
+        for name, ds in self.ds.items():
+            ds[row] = arrays[name]
+        self.n += 1
+        return row
+
+    def close(self, boxes: np.ndarray, attrs: dict) -> None:
+        for ds in self.ds.values():
+            ds.resize(self.n, axis=0)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, len(BOX_COLUMNS))
+        self.f.create_dataset("boxes", data=boxes, maxshape=(None, len(BOX_COLUMNS)),
+                              chunks=(max(1, min(len(boxes), 4096)), len(BOX_COLUMNS)),
+                              track_times=False)
+        for k in sorted(attrs):
+            self.f.attrs[k] = attrs[k]
+        self.f.close()
+
+    def abort(self) -> None:
+        try:
+            self.f.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away
+            pass
+
+
+def _decode(v) -> str:
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def check_shard_file(path: os.PathLike | str, split: Optional[str] = None,
+                     clips: Optional[list[str]] = None) -> list[Finding]:
+    """Open one shard and check datasets, shapes, dtypes and attributes against the schema.
+
+    ``clips``: the expected clip names, in row order (manifest or build plan).
+    """
+    h5py = _h5()
+    path = Path(path)
+    out: list[Finding] = []
+
+    def err(code, msg):
+        out.append(Finding(code, "error", msg, file=str(path)))
+
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        err("shard-unreadable", f"cannot open as HDF5 ({exc}); rebuild with avsprep build --resume")
+        return out
+    with f:
+        missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
+        if missing:
+            err("shard-attrs", f"missing attribute(s) {', '.join(missing)}")
+            return out
+        if int(f.attrs["schema_version"]) != SCHEMA_VERSION:
+            err("shard-schema-version", f"schema version {f.attrs['schema_version']} "
+                                        f"!= {SCHEMA_VERSION}; rebuild the shards")
+            return out
+        if split is not None and _decode(f.attrs["split"]) != split:
+            err("shard-split", f"split attribute {_decode(f.attrs['split'])!r} != {split!r}")
+        if "video" not in f:
+            err("shard-dataset-missing", "no 'video' dataset")
+            return out
+        n = f["video"].shape[0]
+        crop = int(f.attrs["crop_size"])
+        vggish = "audio_vggish" in f
+        m = f["boxes"].shape[0] if "boxes" in f else 0
+        for name, (shape, dtype) in dataset_schema(n, crop, vggish, m).items():
+            if name not in f:
+                err("shard-dataset-missing", f"no {name!r} dataset")
+                continue
+            ds = f[name]
+            if ds.shape != shape:
+                err("shard-shape", f"{name} has shape {list(ds.shape)}, expected {list(shape)}")
+            ok = (h5py.check_string_dtype(ds.dtype) is not None) if dtype == "str" else ds.dtype == dtype
+            if not ok:
+                err("shard-dtype", f"{name} has dtype {ds.dtype}, expected {dtype}")
+            if name != "boxes" and n and ds.chunks is not None and ds.chunks[0] != 1:
+                err("shard-chunks", f"{name} is chunked {ds.chunks}, expected one clip per chunk")
+        extra = sorted(set(f.keys()) - set(dataset_schema(n, crop, vggish, m)))
+        if extra:
+            err("shard-dataset-extra", f"unexpected dataset(s) {', '.join(extra)}")
+        if out:
+            return out
+        names = [_decode(v) for v in f["video"][()]]
+        if clips is not None and names != list(clips):
+            err("shard-clips", f"holds {len(names)} clip(s) {names[:3]}..., expected {len(clips)} "
+                               f"{list(clips)[:3]}... (the manifest index disagrees)")
+        labels = f["label"][()]
+        if n and (labels.min() < 0):
+            err("shard-label", "negative class index in 'label'")
+        if m:
+            rows = f["boxes"][:, 0]
+            if (rows < 0).any() or (rows >= n).any() or (np.diff(rows) < 0).any():
+                err("shard-boxes", "boxes clip_row column out of range or not sorted")
+    return out
+
+
+# ------------------------------------------------------------------------------- manifest
+
+def read_manifest(directory: os.PathLike | str) -> dict:
+    """The manifest of a shard folder; ``DataError`` when the build did not finish."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{Path(directory)}: {NO_MANIFEST}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{path}: unreadable manifest ({exc}); rebuild with avsprep build --overwrite") from exc
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        raise IntegrityError(f"{path}: schema version {doc.get('schema_version') if isinstance(doc, dict) else '?'} "
+                             f"!= {SCHEMA_VERSION}; rebuild the shards with this toolkit version")
+    return doc
+
+
+# ------------------------------------------------------------------------------- reader
+
+class ShardSet:
+    """Read-only view of a shard folder, like a NumPy array of clips.
+
+    ``len(s)``, ``s[i]`` -> dict of arrays for clip i, ``s.index(name)``,
+    ``s.names``, ``s.classes``, ``s.manifest``, ``s.has_vggish``. HDF5 files are
+    opened lazily and per process (safe in DataLoader workers after fork).
+    ``verify=True`` checks every shard's sha256 against the manifest first.
+    """
+
+    def __init__(self, directory: os.PathLike | str, split: Optional[str] = None, verify: bool = False):
+        self.dir = Path(directory)
+        self.manifest = read_manifest(self.dir)
+        self.classes: list[str] = list(self.manifest["classes"])
+        splits = self.manifest["splits"]
+        if split is not None and split not in splits:
+            raise DataError(f"{self.dir}: no split {split!r} in the manifest (has {', '.join(splits) or 'none'})")
+        self.split = split
+        self.shards: list[dict] = []
+        for sp in ([split] if split else list(splits)):
+            for entry in splits[sp]["shards"]:
+                self.shards.append(dict(entry, split=sp))
+        self._rows: list[tuple[int, int]] = []
+        self.names: list[str] = []
+        for si, entry in enumerate(self.shards):
+            for row, name in enumerate(entry["clips"]):
+                self._rows.append((si, row))
+                self.names.append(name)
+        self._by_name = {n: i for i, n in enumerate(self.names)}
+        self.has_vggish = bool(self.manifest["options"].get("vggish_sha256"))
+        if verify:
+            for entry in self.shards:
+                path = self.dir / entry["file"]
+                if not path.is_file():
+                    raise IntegrityError(f"shard {path} is missing; rebuild with avsprep build --resume")
+                if file_sha256(path) != entry["sha256"]:
+                    raise IntegrityError(f"shard {path} does not match its sha256 in the manifest; "
+                                         "it is corrupt: rebuild with avsprep build --overwrite")
+        self._files: dict[int, object] = {}
+        self._box_index: dict[int, np.ndarray] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def index(self, name: str) -> int:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"clip {name!r} is not in {self.dir}"
+                           + (f" split {self.split}" if self.split else "")) from None
+
+    def _file(self, si: int):
+        if os.getpid() != self._pid:  # forked: the parent's handles are not ours
+            self._files, self._box_index, self._pid = {}, {}, os.getpid()
+        f = self._files.get(si)
+        if f is None:
+            path = self.dir / self.shards[si]["file"]
+            try:
+                f = _h5().File(path, "r")
+            except (OSError, ValueError) as exc:
+                raise IntegrityError(f"shard {path} cannot be opened ({exc}); "
+                                     "run avsprep verify, then avsprep build --resume") from exc
+            self._files[si] = f
+            rows = f["boxes"][:, 0].astype(np.int64) if f["boxes"].shape[0] else np.zeros(0, np.int64)
+            self._box_index[si] = np.searchsorted(rows, np.arange(f["video"].shape[0] + 1))
+        return f
+
+    def __getitem__(self, i: int) -> dict:
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError(f"ShardSet indices are integers, not {type(i).__name__}; use .index(name)")
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"clip {i} out of range for {n} clips")
+        si, row = self._rows[i]
+        f = self._file(si)
+        out = {
+            "video": _decode(f["video"][row]),
+            "label": int(f["label"][row]),
+            "frames": f["frames"][row],
+            "masks": f["masks"][row],
+            "mask_valid": f["mask_valid"][row],
+            "crops": f["crops"][row],
+            "crop_valid": f["crop_valid"][row],
+            "audio_logmel": f["audio_logmel"][row],
+        }
+        if "audio_vggish" in f:
+            out["audio_vggish"] = f["audio_vggish"][row]
+        a, b = self._box_index[si][row], self._box_index[si][row + 1]
+        out["boxes"] = f["boxes"][a:b] if b > a else np.zeros((0, len(BOX_COLUMNS)), np.float32)
+        return out
+
+    def close(self) -> None:
+        if os.getpid() == self._pid:
+            for f in self._files.values():
+                f.close()
+        self._files, self._box_index = {}, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getstate__(self):  # pickled into spawned workers: no open handles
+        state = dict(self.__dict__)
+        state["_files"], state["_box_index"] = {}, {}
+        return state
+
+    def __repr__(self) -> str:
+        return f"ShardSet({str(self.dir)!r}, split={self.split!r}, clips={len(self)})"
+
+
+# ------------------------------------------------------------------------------- verify
+
+def verify_shards(directory: os.PathLike | str, quiet: bool = True) -> list[Finding]:
+    """Every shard against the manifest: presence, byte size, sha256, clip count, schema, index."""
+    from avsprep.clikit import progress
+
+    directory = Path(directory)
+    mpath = directory / MANIFEST
+    try:
+        manifest = read_manifest(directory)
+    except (DataError, IntegrityError) as exc:
+        return [Finding("manifest-missing" if isinstance(exc, DataError) else "manifest-invalid",
+                        "error", str(exc).split(": ", 1)[-1], file=str(mpath))]
+    findings: list[Finding] = []
+    listed = set()
+    index = manifest.get("index", {})
+    entries = [(sp, e) for sp, v in manifest["splits"].items() for e in v["shards"]]
+    for sp, entry in progress(entries, quiet=quiet, desc="verify", unit="shard"):
+        path = directory / entry["file"]
+        listed.add(path.resolve())
+
+        def err(code, msg):
+            findings.append(Finding(code, "error", msg, file=str(path)))
+
+        if not path.is_file():
+            err("shard-missing", "listed in the manifest but missing; run avsprep build --resume")
+            continue
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            err("shard-size", f"{size} bytes, manifest says {entry['bytes']}; the file is truncated or replaced")
+        digest = file_sha256(path)
+        if digest != entry["sha256"]:
+            err("shard-sha256", f"sha256 {digest[:12]}... != manifest {entry['sha256'][:12]}...; "
+                                "the shard is corrupt: rebuild it")
+        if len(entry["clips"]) != entry["count"]:
+            err("manifest-count", f"manifest lists {len(entry['clips'])} clips but count {entry['count']}")
+        findings.extend(check_shard_file(path, split=sp, clips=entry["clips"]))
+        for row, name in enumerate(entry["clips"]):
+            where = index.get(name)
+            if where != [sp, Path(entry["file"]).name, row]:
+                err("manifest-index", f"clip {name!r} is at row {row} but the index says {where}")
+                break
+    n_index = sum(len(e["clips"]) for _, e in entries)
+    if n_index != len(index):
+        findings.append(Finding("manifest-index", "error",
+                                f"index has {len(index)} clips, shards hold {n_index}", file=str(mpath)))
+    for sp in manifest["splits"]:
+        for p in sorted((directory / sp).glob("shard-*.h5")):
+            if p.resolve() not in listed:
+                findings.append(Finding("shard-unlisted", "warning",
+                                        "shard file not in the manifest (left from another build?)", file=str(p)))
+    return findings
+
+
+def iter_split_dirs(directory: Path) -> Iterable[Path]:
+    return (directory / sp for sp in SPLIT_ORDER if (directory / sp).is_dir())
