@@ -1,0 +1,538 @@
+"""Property-based fuzz of the labelImg/VOC reader and the importer (DESIGN.md 6, 11).
+
+Contract under test: whatever bytes or file names a user hands us, ``read_voc``
+returns a ``VocResult`` whose problems are ``Finding`` objects, never an
+unhandled exception and never a hang; the importer accounts for every XML file
+(in the table or named in a finding). Mutations start from the labelImg
+fixtures and real third-party VOC files, read in place.
+
+The mutation engine (``make_case``) is shared with ``tools/robustness.py``,
+which runs thousands of cases; here a few hundred, derandomised for CI.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import math
+import random
+import re
+import signal
+import tempfile
+import time
+import unicodedata
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import FIXTURES
+
+HANG_LIMIT_S = 2.0  # a hang guard, not a speed test: a parse takes well under 10 ms
+CANARY = "CANARY-7f3a9c-SECRET"  # written to a file the XXE documents point at
+
+# ----------------------------------------------------------------------------- seeds
+
+# A minimal labelImg-shaped document, used alongside the fixtures (and alone
+# when the shared fixtures are absent).
+BUILTIN_SEED = (
+    b"<annotation>\n\t<folder>frames</folder>\n\t<filename>clip_1.png</filename>\n"
+    b"\t<size>\n\t\t<width>224</width>\n\t\t<height>224</height>\n\t\t<depth>3</depth>\n\t</size>\n"
+    b"\t<segmented>0</segmented>\n\t<object>\n\t\t<name>guitar</name>\n\t\t<pose>Unspecified</pose>\n"
+    b"\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n"
+    b"\t\t\t<xmin>10</xmin>\n\t\t\t<ymin>20</ymin>\n\t\t\t<xmax>100</xmax>\n\t\t\t<ymax>200</ymax>\n"
+    b"\t\t</bndbox>\n\t</object>\n</annotation>\n"
+)
+
+
+def seed_documents() -> list[tuple[str, bytes]]:
+    """(name, bytes) of every labelImg fixture and real VOC file, read in place."""
+    seeds = [("builtin.xml", BUILTIN_SEED)]
+    for sub in ("labelimg", "voc_real"):
+        folder = FIXTURES / sub
+        if folder.is_dir():
+            for p in sorted(folder.rglob("*.xml")):
+                seeds.append((p.name, p.read_bytes()))
+    return seeds
+
+
+SEEDS = seed_documents()
+
+# ----------------------------------------------------------------------------- hostile pieces
+
+HOSTILE_NUMBERS = [
+    "1e308", "-1e308", "1e309", "-1e309", "1.7976931348623157e308", str(10 ** 400), "-" + str(10 ** 400),
+    "0" * 5000 + "1", "1" + "0" * 5000, "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "-0", "-0.0",
+    "+0", "0x1F", "1_000", "\u0661\u0662\u0663", "\uff11\uff12", " 12 ", "", "   ", "12.5.3", "1e", "e5",
+    ".5", "5.", "1e-400", "4.9e-324", str(2 ** 63), str(-2 ** 63 - 1), "12<!-- c -->3", "&#49;&#50;",
+    "\u00a012", "<![CDATA[7]]>", "1 2", "0.0000001", "-5", "99999999999999999999",
+]
+HOSTILE_NAMES = [
+    "-_wznbUu3DY", "--help", "-", "..", "../../etc/passwd", "/etc/passwd", "a/b\\c", "C:\\x\\y.png",
+    "a\x00b", "&#0;", "&#x1F;", "\U0001F3B8 guitar", "\uae30\ud0c0", "e\u0301", "\u202eRTL",
+    "\t\tman  ", "x" * 70000, "<![CDATA[<b>&]]>", "&amp;&lt;", "a.b..c.png", "\ufeffbom",
+    "\ud800", "&unknown;", "]]>", "<name>nested</name>",
+]
+BOMS = [codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, b"\xef\xbb"]
+CODECS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1", "cp1252", "shift_jis", "utf-8-sig",
+          "ascii", "utf-8"]
+DECLARED = ["utf-8", "UTF-16", "latin-1", "ISO-8859-1", "us-ascii", "shift_jis", "EBCDIC-US", "bogus-enc",
+            "utf-32", ""]
+
+
+def canary_file() -> Path:
+    """A file whose content must never show up in a parse result (XXE target)."""
+    path = Path(tempfile.gettempdir()) / "avs-fuzz-canary.txt"
+    if not path.exists():
+        path.write_text(CANARY + "\n")
+    return path
+
+
+def doctypes() -> list[bytes]:
+    c = canary_file().as_uri().encode()
+    lol = b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1)) * 10) for i in range(1, 10))
+    return [
+        b'<!DOCTYPE annotation [<!ENTITY xxe SYSTEM "' + c + b'">]>',
+        b'<!DOCTYPE annotation [<!ENTITY xxe SYSTEM "http://127.0.0.1:9/x">]>',
+        b'<!DOCTYPE annotation [<!ENTITY lol0 "lol">' + lol + b'<!ENTITY xxe "&lol9;">]>',
+        b'<!DOCTYPE annotation [<!ENTITY % p SYSTEM "' + c + b'"> %p; <!ENTITY xxe "x">]>',
+        b'<!DOCTYPE annotation SYSTEM "' + c + b'">',
+        b'<!DOCTYPE annotation PUBLIC "-//x//y" "http://127.0.0.1:9/x.dtd">',
+        b'<!doctype annotation [<!entity xxe "y">]>',
+        b"<!DOCTYPE annotation>",
+        b'<!DOCTYPE annotation [<!ENTITY a "&b;"><!ENTITY b "&a;"><!ENTITY xxe "&a;">]>',
+    ]
+
+
+# ----------------------------------------------------------------------------- mutation engine
+
+_TEXT_NODE = re.compile(rb">([^<>]*)</")
+_COORD = re.compile(rb"<(xmin|ymin|xmax|ymax|width|height|depth|difficult)>([^<]*)<", re.I)
+_LABEL = re.compile(rb"<(name|filename|folder|path)>([^<]*)<")
+
+
+def _pos(rng: random.Random, data: bytes) -> int:
+    return rng.randrange(len(data) + 1)
+
+
+def _enc(text: str, rng: random.Random) -> bytes:
+    """Hostile text as bytes: escaped or raw, UTF-8 (lone surrogates passed through)."""
+    if rng.random() < 0.5 and "&" not in text:
+        text = escape(text)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _sub_one(pattern: re.Pattern, data: bytes, rng: random.Random, new: bytes) -> bytes:
+    hits = list(pattern.finditer(data))
+    if not hits:
+        return data + new
+    m = rng.choice(hits)
+    g = m.lastindex  # the text group
+    return data[:m.start(g)] + new + data[m.end(g):]
+
+
+def op_truncate(data, rng):
+    return data[:_pos(rng, data)]
+
+
+def op_flip(data, rng):
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        if b:
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+    return bytes(b)
+
+
+def op_insert(data, rng):
+    i = _pos(rng, data)
+    junk = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    return data[:i] + junk + data[i:]
+
+
+def op_delete(data, rng):
+    i = _pos(rng, data)
+    return data[:i] + data[i + rng.randint(1, 64):]
+
+
+def op_duplicate(data, rng):
+    i = _pos(rng, data)
+    j = min(len(data), i + rng.randint(1, 256))
+    return data[:j] + data[i:j] * rng.randint(1, 4) + data[j:]
+
+
+def op_number(data, rng):
+    return _sub_one(_COORD, data, rng, rng.choice(HOSTILE_NUMBERS).encode("utf-8"))
+
+
+def op_name(data, rng):
+    return _sub_one(_LABEL, data, rng, _enc(rng.choice(HOSTILE_NAMES), rng))
+
+
+def op_unicode(data, rng):
+    chars = "".join(chr(rng.choice([rng.randrange(0x20, 0x80), rng.randrange(0x80, 0x800),
+                                    rng.randrange(0x800, 0x10000), rng.randrange(0x10000, 0x110000)]))
+                    for _ in range(rng.randint(1, 12)))
+    return _sub_one(_TEXT_NODE, data, rng, _enc(chars, rng))
+
+
+def op_reencode(data, rng):
+    text = data.decode("utf-8", "replace")
+    codec = rng.choice(CODECS)
+    if rng.random() < 0.6:
+        text = re.sub(r"^\ufeff?\s*<\?xml[^>]*\?>", "", text)
+        declared = rng.choice(DECLARED)
+        decl = f'<?xml version="1.0" encoding="{declared}"?>\n' if declared else '<?xml version="1.0"?>\n'
+        text = decl + text
+    return text.encode(codec, "xmlcharrefreplace" if codec != "utf-8-sig" else "replace")
+
+
+def op_bom(data, rng):
+    return rng.choice(BOMS) + data
+
+
+def op_doctype(data, rng):
+    dt = rng.choice(doctypes())
+    data = _sub_one(_LABEL, data, rng, b"&xxe;")
+    m = re.search(rb"<annotation", data)
+    at = m.start() if m else 0
+    out = data[:at] + dt + b"\n" + data[at:]
+    if rng.random() < 0.3:  # the same, in an encoding a byte regex will not see
+        out = b'<?xml version="1.0" encoding="UTF-16"?>'.decode() .encode("utf-16") + \
+            out.decode("utf-8", "replace").encode("utf-16")[2:]
+    return out
+
+
+def op_deep(data, rng):
+    n = rng.choice([100, 255, 257, 1000, 10_000, 50_000])
+    tag = rng.choice([b"a", b"object", b"bndbox", b"annotation"])
+    closed = rng.random() < 0.7
+    nest = b"<%s>" % tag * n + (b"</%s>" % tag * n if closed else b"")
+    m = re.search(rb"</annotation>", data)
+    at = m.start() if m else len(data)
+    return data[:at] + nest + data[at:]
+
+
+def op_many_objects(data, rng):
+    m = re.search(rb"<object>.*?</object>", data, re.S)
+    obj = m.group(0) if m else b"<object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin>" \
+                                  b"<xmax>2</xmax><ymax>2</ymax></bndbox></object>"
+    k = rng.choice([10, 1000, 5000, 20_000])
+    at = data.rfind(b"</annotation>")
+    at = len(data) if at < 0 else at
+    return data[:at] + obj * k + data[at:]
+
+
+def op_tags(data, rng):
+    choice = rng.randrange(5)
+    if choice == 0:  # change the case of a tag
+        return re.sub(rb"<(/?)(difficult|bndbox|object|annotation|name)>",
+                      lambda m: b"<" + m.group(1) + m.group(2).upper() + b">", data, count=rng.randint(1, 3))
+    if choice == 1:  # drop a closing tag
+        hits = list(re.finditer(rb"</[a-z]+>", data))
+        if hits:
+            m = rng.choice(hits)
+            return data[:m.start()] + data[m.end():]
+        return data
+    if choice == 2:  # rename the root
+        return data.replace(b"annotation", rng.choice([b"Annotation", b"html", b"ann:annotation", b"x"]))
+    if choice == 3:  # a namespace and attributes everywhere
+        return data.replace(b"<annotation", b'<annotation xmlns="urn:x" verified="yes" a="\x01"', 1)
+    return data.replace(b"<bndbox>", b"<bndbox><bndbox>", 1)  # nested box
+
+
+def op_replace(data, rng):
+    """Throw the document away: non-XML or degenerate bytes."""
+    return rng.choice([
+        b"", b"\x00" * rng.randint(1, 64), b" \n\t" * 10, b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
+        b"\x1f\x8b\x08\x00" + bytes(64), b"\x00\x05\x16\x07" + bytes(64), b"<annotation>",
+        b"<html><body>not voc</body></html>", b"<?xml version='1.0'?>", b"<annotation/>",
+        b"<a>" * 20_000, bytes(rng.randrange(256) for _ in range(rng.randint(1, 512))),
+        b"x" * ((1 << 20) + 1), b"<annotation>" + b" " * ((1 << 20) + 10) + b"</annotation>",
+    ])
+
+
+MUTATIONS = {
+    "truncate": op_truncate, "flip": op_flip, "insert": op_insert, "delete": op_delete,
+    "duplicate": op_duplicate, "number": op_number, "name": op_name, "unicode": op_unicode,
+    "reencode": op_reencode, "bom": op_bom, "doctype": op_doctype, "deep": op_deep,
+    "many_objects": op_many_objects, "tags": op_tags, "replace": op_replace,
+}
+_OPS = list(MUTATIONS)
+
+
+def make_case(i: int, seeds: list[tuple[str, bytes]] = SEEDS) -> tuple[str, bytes, list[str]]:
+    """Case ``i``: (seed name, mutated bytes, ops applied); deterministic in ``i``."""
+    rng = random.Random(i)
+    name, data = seeds[rng.randrange(len(seeds))]
+    ops = [rng.choice(_OPS) for _ in range(rng.choice([1, 1, 2, 3]))]
+    for op in ops:
+        data = MUTATIONS[op](data, rng)
+    return name, data, ops
+
+
+# ----------------------------------------------------------------------------- the guarded parse
+
+class Hang(Exception):
+    """A parse outlived the hang guard."""
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: float = HANG_LIMIT_S):
+    """Raise ``Hang`` if the body runs longer than ``seconds`` (main thread, POSIX)."""
+    if not hasattr(signal, "setitimer"):  # pragma: no cover
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise Hang(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def guarded_read(data: bytes, file: str):
+    """``read_voc`` under the hang guard; returns (result, seconds)."""
+    from avsprep.voc import read_voc
+
+    t0 = time.monotonic()
+    with hang_guard():
+        res = read_voc(data, file)
+    dt = time.monotonic() - t0
+    if dt > HANG_LIMIT_S:  # a C-level stall the alarm could not interrupt
+        raise Hang(f"took {dt:.1f} s")
+    return res, dt
+
+
+def check_result(res, file: str) -> None:
+    """Invariants every result must hold, whatever the input."""
+    from avsprep.findings import SEVERITIES, Finding
+    from avsprep.voc import LABELIMG_1BASED, ZERO_BASED, VocBox, VocResult
+
+    assert isinstance(res, VocResult)
+    assert isinstance(res.findings, list) and isinstance(res.boxes, list)
+    for f in res.findings:
+        assert isinstance(f, Finding)
+        assert f.severity in SEVERITIES
+        assert f.code and re.fullmatch(r"[a-z0-9-]+", f.code), f.code
+        assert f.file == file, "a finding must name the file it is about"
+        assert f.message and "\n" not in f.message and "\r" not in f.message, repr(f.message)
+    if not res.readable:
+        assert any(f.severity == "error" for f in res.findings), "unreadable without an error finding"
+        assert res.boxes == []
+    assert res.convention in (LABELIMG_1BASED, ZERO_BASED)
+    for b in res.boxes:
+        assert isinstance(b, VocBox) and isinstance(b.label, str)
+        coords = (b.xmin, b.ymin, b.xmax, b.ymax)
+        assert all(isinstance(v, float) and math.isfinite(v) for v in coords), coords
+        assert b.difficult in (0, 1)
+    for dim in (res.width, res.height, res.depth):
+        assert dim is None or (isinstance(dim, int) and dim >= 0)
+    assert CANARY not in repr(res), "XXE: the content of a local file leaked into the result"
+
+
+# ----------------------------------------------------------------------------- tests: reader
+
+def test_seeds_parse_cleanly():
+    """The unmutated seeds are readable (else the fuzz below would only test error paths)."""
+    ok = 0
+    for name, data in SEEDS:
+        res, _ = guarded_read(data, name)
+        check_result(res, name)
+        ok += res.readable
+    assert ok >= len(SEEDS) - 1  # voc_real holds one AppleDouble file that is not XML
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(st.integers(min_value=0, max_value=2 ** 32 - 1))
+@example(0)
+def test_mutated_xml_ends_as_result_or_finding(i):
+    name, data, ops = make_case(i)
+    res, _ = guarded_read(data, name)
+    check_result(res, name)
+    again, _ = guarded_read(data, name)  # pure: same bytes, same answer
+    assert repr(again) == repr(res), ops
+
+
+@pytest.mark.parametrize("op", _OPS)
+def test_every_mutation_operator(op):
+    """Each operator alone, on every seed: no exception, no hang."""
+    rng = random.Random(op)
+    for name, data in SEEDS:
+        mutated = MUTATIONS[op](data, rng)
+        res, _ = guarded_read(mutated, name)
+        check_result(res, name)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(st.binary(max_size=4096))
+def test_random_bytes(data):
+    res, _ = guarded_read(data, "random.xml")
+    check_result(res, "random.xml")
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.text(max_size=300), st.sampled_from(["label", "number", "file"]),
+       st.sampled_from(["utf-8", "utf-16", "latin-1"]))
+def test_random_unicode_in_fields(text, where, codec):
+    """Arbitrary unicode as a label, a coordinate, or the file name itself."""
+    doc = BUILTIN_SEED.decode()
+    file = "clip_1.xml"
+    if where == "label":
+        doc = doc.replace("guitar", escape(text))
+    elif where == "number":
+        doc = doc.replace("<xmin>10<", f"<xmin>{escape(text)}<")
+    else:
+        file = text
+    errors = "xmlcharrefreplace" if codec == "latin-1" else "surrogatepass"
+    data = doc.encode(codec, errors)
+    res, _ = guarded_read(data, file)
+    check_result(res, file)
+    if where == "label" and res.readable and codec != "latin-1":  # undeclared latin-1 is read as UTF-8
+        # a label that parsed must be exactly the text we wrote (XML line-end normalisation aside)
+        assert res.boxes[0].label == text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+@pytest.mark.parametrize("number,expect_box", [
+    ("1e308", True), ("1e309", False), (str(10 ** 400), False), ("nan", False), ("-inf", False),
+    ("-0", True), ("0" * 5000 + "1", True), ("1" + "0" * 5000, False), ("0x1F", False), ("", False),
+], ids=lambda v: v if isinstance(v, bool) or len(v) < 20 else f"{v[:3]}..{len(v)}digits")
+def test_hostile_numbers_become_findings(number, expect_box):
+    """Overflowing, NaN/inf and oversized numerals: either a finite box or a box-level finding."""
+    data = BUILTIN_SEED.replace(b"<xmin>10<", f"<xmin>{number}<".encode())
+    res, _ = guarded_read(data, "clip_1.xml")
+    check_result(res, "clip_1.xml")
+    assert res.readable
+    assert bool(res.boxes) == expect_box
+    if not expect_box:
+        assert any(f.code.startswith("box-") and f.severity == "error" for f in res.findings)
+
+
+@pytest.mark.parametrize("k", range(len(doctypes())))
+@pytest.mark.parametrize("utf16", [False, True])
+def test_doctype_and_entities_are_refused(k, utf16):
+    """XXE (file, network, parameter entity), billion laughs, recursion: a finding, nothing expanded."""
+    dt = doctypes()[k]
+    data = BUILTIN_SEED.replace(b"<annotation>", dt + b"\n<annotation>").replace(b"guitar", b"&xxe;")
+    if utf16:
+        data = b'<?xml version="1.0" encoding="UTF-16"?>\n'.decode().encode("utf-16") + \
+            data.decode().encode("utf-16")[2:]
+    res, _ = guarded_read(data, "x_1.xml")
+    check_result(res, "x_1.xml")
+    assert not res.readable and res.boxes == []
+    assert any(f.severity == "error" for f in res.findings)
+
+
+@pytest.mark.parametrize("levels", [300, 10_000, 100_000])
+def test_deep_nesting(levels):
+    data = BUILTIN_SEED.replace(b"</annotation>", b"<a>" * levels + b"</a>" * levels + b"</annotation>")
+    res, _ = guarded_read(data, "deep_1.xml")
+    check_result(res, "deep_1.xml")
+    assert res.findings, "10k-level nesting must at least be reported"
+
+
+# ----------------------------------------------------------------------------- tests: importer, file names
+
+NAME_ALPHABET = st.sampled_from(list("abcXYZ019-_. ") + ["..", "\u00e9", "\uae30", "\U0001F3B8", "e\u0301",
+                                                          "\u0130", "\u00df", "$", "#", "'", "~", "+"])
+clip_names = st.lists(NAME_ALPHABET, min_size=1, max_size=12).map("".join).filter(
+    lambda s: s not in (".", "..") and s.strip() == s and len(s.encode()) < 120)
+
+
+def _write_root(tmp: Path, clips: list[str]) -> Path:
+    root = tmp / "root"
+    root.mkdir()
+    with open(root / "s4_meta_data.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "start", "category", "split"])
+        for name in clips:
+            w.writerow([name, 0, "playing_acoustic_guitar", "test"])
+    return root
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(clips=st.lists(clip_names, min_size=1, max_size=4, unique=True),
+       frames=st.lists(st.sets(st.integers(1, 5), min_size=1), min_size=4, max_size=4),
+       data=st.data())
+@example(clips=["-_wznbUu3DY", "a..b", "x.y.z", "--help"], frames=[{1, 5}, {2}, {3, 4}, {1}], data=None)
+def test_importer_file_names(clips, frames, data):
+    """Odd but legal names import; junk names become findings; every XML file is accounted for."""
+    from avsprep.importer import run_import
+    from avsprep.table import read_table
+
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        root = _write_root(tmp, clips)
+        ann = tmp / "ann"
+        (ann / "sub").mkdir(parents=True)
+        expected = set()
+        written = []
+        for name, ks in zip(clips, frames):
+            for k in sorted(ks):
+                folder = ann / "sub" if k % 2 else ann
+                ext = ".XML" if k == 5 else ".xml"
+                p = folder / f"{name}_{k}{ext}"
+                p.write_bytes(BUILTIN_SEED)
+                expected.add((name, k))
+                written.append(p)
+        # names that must not match any frame: k out of range, no k, an unknown clip, NFD spelling
+        junk = [f"{clips[0]}_0.xml", f"{clips[0]}_6.xml", f"{clips[0]}.xml", f"{clips[0]}_1.png.xml",
+                "unlisted-clip_1.xml", "_1.xml", "..xml", ".hidden_2.xml"]
+        nfd = unicodedata.normalize("NFD", clips[0])
+        if nfd != clips[0]:
+            junk.append(f"{nfd}_1.xml")
+        for j in junk:
+            (ann / j).write_bytes(BUILTIN_SEED)
+            written.append(ann / j)
+        (ann / f"{clips[0]}_1.xml.bak").write_bytes(b"not an xml file, ignored")
+
+        out = tmp / "boxes.csv"
+        summary = run_import(root, out, annotations=ann, quiet=True)
+        table = read_table(out)
+        got = set(zip(table["video"], table["frame"].astype(int)))
+        assert got == expected
+        assert summary["exit_code"] == 0
+        named = {f["file"] for f in summary["findings"]} | set(table["xml"])
+        for p in written:
+            rel = p.relative_to(ann).as_posix()
+            assert rel in named, f"{rel} neither imported nor reported"
+        for j in junk:
+            assert any(f["file"] == j and f["severity"] in ("warning", "error")
+                       for f in summary["findings"]), j
+
+
+def test_importer_survives_hostile_files(tmp_path):
+    """A folder of mutated XMLs next to good ones: good frames import, every bad file is a finding."""
+    from avsprep.importer import run_import
+    from avsprep.table import read_table
+
+    root = _write_root(tmp_path, ["-_wznbUu3DY", "clip"])
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    (ann / "-_wznbUu3DY_1.xml").write_bytes(BUILTIN_SEED)
+    (ann / "clip_1.xml").write_bytes(BUILTIN_SEED)
+    hostile = {f"clip_{k}.xml": make_case(1000 + k)[1] for k in (2, 3, 4, 5)}
+    hostile["-_wznbUu3DY_2.xml"] = BUILTIN_SEED.replace(b"<annotation>", doctypes()[2] + b"<annotation>")
+    hostile["-_wznbUu3DY_3.xml"] = b"\x00\x05\x16\x07" + bytes(100)
+    hostile["-_wznbUu3DY_4.xml"] = b"<a>" * 10_000
+    for n, d in hostile.items():
+        (ann / n).write_bytes(d)
+    out = tmp_path / "boxes.csv"
+    summary = run_import(root, out, annotations=ann, quiet=True)
+    table = read_table(out)
+    videos = set(zip(table["video"], table["frame"].astype(int)))
+    assert {("-_wznbUu3DY", 1), ("clip", 1)} <= videos
+    named = {f["file"] for f in summary["findings"]} | set(table["xml"])
+    assert set(hostile) <= named
+    for n in ("-_wznbUu3DY_2.xml", "-_wznbUu3DY_3.xml", "-_wznbUu3DY_4.xml"):
+        assert any(f["file"] == n and f["severity"] == "error" for f in summary["findings"]), n
+    assert summary["exit_code"] == 1  # unreadable files fail the import (documented)
