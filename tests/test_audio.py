@@ -353,3 +353,23 @@ def test_import_audio_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_clip_audio_on_demo_dataset(demo_root):
+    """Integration with the real Layout: the demo's pickle equals the frontend run on its wav."""
+    from avsprep.layout import Layout
+
+    layout = Layout.from_root(demo_root)
+    clip = layout.clips()[0]
+    from_pickle, source = clip_audio(layout, clip)
+    assert source == "pickle" and from_pickle.shape == (5, 96, 64)
+    wave, sr = read_wav(layout.wav_path(clip))
+    np.testing.assert_allclose(from_pickle, clip_examples(wave, sr), rtol=0, atol=1e-6)
+
+    class NoPickle:  # the shared demo tree must stay untouched: hide the pickle instead
+        logmel_path = staticmethod(lambda c: demo_root / "absent.pkl")
+        wav_path = staticmethod(layout.wav_path)
+
+    from_wav, source = clip_audio(NoPickle(), clip)
+    assert source == "wav"
+    np.testing.assert_allclose(from_wav, from_pickle, rtol=0, atol=1e-6)
