@@ -119,11 +119,11 @@ def test_load_vggish_saved_file(saved, reference):
     assert check_hash_suffix(saved).startswith(saved.stem[-8:])
 
 
-def test_load_vggish_torchaudio_names(tmp_path, weights, reference):
+def test_load_vggish_torchaudio_names_legacy_format(tmp_path, weights, reference):
     renamed = {k.replace("features.", "features_network.").replace("embeddings.", "embedding_network."): v
                for k, v in weights.items()}
     path = tmp_path / "vggish.pt"
-    torch.save(renamed, path)
+    torch.save(renamed, path, _use_new_zipfile_serialization=False)  # also: the legacy (pre-1.6) format
     m = load_vggish(path, relu=False)
     with torch.no_grad():
         out = m(torch.from_numpy(reference["examples"])[:, None])
