@@ -1,0 +1,222 @@
+"""AVSBench metrics, bit-compatible with the official ``mask_iou`` and ``Eval_Fmeasure``.
+
+Reference: ``reference/avsbench.md`` section 5; checked against
+``fixtures/avsbench_metrics/``. Both take raw logits ``[N,H,W]`` and 0/1 targets
+and apply the sigmoid themselves.
+
+* IoU: ``sigmoid > 0.5`` (strict); empty-GT frames score true negatives / (H*W).
+* F: 255 thresholds ``linspace(0, 1 - 1e-10, 255)`` in float32, ``prob >= th``
+  (non-strict), beta^2 = 0.3, NaN -> 0, frames with empty GT skipped; the
+  per-threshold curve is averaged over frames (float32, frame order), then the
+  max over thresholds is taken. So F depends on how frames are grouped:
+  ``MetricAccumulator`` reports the official per-batch protocol (batches of 4
+  videos, mean over batches) and a per-dataset variant, labelled as such.
+
+Counting pixels with ``prob >= th`` for all 255 thresholds uses one sort and a
+``searchsorted`` per frame instead of 255 comparisons; counts are integers, so
+the result is the same bits as the reference's loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PR_NUM = 255  # thresholds of the precision/recall curve
+BETA2 = 0.3  # F-measure beta^2
+IOU_EPS = 1e-7
+
+
+def thresholds(device=None) -> torch.Tensor:
+    """The reference thresholds: ``torch.linspace(0, 1 - 1e-10, 255)`` in float32 (last one is 1.0)."""
+    return torch.linspace(0, 1 - 1e-10, PR_NUM, device=device)
+
+
+def _frames(x, name: str) -> torch.Tensor:
+    """torch/numpy [N,H,W] (or [N,1,H,W]) -> float32 tensor [N,H,W] (no copy when possible)."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach()
+    if t.dim() == 4 and t.shape[1] == 1:
+        t = t[:, 0]  # [N, 1, H, W] -> [N, H, W]
+    if t.dim() != 3:
+        raise ValueError(f"{name} must be [N, H, W] (or [N, 1, H, W]), got shape {tuple(t.shape)}")
+    return t.float()
+
+
+def _prob_and_target(logits, target, from_prob: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _frames(logits, "logits")
+    y = _frames(target, "target").to(x.device)
+    if x.shape != y.shape:
+        raise ValueError(f"logits {tuple(x.shape)} and target {tuple(y.shape)} differ in shape")
+    return (x if from_prob else torch.sigmoid(x)), y
+
+
+def iou_per_frame(logits, target, from_prob: bool = False) -> torch.Tensor:
+    """Per-frame IoU as the reference computes it (float32 [N]); ``from_prob``: input is sigmoid already."""
+    prob, y = _prob_and_target(logits, target, from_prob)
+    n, h, w = prob.shape
+    p = (prob > 0.5).float()  # strict: probability exactly 0.5 is background
+    inter = (p * y).sum(dim=(1, 2))  # exact: integer counts < 2**24
+    union = torch.maximum(p, y).sum(dim=(1, 2))
+    empty = y.sum(dim=(1, 2)) == 0
+    inter = torch.where(empty, ((1 - y) * (1 - p)).sum(dim=(1, 2)), inter)  # true negatives
+    union = torch.where(empty, torch.full_like(union, float(h * w)), union)
+    return inter / (union + IOU_EPS)
+
+
+def pr_curves(logits, target, from_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-frame precision and recall ``[N,255]`` float32 (the reference ``_eval_pr``) and non-empty flags ``[N]``."""
+    prob, y = _prob_and_target(logits, target, from_prob)
+    n = prob.shape[0]
+    flat = prob.reshape(n, -1)  # [N, H, W] -> [N, H*W]
+    yflat = y.reshape(n, -1)  # [N, H, W] -> [N, H*W]
+    hw = flat.shape[1]
+    th = thresholds(flat.device).expand(n, PR_NUM).contiguous()  # [N, 255]
+    # count(prob >= th) = H*W - (number of values < th) = H*W - searchsorted_left.
+    all_sorted = flat.sort(dim=1).values
+    pos_sorted = torch.where(yflat > 0, flat, torch.full_like(flat, -1.0)).sort(dim=1).values  # GT pixels only
+    n_pred = (hw - torch.searchsorted(all_sorted, th, side="left")).float()  # sum(y_temp)
+    tp = (hw - torch.searchsorted(pos_sorted, th, side="left")).float()  # sum(y_temp * gt)
+    gt_sum = yflat.sum(dim=1, keepdim=True)  # [N, 1]
+    return tp / (n_pred + 1e-20), tp / (gt_sum + 1e-20), gt_sum[:, 0] > 0
+
+
+def f_curves(logits, target, from_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame F curves ``[N,255]`` float32 and the non-empty-GT flags ``[N]`` (frames F counts)."""
+    prec, recall, nonempty = pr_curves(logits, target, from_prob)
+    f = (1 + BETA2) * prec * recall / (BETA2 * prec + recall)  # same expression order as the reference
+    return torch.nan_to_num(f, nan=0.0), nonempty  # 0/0 -> 0 (the reference's f[f != f] = 0)
+
+
+def _mean_curve_f32(curves: np.ndarray) -> np.ndarray:
+    """Reference accumulation: float32 running sum over frames in order, divided by the count."""
+    acc = curves[0].astype(np.float32, copy=True)
+    for row in curves[1:]:
+        acc = acc + row  # float32 + float32, left to right as ``avg_f += f_score``
+    return acc / np.float32(len(curves))
+
+
+def _official_f(curves: np.ndarray, nonempty: np.ndarray) -> float:
+    """``Eval_Fmeasure`` from per-frame curves: max of the float32 mean over non-empty frames."""
+    kept = curves[nonempty]
+    if len(kept) == 0:
+        return 0.0
+    return float(_mean_curve_f32(kept).max())
+
+
+def _official_miou(ious: np.ndarray) -> float:
+    """The reference's mean of per-frame IoUs, summed in float64 and rounded to float32."""
+    return float(np.float32(np.sum(ious, dtype=np.float64) / len(ious)))
+
+
+def mask_iou(logits, target) -> float:
+    """The official ``mask_iou(pred, target)`` for one batch of frames ([N,H,W] logits, 0/1 target)."""
+    return _official_miou(iou_per_frame(logits, target).cpu().numpy())
+
+
+def f_measure(logits, target) -> float:
+    """The official ``Eval_Fmeasure(pred, gt)`` for one batch of frames ([N,H,W] logits, 0/1 target)."""
+    curves, nonempty = f_curves(logits, target)
+    return _official_f(curves.cpu().numpy(), nonempty.cpu().numpy())
+
+
+@dataclass
+class VideoRecord:
+    """Per-video metric inputs: enough to recompute any grouping exactly."""
+
+    index: int  # global position of the video in the evaluated dataset (its order)
+    cls: int  # class id (-1 when unknown)
+    iou: np.ndarray  # float32 [t] per-frame IoU
+    curves: np.ndarray  # float32 [t, 255] per-frame F curves
+    nonempty: np.ndarray  # bool [t] frames with non-empty GT
+
+
+class MetricAccumulator:
+    """Collects per-video records; ``compute()`` gives the official and per-dataset metrics.
+
+    Official protocol (``miou``, ``fscore``): videos in dataset order, grouped in
+    batches of ``batch_videos`` (4 in ``test.sh``), metric per batch, mean over
+    batches. Per-dataset (``miou_dataset``, ``fscore_dataset``): mean IoU over all
+    frames; F = max over thresholds of the mean curve over all non-empty frames.
+    DDP: every rank updates with global video indices, ``sync()`` gathers the
+    records (duplicates from DistributedSampler padding are dropped), so the
+    result equals a single-process run.
+    """
+
+    def __init__(self, batch_videos: int = 4):
+        self.batch_videos = batch_videos
+        self.records: dict[int, VideoRecord] = {}
+
+    def update(self, logits, target, video_index, class_ids=None, frame_valid=None) -> None:
+        """Add a batch: ``logits``/``target`` ``[B*T,(1,)H,W]`` with rows ``b*T + t``; ``video_index [B]``.
+
+        ``frame_valid [B,T]`` drops frames without a GT mask (e.g. S4 train frames 2-5).
+        """
+        index = [int(i) for i in torch.as_tensor(video_index).reshape(-1).tolist()]
+        b = len(index)
+        iou = iou_per_frame(logits, target)
+        curves, nonempty = f_curves(logits, target)
+        if iou.shape[0] % b:
+            raise ValueError(f"{iou.shape[0]} frames do not split into {b} videos")
+        t = iou.shape[0] // b
+        iou = iou.cpu().numpy().reshape(b, t)
+        curves = curves.cpu().numpy().reshape(b, t, PR_NUM)
+        nonempty = nonempty.cpu().numpy().reshape(b, t)
+        valid = np.ones((b, t), bool) if frame_valid is None else torch.as_tensor(frame_valid).cpu().numpy().reshape(b, t).astype(bool)
+        classes = [-1] * b if class_ids is None else [int(c) for c in torch.as_tensor(class_ids).reshape(-1).tolist()]
+        for k in range(b):
+            if index[k] in self.records:
+                continue  # DistributedSampler pads by repeating videos
+            v = valid[k]
+            self.records[index[k]] = VideoRecord(index[k], classes[k], iou[k][v], curves[k][v], nonempty[k][v])
+
+    def merge(self, records) -> None:
+        """Add records from another accumulator (e.g. another rank); keeps the first copy of a video."""
+        for rec in records:
+            self.records.setdefault(rec.index, rec)
+
+    def sync(self) -> None:
+        """Gather all ranks' records onto every rank (no-op without an initialised process group)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, list(self.records.values()))
+        for part in gathered:
+            self.merge(part)
+
+    def compute(self) -> dict:
+        """``miou``, ``fscore`` (official per-batch), ``miou_dataset``, ``fscore_dataset``, counts, per class."""
+        recs = [self.records[i] for i in sorted(self.records)]
+        recs = [r for r in recs if len(r.iou)]
+        out = {"miou": 0.0, "fscore": 0.0, "miou_dataset": 0.0, "fscore_dataset": 0.0, "clips": len(recs), "frames": 0}
+        if not recs:
+            return out
+        batch_miou, batch_f = [], []
+        for s in range(0, len(recs), self.batch_videos):
+            group = recs[s : s + self.batch_videos]
+            batch_miou.append(_official_miou(np.concatenate([r.iou for r in group])))
+            batch_f.append(
+                _official_f(np.concatenate([r.curves for r in group]), np.concatenate([r.nonempty for r in group]))
+            )
+        out["miou"] = sum(batch_miou) / len(batch_miou)  # AverageMeter: running Python sum / count
+        out["fscore"] = sum(batch_f) / len(batch_f)
+        out.update(_dataset_metrics(recs))
+        if any(r.cls >= 0 for r in recs):
+            per_class = {}
+            for c in sorted({r.cls for r in recs}):
+                sub = [r for r in recs if r.cls == c]
+                m = _dataset_metrics(sub)
+                per_class[c] = {"miou": m["miou_dataset"], "fscore": m["fscore_dataset"], "clips": len(sub)}
+            out["per_class"] = per_class
+        return out
+
+
+def _dataset_metrics(recs: list[VideoRecord]) -> dict:
+    ious = np.concatenate([r.iou for r in recs]).astype(np.float64)
+    curves = np.concatenate([r.curves for r in recs]).astype(np.float64)
+    nonempty = np.concatenate([r.nonempty for r in recs])
+    f = float(curves[nonempty].mean(axis=0).max()) if nonempty.any() else 0.0
+    return {"miou_dataset": float(ious.mean()), "fscore_dataset": f, "frames": int(len(ious))}
