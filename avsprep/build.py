@@ -301,7 +301,9 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
         if opts.workers > 1 and len(tasks) > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(opts.workers, initializer=_init_worker, initargs=init))
+            _preload_for_fork(layout, tasks, bool(vggish_sha))
+            pool = stack.enter_context(ProcessPoolExecutor(
+                opts.workers, mp_context=_mp_context(), initializer=_init_worker, initargs=init))
             for f in [pool.submit(int) for _ in range(opts.workers)]:
                 f.result()  # start every worker now, before any HDF5 file is open in this process
             stream = _ordered(pool, tasks, window=4 * opts.workers)
@@ -332,6 +334,19 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     secs = time.perf_counter() - t0
     return _summary(out, manifest, results, n_todo, secs)
+
+
+def _mp_context():
+    import multiprocessing as mp
+
+    return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+
+
+def _preload_for_fork(layout, tasks, vggish: bool) -> None:
+    """Import torch once here when workers will need it (AVSBench log-mel pickles hold
+    torch tensors; VGGish), so forked workers inherit it instead of each importing it."""
+    if vggish or Path(layout.logmel_path(tasks[0][1][0])).is_file():
+        import torch  # noqa: F401
 
 
 def _ordered(pool, tasks, window: int):
