@@ -69,10 +69,13 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True):
     for path in progress(files, quiet=quiet, desc="import", unit="xml"):
         rel = _display(path, layout.root, ann_dir)
         stats["files"] += 1
-        parsed = parse_frame_stem(_xml_stem(path), layout.setting)
+        res = read_voc_file(path, name=rel)
+        stem = _xml_stem(path)
+        if not res.readable and stem.startswith("._"):
+            stem = stem[2:]  # an AppleDouble "._x_1.xml" is about frame x_1 (YouTube ids have no '.')
+        parsed = parse_frame_stem(stem, layout.setting)
         clip = clips.get(parsed[0]) if parsed else None
         video, frame = (parsed if parsed else (None, None))
-        res = read_voc_file(path, name=rel)
         findings.extend(with_place(f, clip.name if clip else video, frame) for f in res.findings)
         if not res.readable:
             stats["unreadable"] += 1

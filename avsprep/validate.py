@@ -148,14 +148,15 @@ class Report:
         lines.append(row("all", s["coverage"]))
         if s["per_class"]:
             lines += ["", f"{'class':<28}{'clips':>7}{'full':>7}{'partial':>9}{'none':>7}"]
-            lines += [row(k, c) for k, c in s["per_class"].items()]
+            lines += [row(k, c) for k, c in s["per_class"].items() if c["clips"]]
         lines += ["",
                   f"frames annotated: {s['frames_annotated']} of {s['frames_expected']} "
                   f"({s['frames_no_box']} with no box); boxes: {s['boxes']}; "
-                  f"boxes per annotated frame: {s['boxes_per_frame']}"]
+                  "boxes per annotated frame: "
+                  + (", ".join(f"{n} box(es) x{c}" for n, c in s["boxes_per_frame"].items()) or "-")]
         c = self.counts()
         lines.append(f"findings: {c['error']} error(s), {c['warning']} warning(s), {c['info']} info")
-        if self.findings:
+        if self.findings and max_findings > 0:
             shown = self.findings[:max(0, max_findings)]
             lines += ["", f"Findings ({len(shown)} of {len(self.findings)}; --json lists all):"]
             lines += [f.format() for f in shown]

@@ -121,7 +121,7 @@ def detect_convention(raw: list[tuple[str, str, str, str]]) -> str:
     for quad in raw:
         if not all(_INT_TEXT.match(t.strip()) for t in quad):
             return ZERO_BASED
-        if int(quad[0]) < 1 or int(quad[1]) < 1:
+        if float(quad[0]) < 1 or float(quad[1]) < 1:  # float: int() caps at 4300 digits
             return ZERO_BASED
     return LABELIMG_1BASED
 
@@ -193,7 +193,8 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
     if data.startswith(_APPLEDOUBLE_MAGIC):
         return fail("xml-unreadable", "macOS AppleDouble resource file ('._' prefix), not XML; "
                                           "delete the ._* files")
-    if _HOSTILE.search(data):
+    # NUL bytes dropped so the scan also sees declarations in UTF-16/UTF-32 files.
+    if _HOSTILE.search(data) or (b"\x00" in data[:4] and _HOSTILE.search(data.replace(b"\x00", b""))):
         return fail("xml-entity", "has a DOCTYPE/ENTITY declaration (possible XXE or entity bomb); "
                                   "refused. labelImg never writes one: re-save the file with labelImg")
     try:
