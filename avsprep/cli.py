@@ -64,6 +64,10 @@ def import_cmd(root, setting, annotations, output, overwrite, as_json, quiet):
     they are printed and saved beside the table as OUTPUT.findings.json so
     `validate` reports them too.
 
+    Exit 1 when an XML file cannot be read at all (not XML, DOCTYPE/ENTITY,
+    over 1 MiB, not <annotation>); box and label problems are left to
+    `validate`.
+
     \b
     Example:
       avsprep import --root ./demo-data -o boxes.csv
