@@ -57,7 +57,7 @@ CODES: dict[str, tuple[str, str]] = {
     "size-mismatch": ("warning", "<size> differs from the real frame; rescaled (error with --size-policy reject)"),
     "label-empty": ("error", "empty or whitespace-only label"),
     "label-whitespace": ("warning", "label differs from a class only by spaces/TABs (labelImg double-space bug)"),
-    "label-case-drift": ("warning", "label differs from a class by case or space/underscore/hyphen"),
+    "label-case-drift": ("warning", "label differs from a class by case, or spaces where the class has '_'"),
     "label-unknown": ("error", "label is not a class of this setting (Datumaro: UndefinedLabel)"),
     "label-category-mismatch": ("error", "label is another class than the clip's category (S4)"),
     "frame-missing": ("warning", "frame k of a clip has no annotation file (coverage gap)"),
@@ -80,8 +80,8 @@ def _finding(code: str, message: str, file=None, clip=None, frame=None, severity
 
 
 def normalise_label(label: str) -> str:
-    """Case-, space-, underscore- and hyphen-insensitive form, for drift detection only."""
-    return re.sub(r"[\s_\-]+", "_", label.strip().casefold()).strip("_")
+    """Case- and whitespace-insensitive form (spaces/TABs -> ``_``): the drift ``build`` also accepts."""
+    return re.sub(r"\s+", "_", label.strip()).casefold()
 
 
 def check_label(label: str, classes: list[str], category: Optional[str]) -> tuple[Optional[str], list[tuple[str, str]]]:

@@ -269,8 +269,10 @@ def test_label_checks(label, codes):
     assert sorted(f.code for f in report.findings) == sorted(codes)
 
 
-def test_labelimg_double_space_tab_and_hyphen_drift():
-    assert normalise_label("horse clip clop") == normalise_label("horse_clip-clop")
+def test_labelimg_double_space_tab_and_hyphen():
+    assert normalise_label(" Horse clip-clop\t") == "horse_clip-clop"
+    _, problems = check_label("horse_clip_clop", S4_CLASSES, "horse_clip-clop")  # hyphen matters
+    assert [c for c, _ in problems] == ["label-unknown"] and "did you mean 'horse_clip-clop'" in problems[0][1]
     canon, problems = check_label("playing\tacoustic guitar", S4_CLASSES, "playing_acoustic_guitar")
     assert canon == "playing_acoustic_guitar" and [c for c, _ in problems] == ["label-case-drift"]
     _, problems = check_label("helicopterr", S4_CLASSES, "helicopter")
