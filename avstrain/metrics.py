@@ -122,10 +122,10 @@ def f_measure(logits, target) -> float:
 
 
 @dataclass
-class VideoRecord:
-    """Per-video metric inputs: enough to recompute any grouping exactly."""
+class Record:
+    """Metric inputs of one video (``index`` >= 0) or of one evaluation batch (``index`` None)."""
 
-    index: int  # global position of the video in the evaluated dataset (its order)
+    index: int | None  # global position of the video in the evaluated dataset; None for a batch record
     cls: int  # class id (-1 when unknown)
     iou: np.ndarray  # float32 [t] per-frame IoU
     curves: np.ndarray  # float32 [t, 255] per-frame F curves
@@ -133,70 +133,90 @@ class VideoRecord:
 
 
 class MetricAccumulator:
-    """Collects per-video records; ``compute()`` gives the official and per-dataset metrics.
+    """Collects per-frame IoUs and F curves; ``compute()`` gives the official and per-dataset metrics.
 
-    Official protocol (``miou``, ``fscore``): videos in dataset order, grouped in
-    batches of ``batch_videos`` (4 in ``test.sh``), metric per batch, mean over
-    batches. Per-dataset (``miou_dataset``, ``fscore_dataset``): mean IoU over all
-    frames; F = max over thresholds of the mean curve over all non-empty frames.
-    DDP: every rank updates with global video indices, ``sync()`` gathers the
-    records (duplicates from DistributedSampler padding are dropped), so the
-    result equals a single-process run.
+    Two ways to feed it:
+
+    * ``update(logits, target)``: the call *is* one official evaluation batch
+      (the caller groups 4 videos per batch, as ``test.sh`` does);
+    * ``update(logits, target, video_index=[...])``: per-video records keyed by
+      their global dataset index; ``compute()`` sorts them and groups
+      ``batch_videos`` consecutive videos per official batch. Repeated indices
+      (DistributedSampler padding) are kept once.
+
+    Official protocol (``miou``, ``fscore``): metric per batch, mean over batches.
+    Per-dataset (``miou_dataset``, ``fscore_dataset``): mean IoU over all frames;
+    F = max over thresholds of the mean curve over all non-empty frames.
+    DDP: ``all_reduce()`` gathers every rank's records onto every rank, so the
+    result equals a single-process run over the same batches.
     """
 
     def __init__(self, batch_videos: int = 4):
         self.batch_videos = batch_videos
-        self.records: dict[int, VideoRecord] = {}
+        self.videos: dict[int, Record] = {}
+        self.batches: list[Record] = []
 
-    def update(self, logits, target, video_index, class_ids=None, frame_valid=None) -> None:
-        """Add a batch: ``logits``/``target`` ``[B*T,(1,)H,W]`` with rows ``b*T + t``; ``video_index [B]``.
+    def update(self, logits, target, video_index=None, class_ids=None, frame_valid=None) -> None:
+        """Add frames ``[N,(1,)H,W]`` (rows ``b*T + t``); see the class docstring for ``video_index [B]``.
 
-        ``frame_valid [B,T]`` drops frames without a GT mask (e.g. S4 train frames 2-5).
+        ``frame_valid`` (``[B,T]`` or ``[N]`` bool) drops frames without a GT mask.
+        ``class_ids [B]`` (with ``video_index``) enables the per-class table.
         """
-        index = [int(i) for i in torch.as_tensor(video_index).reshape(-1).tolist()]
-        b = len(index)
-        iou = iou_per_frame(logits, target)
+        iou = iou_per_frame(logits, target).cpu().numpy()
         curves, nonempty = f_curves(logits, target)
-        if iou.shape[0] % b:
-            raise ValueError(f"{iou.shape[0]} frames do not split into {b} videos")
-        t = iou.shape[0] // b
-        iou = iou.cpu().numpy().reshape(b, t)
-        curves = curves.cpu().numpy().reshape(b, t, PR_NUM)
-        nonempty = nonempty.cpu().numpy().reshape(b, t)
-        valid = np.ones((b, t), bool) if frame_valid is None else torch.as_tensor(frame_valid).cpu().numpy().reshape(b, t).astype(bool)
-        classes = [-1] * b if class_ids is None else [int(c) for c in torch.as_tensor(class_ids).reshape(-1).tolist()]
-        for k in range(b):
-            if index[k] in self.records:
-                continue  # DistributedSampler pads by repeating videos
-            v = valid[k]
-            self.records[index[k]] = VideoRecord(index[k], classes[k], iou[k][v], curves[k][v], nonempty[k][v])
+        curves, nonempty = curves.cpu().numpy(), nonempty.cpu().numpy()
+        n = len(iou)
+        valid = np.ones(n, bool) if frame_valid is None else _numpy(frame_valid).reshape(n).astype(bool)
+        if video_index is None:
+            if self.videos:
+                raise ValueError("this accumulator holds per-video records; pass video_index on every update")
+            self.batches.append(Record(None, -1, iou[valid], curves[valid], nonempty[valid]))
+            return
+        if self.batches:
+            raise ValueError("this accumulator holds batch records; do not mix in video_index updates")
+        index = [int(i) for i in _numpy(video_index).reshape(-1)]
+        b = len(index)
+        if n % b:
+            raise ValueError(f"{n} frames do not split into {b} videos")
+        t = n // b
+        classes = [-1] * b if class_ids is None else [int(c) for c in _numpy(class_ids).reshape(-1)]
+        for k, vid in enumerate(index):
+            rows = slice(k * t, (k + 1) * t)
+            v = valid[rows]
+            rec = Record(vid, classes[k], iou[rows][v], curves[rows][v], nonempty[rows][v])
+            self.videos.setdefault(vid, rec)
 
-    def merge(self, records) -> None:
-        """Add records from another accumulator (e.g. another rank); keeps the first copy of a video."""
-        for rec in records:
-            self.records.setdefault(rec.index, rec)
-
-    def sync(self) -> None:
+    def all_reduce(self) -> None:
         """Gather all ranks' records onto every rank (no-op without an initialised process group)."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, list(self.records.values()))
-        for part in gathered:
-            self.merge(part)
+        dist.all_gather_object(gathered, (self.videos, self.batches))
+        self.videos, self.batches = {}, []
+        for videos, batches in gathered:  # rank order, so every rank ends with the same list
+            for vid, rec in videos.items():
+                self.videos.setdefault(vid, rec)
+            self.batches.extend(batches)
+
+    def groups(self) -> list[list[Record]]:
+        """The official evaluation batches, in order."""
+        if self.batches:
+            return [[r] for r in self.batches]
+        recs = [self.videos[i] for i in sorted(self.videos)]
+        return [recs[s : s + self.batch_videos] for s in range(0, len(recs), self.batch_videos)]
 
     def compute(self) -> dict:
         """``miou``, ``fscore`` (official per-batch), ``miou_dataset``, ``fscore_dataset``, counts, per class."""
-        recs = [self.records[i] for i in sorted(self.records)]
-        recs = [r for r in recs if len(r.iou)]
-        out = {"miou": 0.0, "fscore": 0.0, "miou_dataset": 0.0, "fscore_dataset": 0.0, "clips": len(recs), "frames": 0}
-        if not recs:
+        groups = [g for g in self.groups() if sum(len(r.iou) for r in g)]
+        recs = [r for g in groups for r in g]
+        out = {"miou": 0.0, "fscore": 0.0, "miou_dataset": 0.0, "fscore_dataset": 0.0, "frames": 0}
+        out["clips"] = len(recs) if self.videos else None  # unknown in batch mode
+        if not groups:
             return out
         batch_miou, batch_f = [], []
-        for s in range(0, len(recs), self.batch_videos):
-            group = recs[s : s + self.batch_videos]
+        for group in groups:
             batch_miou.append(_official_miou(np.concatenate([r.iou for r in group])))
             batch_f.append(
                 _official_f(np.concatenate([r.curves for r in group]), np.concatenate([r.nonempty for r in group]))
@@ -214,7 +234,12 @@ class MetricAccumulator:
         return out
 
 
-def _dataset_metrics(recs: list[VideoRecord]) -> dict:
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _dataset_metrics(recs: list[Record]) -> dict:
+    """Per-dataset variant: float64 means over all frames (IoU) / all non-empty frames (F curve)."""
     ious = np.concatenate([r.iou for r in recs]).astype(np.float64)
     curves = np.concatenate([r.curves for r in recs]).astype(np.float64)
     nonempty = np.concatenate([r.nonempty for r in recs])
