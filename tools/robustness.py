@@ -1,0 +1,235 @@
+"""Robustness run behind docs/RELIABILITY.md: fuzz the XML reader, kill builds, fill the disk, damage inputs.
+
+    python tools/robustness.py                    # 10,000 parse cases, 20 kill trials (make robustness)
+    python tools/robustness.py --cases 500 --trials 3
+
+Uses the same mutation engine and fault helpers as the tests
+(tests/test_fuzz_voc.py, tests/test_faults_build.py), only many more cases.
+Progress goes to stderr; the last line on stdout is one JSON document with the
+counts. Exit 1 when anything failed (an unhandled exception, a hang, a broken
+invariant, a finished-looking file after a kill, a resume that differs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("AVS_NO_PROGRESS", "1")
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- parse fuzz
+
+def fuzz_parse(cases: int, start: int) -> dict:
+    from tests.test_fuzz_voc import Hang, check_result, guarded_read, make_case
+
+    by_code = collections.Counter()
+    by_op = collections.Counter()
+    out = {"cases": 0, "readable": 0, "unreadable": 0, "boxes": 0, "findings": 0,
+           "unhandled_exceptions": 0, "hangs": 0, "invariant_violations": 0, "max_parse_ms": 0.0,
+           "examples": []}
+    for i in range(start, start + cases):
+        if i % 10 == 9:  # one case in ten: purely random bytes
+            rng = random.Random(i)
+            name, data, ops = "random.xml", rng.randbytes(rng.randint(0, 4096)), ["random_bytes"]
+        else:
+            name, data, ops = make_case(i)
+        by_op.update(ops)
+        out["cases"] += 1
+        try:
+            res, secs = guarded_read(data, name)
+        except Hang as exc:
+            out["hangs"] += 1
+            out["examples"].append({"case": i, "ops": ops, "hang": str(exc)})
+            continue
+        except Exception as exc:  # noqa: BLE001 - counting exactly these
+            out["unhandled_exceptions"] += 1
+            out["examples"].append({"case": i, "ops": ops, "exception": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        out["max_parse_ms"] = max(out["max_parse_ms"], round(secs * 1000, 2))
+        try:
+            check_result(res, name)
+        except AssertionError as exc:
+            out["invariant_violations"] += 1
+            out["examples"].append({"case": i, "ops": ops, "invariant": str(exc)[:300]})
+        out["readable" if res.readable else "unreadable"] += 1
+        out["boxes"] += len(res.boxes)
+        out["findings"] += len(res.findings)
+        by_code.update(f.code for f in res.findings)
+        if (i - start + 1) % 2000 == 0:
+            say(f"parse: {i - start + 1}/{cases}")
+    out["findings_by_code"] = dict(by_code.most_common())
+    out["cases_by_operator"] = dict(by_op.most_common())
+    out["examples"] = out["examples"][:10]
+    return out
+
+
+# ----------------------------------------------------------------------------- build faults
+
+def build_faults(work: Path, clips: int, cps: int, trials: int, seed: int) -> dict:
+    from avsprep.importer import run_import
+    from avsprep.synth import write_demo
+    from tests.test_faults_build import kill_trial, run_build, tree_bytes
+
+    root, table = work / "root", work / "boxes.csv"
+    write_demo(root, clips=clips, seed=0, quiet=True)
+    run_import(root, table, quiet=True)
+    clean = work / "clean"
+    extra = ("--clips-per-shard", cps)
+    t0 = time.monotonic()
+    res = run_build(table, root, clean, *extra)
+    secs = time.monotonic() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"clean build failed: {res.stderr[-2000:]}")
+    want = tree_bytes(clean)
+    rng = random.Random(seed)
+    out = {"clips": clips, "clips_per_shard": cps, "shards": sum(1 for k in want if k.endswith(".h5")),
+           "clean_build_s": round(secs, 2), "trials": 0, "finished_before_kill": 0,
+           "finished_looking_problems": 0, "resume_failures": 0, "byte_mismatches": 0, "files_lost": 0,
+           "killed_with_tmp_file": 0, "killed_with_claimed_shards": 0, "details": []}
+    for t in range(trials):
+        target = work / f"trial-{t}"
+        workers = 2 if t % 4 == 3 else 1  # a quarter of the trials with a worker pool
+        delay = rng.uniform(0.02, 1.05) * secs
+        r = kill_trial(table, root, target, delay, extra=(*extra, "--workers", workers))
+        got = tree_bytes(target) if r["resume_rc"] == 0 else {}
+        lost = [k for k in want if got.get(k) != want[k]]
+        out["trials"] += 1
+        out["finished_before_kill"] += bool(r["manifest"])
+        out["finished_looking_problems"] += len(r["problems"])
+        out["resume_failures"] += r["resume_rc"] != 0
+        out["byte_mismatches"] += bool(lost) or set(got) != set(want)
+        out["files_lost"] += len(lost)
+        out["killed_with_tmp_file"] += r["tmp_files"] > 0
+        out["killed_with_claimed_shards"] += r["shards_claimed"] > 0
+        out["details"].append({"delay_s": r["delay"], "workers": workers, "claimed": r["shards_claimed"],
+                               "unclaimed": r["shards_unclaimed"], "tmp": r["tmp_files"],
+                               "manifest": r["manifest"], "problems": r["problems"], "resume_rc": r["resume_rc"],
+                               "lost": lost[:5]})
+        say(f"kill trial {t + 1}/{trials}: delay {r['delay']:.2f}s, claimed {r['shards_claimed']}, "
+            f"tmp {r['tmp_files']}, problems {len(r['problems'])}, resume rc {r['resume_rc']}, lost {len(lost)}")
+        shutil.rmtree(target, ignore_errors=True)
+    return out
+
+
+def disk_full(work: Path) -> dict:
+    from tests.test_faults_build import check_disk_full_outcome, run_build, small_tmpfs
+
+    root, table = work / "root", work / "boxes.csv"
+    first = next((work / "clean").rglob("shard-00000.h5")).stat().st_size
+    mnt = work / "small"
+    with small_tmpfs(mnt, f"{int(first * 1.5) // 1024}k") as mounted:
+        if not mounted:
+            return {"method": "tmpfs unavailable (not root?)", "ok": None}
+        out = mnt / "shards"
+        res = run_build(table, root, out, "--clips-per-shard", 2)
+        try:
+            check_disk_full_outcome(res.returncode, res.stderr, out)
+            ok, why = True, ""
+        except AssertionError as exc:
+            ok, why = False, str(exc).splitlines()[0][:300]
+        return {"method": f"tmpfs size {int(first * 1.5) // 1024}k", "exit_code": res.returncode,
+                "traceback": "Traceback" in res.stderr, "ok": ok, "failure": why,
+                "stderr_last_line": (res.stderr.strip().splitlines() or [""])[-1][:300]}
+
+
+def bad_inputs(work: Path) -> dict:
+    from avsprep.errors import AvsError
+    from avsprep.shards import BuildOptions, ShardSet, build_shards
+    from tests.test_faults_build import BAD_KINDS, _corrupt, finished_looking_problems
+
+    root, table = work / "root", work / "boxes.csv"
+    out = {"cases": 0, "ok": 0, "failed": []}
+    for kind in BAD_KINDS:
+        for policy in ("stop", "skip"):
+            out["cases"] += 1
+            case = work / f"bad-{kind}-{policy}"
+            shutil.copytree(root, case / "root")
+            marker = case / "PWNED"
+            clip, path = _corrupt(case / "root", kind, marker)
+            shards = case / "shards"
+            opts = BuildOptions(splits=["test"], clips_per_shard=2, on_bad_input=policy)
+            try:
+                summary = build_shards(table, case / "root", shards, opts, quiet=True)
+                ok = (policy == "skip" and path.name in summary["text"]
+                      and clip not in ShardSet(shards).names)
+                why = "" if ok else "skip did not name the file or kept the clip"
+            except AvsError as exc:
+                ok = policy == "stop" and path.name in str(exc) and not (shards / "manifest.json").exists()
+                why = "" if ok else f"unexpected error: {exc}"[:300]
+            except Exception as exc:  # noqa: BLE001
+                ok, why = False, f"unhandled {type(exc).__name__}: {exc}"[:300]
+            if marker.exists():
+                ok, why = False, "the hostile pickle ran code"
+            if finished_looking_problems(shards)[0]:
+                ok, why = False, "finished-looking file left"
+            out["ok"] += ok
+            if not ok:
+                out["failed"].append({"kind": kind, "policy": policy, "why": why})
+            shutil.rmtree(case, ignore_errors=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=10_000, help="XML parse cases (default 10000)")
+    ap.add_argument("--start", type=int, default=0, help="first case number (cases are deterministic)")
+    ap.add_argument("--trials", type=int, default=20, help="SIGKILL + resume trials (default 20)")
+    ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--clips-per-shard", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the kill delays")
+    ap.add_argument("--skip-build", action="store_true", help="parse fuzz only")
+    args = ap.parse_args(argv)
+
+    t0 = time.monotonic()
+    report: dict = {"metric": "robustness", "unit": "count"}
+    say(f"parse fuzz: {args.cases} cases")
+    report["parse"] = fuzz_parse(args.cases, args.start)
+    if not args.skip_build:
+        with tempfile.TemporaryDirectory(prefix="avs-robust-") as tmp:
+            work = Path(tmp)
+            say(f"build faults: {args.trials} kill trials")
+            report["kill"] = build_faults(work, args.clips, args.clips_per_shard, args.trials, args.seed)
+            say("disk full")
+            try:
+                report["disk_full"] = disk_full(work)
+            except Exception as exc:  # noqa: BLE001
+                report["disk_full"] = {"ok": False, "failure": traceback.format_exception_only(exc)[-1][:300]}
+            say("bad input files")
+            report["bad_input"] = bad_inputs(work)
+    p = report["parse"]
+    k = report.get("kill", {})
+    failures = (p["unhandled_exceptions"] + p["hangs"] + p["invariant_violations"]
+                + k.get("finished_looking_problems", 0) + k.get("resume_failures", 0)
+                + k.get("byte_mismatches", 0)
+                + (report.get("disk_full", {}).get("ok") is False)
+                + len(report.get("bad_input", {}).get("failed", [])))
+    report["files_lost"] = k.get("files_lost", 0)
+    report["failures"] = failures
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    if k:
+        k.pop("details") if not (k["finished_looking_problems"] or k["byte_mismatches"]) else None
+    print(json.dumps(report, sort_keys=False))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
