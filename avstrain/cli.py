@@ -1,11 +1,166 @@
-"""The ``avstrain`` command line (train, evaluate, predict). Being built."""
+"""The ``avstrain`` command line: train, evaluate, predict.
+
+Thin commands: parse options, call ``avstrain.engine``
+functions, format the result. Domain errors become ``Error: ...`` with exit 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import click
 
 from avsprep import __version__
+from avsprep.clikit import echo_json, handle_errors, json_option, overwrite_option, quiet_option, setup_logging
+from avstrain.config import preset_names
+
+PRESETS = preset_names()  # read from avstrain/presets/ at import time (cheap), listed in --help
+ABLATIONS = ("none", "shuffle", "zero")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="avstrain")
 def cli():
     """Train and evaluate the AVSBench TPAVI model (with crop losses) from avsprep shards."""
+
+
+# ----------------------------------------------------------------------------- train
+
+@cli.command(help=f"""Train on SHARDS/train, validate on SHARDS/val, write the run to RUN.
+
+RUN gets config.json (the resolved config), metrics.csv, curves.png, last.pt
+(every epoch) and best.pt (best val mIoU). Config layers: defaults, then
+--preset or --config, then --set and the flags. SIGTERM saves last.pt and
+exits 1; --resume continues exactly.
+
+Presets: {", ".join(PRESETS)}.
+
+\b
+Example:
+  avstrain train ./shards -o runs/demo --preset demo
+  avstrain train ./shards -o runs/demo --preset demo --resume --epochs 12
+  torchrun --nproc_per_node 2 -m avstrain train ./shards -o runs/ddp --preset demo
+""")
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", "-o", "run", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory.")
+@click.option("--preset", type=click.Choice(PRESETS), default=None, help="A named, complete config.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="A flat YAML/JSON file of config keys (instead of --preset).")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Total epochs (also extends a --resume).")
+@click.option("--seed", type=int, default=None)
+@click.option("--lr", type=float, default=None, help="Adam learning rate.")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Videos per step (per process).")
+@click.option("--w-ce", type=float, default=None, help="Crop cross-entropy weight (0 = off).")
+@click.option("--w-pairwise", type=float, default=None, help="Crop pairwise-distance weight (0 = off).")
+@click.option("--w-audio", type=float, default=None, help="Audio-crop cosine weight (0 = off).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override any config key, e.g. --set channel=64 --set tpavi_stages=0,1 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue from RUN/last.pt.")
+@overwrite_option
+@quiet_option
+@handle_errors
+def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, w_pairwise, w_audio, device,
+          sets, resume, overwrite, quiet):
+    from avstrain import engine
+    from avstrain.config import parse_set, resolve_config
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    setup_logging(quiet)
+    overrides = parse_set(sets)
+    overrides.update({"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
+                      "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device})
+    cfg = resolve_config(preset, config_file, overrides)
+    row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
+    if row and not quiet:
+        logging.getLogger("avstrain").info("done: %s (best.pt = best val mIoU)", run)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True)
+@click.option("--audio-ablation", default="none", show_default=True, metavar="LIST",
+              help="Comma-separated: none, shuffle (audio of another clip), zero (zeroed audio features).")
+@click.option("--per-class", is_flag=True, help="Add mIoU and F-score per class.")
+@click.option("--batch-videos", type=click.IntRange(1), default=4, show_default=True,
+              help="Videos per batch for the official per-batch F-score protocol.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
+@json_option
+@quiet_option
+@handle_errors
+def evaluate(checkpoint, shards, split, audio_ablation, per_class, batch_videos, device, workers, as_json, quiet):
+    """AVSBench mIoU and F-score of CHECKPOINT on SHARDS/SPLIT, with audio ablations.
+
+    "miou"/"fscore" follow the official protocol (mean over batches of
+    --batch-videos videos); "miou_dataset"/"fscore_dataset" pool all frames.
+
+    \b
+    Example:
+      avstrain evaluate runs/demo/best.pt ./shards --audio-ablation shuffle,zero --json
+    """
+    from avstrain.engine import run_evaluate
+
+    ablations = [a.strip() for a in audio_ablation.split(",") if a.strip()]
+    bad = [a for a in ablations if a not in ABLATIONS]
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)}; choose from {', '.join(ABLATIONS)}",
+                                 param_hint="--audio-ablation")
+    setup_logging(quiet or as_json)
+    doc = run_evaluate(checkpoint, shards, split=split, ablations=ablations, per_class=per_class,
+                       batch_videos=batch_videos, device=device, workers=workers, quiet=quiet or as_json)
+    if as_json:
+        echo_json(doc)
+    else:
+        click.echo(format_table(doc))
+
+
+def format_table(doc: dict) -> str:
+    rows = [("", "mIoU", "F-score"),
+            (f"official (batches of {doc['protocol']['batch_videos']})", f"{doc['miou']:.4f}", f"{doc['fscore']:.4f}"),
+            ("dataset (all frames pooled)", f"{doc['miou_dataset']:.4f}", f"{doc['fscore_dataset']:.4f}")]
+    for name, r in doc.get("ablations", {}).items():
+        rows.append((f"audio {name} (official)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
+    for name, r in doc.get("per_class", {}).items():
+        rows.append((f"class {name}", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{doc['split']}: {doc['clips']} clips, {doc['frames']} frames with a GT mask"]
+    lines += [f"{a:<{w}}  {b:>7}  {c:>7}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- predict
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", "-o", "masks", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the PNG masks.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@overwrite_option
+@quiet_option
+@handle_errors
+def predict(checkpoint, shards, masks, split, device, overwrite, quiet):
+    """Write predicted masks as single-channel 0/255 PNGs named like the GT masks.
+
+    S4: MASKS/SPLIT/CATEGORY/VIDEO/VIDEO_K.png; MS3: MASKS/SPLIT/VIDEO/VIDEO_K.png
+    (K = 1..5, as the GT files).
+
+    \b
+    Example:
+      avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --split test
+    """
+    from avsprep.clikit import check_output_dir
+    from avstrain.engine import run_predict
+
+    setup_logging(quiet)
+    check_output_dir(masks, overwrite=overwrite, what="MASKS")
+    summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet)
+    click.echo(summary["text"])

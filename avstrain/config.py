@@ -35,6 +35,8 @@ class TrainConfig:
     backbone: str = "resnet50"          # resnet50 | pvt_v2_b5 | tiny (CPU demos)
     channel: int = 256                  # neck / TPAVI / decoder width (reference: 256)
     tpavi_stages: list = field(default_factory=lambda: [0, 1, 2, 3])  # stages with TPAVI
+    image_size: Optional[int] = None    # model input side (multiple of 32); None = shard frames (224).
+                                        # logits are resized back, so losses/metrics use the GT masks
     backbone_weights: Optional[str] = None  # ImageNet resnet50 .pth or original pvt_v2_b5.pth; None = random init
     # --- audio
     audio_encoder: str = "auto"         # auto | precomputed (shard audio_vggish) | vggish (frozen) | tiny (trainable)
@@ -155,6 +157,8 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     for key in POSITIVE:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.image_size is not None and (cfg.image_size < 32 or cfg.image_size % 32):
+        raise ConfigError(f"config key 'image_size' must be a multiple of 32 (or null), got {cfg.image_size}")
     if any(s not in (0, 1, 2, 3) for s in cfg.tpavi_stages):
         raise ConfigError(f"config key 'tpavi_stages': stages are 0..3, got {cfg.tpavi_stages}")
     for key in ("w_ce", "w_pairwise", "w_audio", "lr"):

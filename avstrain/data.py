@@ -130,16 +130,24 @@ def _normalise(x_uint8: torch.Tensor, device, channels_last: bool) -> torch.Tens
     return x
 
 
-def to_device(batch: dict, device, channels_last: bool = False) -> dict:
+def to_device(batch: dict, device, channels_last: bool = False, image_size: Optional[int] = None) -> dict:
     """Move a collated batch to ``device``: float conversion and normalisation happen there.
 
     Frames and masks are flattened clip-major (row ``b*5 + t``), as the model
-    and the reference losses expect.
+    and the reference losses expect. ``image_size`` resizes the frames (bilinear)
+    for a cheaper model input; masks keep the shard size (the model's logits are
+    resized back to it, so losses and metrics always see the GT resolution).
     """
     B = batch["frames"].shape[0]
     S = batch["frames"].shape[2]
+    frames = _normalise(batch["frames"].reshape(B * T, S, S, 3), device, False)  # [B*5,3,S,S]
+    if image_size and image_size != S:
+        frames = torch.nn.functional.interpolate(frames, size=(image_size, image_size), mode="bilinear",
+                                                 align_corners=False, antialias=True)
+    if channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
     out = {
-        "frames": _normalise(batch["frames"].reshape(B * T, S, S, 3), device, channels_last),  # [B*5,3,S,S]
+        "frames": frames,                                                                      # [B*5,3,s,s]
         "masks": batch["masks"].to(device, non_blocking=True).reshape(B * T, S, S).float(),    # [B*5,S,S] 0/1
         "mask_valid": batch["mask_valid"].to(device).reshape(B * T),                           # [B*5] bool
         "label": batch["label"].to(device),                                                    # [B]
