@@ -321,3 +321,11 @@ def test_cli_demo_and_refuses_non_empty_out(tmp_path):
     assert "not empty" in again.stderr and "--overwrite" in again.stderr
     forced = runner.invoke(cli, ["demo", str(out), "--clips", "3", "--quiet", "--overwrite"])
     assert forced.exit_code == 0, forced.output
+
+
+def test_import_stays_torch_free():
+    import subprocess
+    import sys
+
+    code = "import sys, avsprep.synth; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
