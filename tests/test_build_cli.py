@@ -178,11 +178,12 @@ def test_kill_then_resume_is_byte_identical(built, demo_root, table, tmp_path):
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     first = out / "train" / "shard-00000.h5"
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+    done = out / "train" / "shard-00000.h5.sha256"  # the first shard is finished: kill the build mid-way
+    while not done.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert first.exists(), "the build never wrote a shard: " + proc.stderr.read().decode()[-500:]
+    assert first.exists() and done.exists(), "the build never wrote a shard: " + proc.stderr.read().decode()[-500:]
     # nothing that looks finished: no manifest; readers and verify refuse the folder
     assert not (out / "manifest.json").exists()
     res = _run("verify", out)
