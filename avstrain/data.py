@@ -62,7 +62,7 @@ class ShardDataset(Dataset):
         self.shards_dir = Path(shards_dir)
         self.split = split
         self.augment = augment
-        reader = ShardSet(self.shards_dir, split=split)
+        reader = ShardSet(self.shards_dir, split=split, verify=True)  # sha256 vs manifest (DESIGN 11)
         self._len = len(reader)
         self.names = list(reader.names)
         self.classes = list(reader.classes)
