@@ -14,7 +14,6 @@ import collections
 import contextlib
 import json
 import logging
-import os
 import re
 import shutil
 import time

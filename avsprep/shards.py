@@ -25,11 +25,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
-from avsprep import __version__
 from avsprep.errors import DataError, IntegrityError
 from avsprep.findings import Finding
 
@@ -420,7 +419,3 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True) -> list[Find
                 findings.append(Finding("shard-unlisted", "warning",
                                         "shard file not in the manifest (left from another build?)", file=str(p)))
     return findings
-
-
-def iter_split_dirs(directory: Path) -> Iterable[Path]:
-    return (directory / sp for sp in SPLIT_ORDER if (directory / sp).is_dir())
