@@ -404,3 +404,18 @@ def test_vggish_encoder_frozen(tmp_path):
     assert not any(p.requires_grad for p in enc.parameters())
     out = enc(torch.rand(3, 1, 96, 64))
     assert out.shape == (3, 128) and not out.requires_grad and bool((out > 0).all())
+
+
+@pytest.mark.slow
+def test_real_models_at_224_and_full_pvt_b5_load(tmp_path, resnet_model):
+    """Real compute at the reference resolution, and a strict load of a full-size original PVT-v2-b5 file."""
+    with torch.no_grad():
+        logits, maps, _ = resnet_model.eval()(torch.randn(5, 3, 224, 224), torch.randn(5, 128))
+    assert logits.shape == (5, 1, 224, 224) and bool(torch.isfinite(logits).all())
+    assert [m.shape[-1] for m in maps] == [56, 28, 14, 7]
+    pvt = build_avs_model("pvt_v2_b5").backbone
+    orig = _original_layout(pvt)
+    path = tmp_path / "pvt_v2_b5.pth"
+    torch.save(orig, path)
+    fresh = build_avs_model("pvt_v2_b5", pretrained=path).backbone
+    assert torch.equal(fresh.state_dict()["stages.2.blocks.39.attn.q.weight"], orig["block3.39.attn.q.weight"])
