@@ -183,20 +183,7 @@ def test_killed_before_any_shard(imported, clean_build, tmp_path):
     assert tree_bytes(out) == tree_bytes(clean)
 
 
-def test_resume_rejects_a_tampered_finished_shard(imported, clean_build, tmp_path):
-    """--resume keeps a shard only when its bytes match its hash: a flipped byte is rebuilt."""
-    root, table = imported
-    clean, _ = clean_build
-    out = tmp_path / "shards"
-    shutil.copytree(clean, out)
-    (out / "manifest.json").unlink()  # as if killed just before the manifest
-    victim = out / "test" / "shard-00000.h5"
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    victim.write_bytes(bytes(data))
-    summary = build_in_process(table, root, out, resume=True)
-    assert summary["kept_shards"] == 1  # the untouched shard is kept, the tampered one rebuilt
-    assert tree_bytes(out) == tree_bytes(clean)
+# (--resume on a tampered finished shard: tests/test_build_cli.py::test_resume_rebuilds_a_corrupted_shard)
 
 
 # ----------------------------------------------------------------------------- full disk
@@ -316,6 +303,8 @@ def _corrupt(root: Path, kind: str, marker: Path) -> tuple[str, Path]:
 
 BAD_KINDS = ["frame-truncated", "frame-not-png", "mask-truncated", "pickle-garbage", "pickle-hostile",
              "wav-truncated"]
+# tests/test_build_cli.py covers the truncated frame; the default run adds the rest (tools/robustness.py runs all)
+TEST_KINDS = BAD_KINDS[1:]
 
 
 @pytest.fixture
@@ -328,7 +317,7 @@ def damaged(imported, tmp_path, request):
     return copy, table, clip, path, marker
 
 
-@pytest.mark.parametrize("damaged", BAD_KINDS, indirect=True)
+@pytest.mark.parametrize("damaged", TEST_KINDS, indirect=True)
 def test_bad_input_stop_names_the_file(damaged, tmp_path):
     from avsprep.errors import AvsError
 
@@ -343,7 +332,7 @@ def test_bad_input_stop_names_the_file(damaged, tmp_path):
     assert finished_looking_problems(out)[0] == []
 
 
-@pytest.mark.parametrize("damaged", BAD_KINDS, indirect=True)
+@pytest.mark.parametrize("damaged", TEST_KINDS, indirect=True)
 def test_bad_input_skip_lists_the_clip(damaged, tmp_path):
     from avsprep.shards import ShardSet, verify_shards
 
@@ -365,7 +354,7 @@ def test_bad_input_cli_one_line(imported, tmp_path):
     root, table = imported
     copy = tmp_path / "root"
     shutil.copytree(root, copy)
-    _, path = _corrupt(copy, "frame-truncated", tmp_path / "m")
+    _, path = _corrupt(copy, "wav-truncated", tmp_path / "m")
     res = run_build(table, copy, tmp_path / "shards", "--split", "test")
     assert res.returncode == 1
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]

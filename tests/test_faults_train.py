@@ -192,33 +192,87 @@ def _metrics(run: Path) -> list[dict]:
     return rows
 
 
-@pytest.mark.slow
-def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(train_shards, tmp_path):
-    """SIGTERM once epoch 1 is done (so it lands in epoch 2), resume, compare every metric."""
+@pytest.fixture(scope="module")
+def sigterm_runs(train_shards, tmp_path_factory):
+    """(reference run, run stopped by a real SIGTERM in epoch 2 and resumed), as subprocesses."""
     from avstrain.engine import load_checkpoint
 
+    tmp = tmp_path_factory.mktemp("sigterm")
     epochs = 3
-    ref = tmp_path / "ref"
+    ref = tmp / "ref"
     r = subprocess.run(_train_argv(train_shards, ref, epochs), env=ENV, capture_output=True, text=True,
                        timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
 
-    run = tmp_path / "run"
+    run = tmp / "run"
     proc = subprocess.Popen(_train_argv(train_shards, run, epochs), env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
     while not (run / "metrics.csv").exists() and proc.poll() is None and time.monotonic() - t0 < 1800:
-        time.sleep(0.05)
+        time.sleep(0.05)  # metrics.csv appears when epoch 1 ends, so the signal lands in epoch 2
     assert proc.poll() is None, "training ended before the signal could be sent"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err[-2000:]
     assert "SIGTERM" in err and "--resume" in err
     ckpt = load_checkpoint(run / "last.pt")
-    assert (ckpt["epoch"], ckpt["batch_in_epoch"]) >= (1, 1), "the stop was not mid-epoch"
-    assert ckpt["batch_in_epoch"] > 0
+    assert ckpt["batch_in_epoch"] > 0, "the stop was not mid-epoch"
 
     r = subprocess.run(_train_argv(train_shards, run, epochs, "--resume"), env=ENV, capture_output=True,
                        text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
+    return ref, run
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_same_final_metrics(sigterm_runs):
+    """The model state resumes exactly: the last epoch's losses and every val metric are equal."""
+    ref, run = sigterm_runs
+    got, want = _metrics(run), _metrics(ref)
+    assert got[-1] == want[-1]
+    assert [(r["val_miou"], r["val_fscore"]) for r in got] == [(r["val_miou"], r["val_fscore"]) for r in want]
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_same_history(sigterm_runs):
+    """metrics.csv of the interrupted epoch too: its train_* means must cover the steps before the stop."""
+    ref, run = sigterm_runs
     assert _metrics(run) == _metrics(ref)
+
+
+def test_stop_mid_epoch_then_resume_in_process(train_shards, tmp_path, monkeypatch):
+    """Fast variant: the stop flag trips after step 3 (epoch 2, step 1); the real save/resume path runs."""
+    from avstrain import engine
+    from avstrain.config import resolve_config
+
+    over = {"channel": 8, "max_steps_per_epoch": 2, "max_eval_clips": 1, "workers": 0, "epochs": 2,
+            "seed": 7, "batch_size": 1, "device": "cpu"}
+    cfg = resolve_config("demo", None, over)
+    engine.train(cfg, train_shards, tmp_path / "ref", quiet=True)
+
+    class TripAfter(engine._StopFlag):
+        """``set`` reads False for the first 2 steps, then True (as if SIGTERM came in step 3)."""
+
+        reads = 0
+
+        @property
+        def set(self):
+            TripAfter.reads += 1
+            return TripAfter.reads > 2
+
+        @set.setter
+        def set(self, value):
+            pass
+
+    monkeypatch.setattr(engine, "_StopFlag", TripAfter)
+    with pytest.raises(engine.TrainingStopped, match="--resume"):
+        engine.train(cfg, train_shards, tmp_path / "run", quiet=True)
+    ckpt = engine.load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (ckpt["epoch"], ckpt["batch_in_epoch"]) == (1, 1)
+    monkeypatch.undo()
+    engine.train(cfg, train_shards, tmp_path / "run", resume=True, quiet=True)
+    got, want = _metrics(tmp_path / "run"), _metrics(tmp_path / "ref")
+    assert got[-1]["val_miou"] == want[-1]["val_miou"] and got[-1]["val_fscore"] == want[-1]["val_fscore"]
+    a = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "weights differ after resume"

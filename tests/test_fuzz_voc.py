@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import FIXTURES
 
-HANG_LIMIT_S = 2.0  # a hang guard, not a speed test: a parse takes well under 10 ms
+HANG_LIMIT_S = 10.0  # a hang guard, not a speed test: 5,000 boxes (1 MiB) parse in ~0.1-0.4 s, most cases < 5 ms
 CANARY = "CANARY-7f3a9c-SECRET"  # written to a file the XXE documents point at
 
 # ----------------------------------------------------------------------------- seeds
