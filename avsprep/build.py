@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import logging
 import re
@@ -297,10 +298,37 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
             str(opts.vggish_weights) if opts.vggish_weights else None)
 
     bar = progress(total=n_todo, quiet=quiet, desc="build", unit="clip")
+    try:
+        _write_planned(out, plan, results, todo, tasks, init, layout, record_json, opts,
+                       bool(vggish_sha), bar)
+    except (OSError, RuntimeError) as exc:
+        raise _write_error(out, exc) from exc
+
+    manifest = _manifest(out, plan, results, classes, layout.setting, record)
+    try:
+        write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    except OSError as exc:
+        raise _write_error(out, exc) from exc
+    secs = time.perf_counter() - t0
+    return _summary(out, manifest, results, n_todo, secs)
+
+
+def _write_error(out: Path, exc: BaseException) -> DataError:
+    """One line for an I/O failure while writing (disk full, quota, permissions)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    if getattr(exc, "errno", None) == errno.ENOSPC or "errno = 28" in str(exc) or "No space" in str(exc):
+        text = "No space left on device"
+    where = getattr(exc, "filename", None) or out
+    return DataError(f"{where}: cannot write shards: {text}; free space or choose another SHARDS "
+                     f"folder, then rerun with --resume (finished shards are kept)")
+
+
+def _write_planned(out, plan, results, todo, tasks, init, layout, record_json, opts, vggish, bar) -> None:
+    """Compute the clips of every shard in ``todo`` (in worker processes) and write the shards in order."""
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
         if opts.workers > 1 and len(tasks) > 1:
-            _preload_for_fork(layout, tasks, bool(vggish_sha))
+            _preload_for_fork(layout, tasks, vggish)
             pool = stack.enter_context(ProcessPoolExecutor(
                 opts.workers, mp_context=_mp_context(), initializer=_init_worker, initargs=init))
             for f in [pool.submit(int) for _ in range(opts.workers)]:
@@ -316,7 +344,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
                 if writer is not None:
                     results[current] = _finish(writer, out, plan[current], record_json, opts)
                 current = i
-                writer = _Pending(out, plan[i], opts, bool(vggish_sha))
+                writer = _Pending(out, plan[i], opts, vggish)
                 stack.callback(writer.abort)
             if status == "ok":
                 writer.add(payload)
@@ -328,11 +356,6 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
             bar.update(1)
         if writer is not None:
             results[current] = _finish(writer, out, plan[current], record_json, opts)
-
-    manifest = _manifest(out, plan, results, classes, layout.setting, record)
-    write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    secs = time.perf_counter() - t0
-    return _summary(out, manifest, results, n_todo, secs)
 
 
 def _mp_context():

@@ -21,6 +21,7 @@ the binary masks (about 1/65 of their raw size with gzip level 1) are compressed
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -127,7 +128,11 @@ class ShardWriter:
         h5py = _h5()
         self.path = Path(path)
         self.n = 0
-        self.f = h5py.File(self.path, "w", libver=LIBVER, track_order=False)
+        # HDF5 writes into memory and we write the finished image ourselves: a full
+        # disk then fails as a plain OSError in Python. (When HDF5 itself hits ENOSPC,
+        # h5py crashes the interpreter at exit, whatever cleanup is tried.)
+        self.buf = io.BytesIO()
+        self.f = h5py.File(self.buf, "w", libver=LIBVER, track_order=False)
         self.ds = {}
         for name, (shape, dtype) in dataset_schema(n, crop_size, vggish).items():
             if name == "boxes":
@@ -146,6 +151,8 @@ class ShardWriter:
         return row
 
     def close(self, boxes: np.ndarray, attrs: dict) -> None:
+        """Finish the file. If HDF5 fails here (e.g. disk full), the handle is
+        not closed a second time by ``abort`` (a double close can crash h5py)."""
         for ds in self.ds.values():
             ds.resize(self.n, axis=0)
         boxes = np.asarray(boxes, np.float32).reshape(-1, len(BOX_COLUMNS))
@@ -154,13 +161,21 @@ class ShardWriter:
                               track_times=False)
         for k in sorted(attrs):
             self.f.attrs[k] = attrs[k]
-        self.f.close()
+        f, self.f = self.f, None
+        f.close()
+        with open(self.path, "wb") as fh:
+            fh.write(self.buf.getbuffer())
+        self.buf = None
 
     def abort(self) -> None:
+        if self.f is None:
+            return
+        f, self.f = self.f, None
         try:
-            self.f.close()
+            f.close()
         except Exception:  # noqa: BLE001 - the file is being thrown away
             pass
+        self.buf = None
 
 
 def _decode(v) -> str:
