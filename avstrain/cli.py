@@ -66,16 +66,17 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
           sets, resume, overwrite, quiet):
     from avstrain import engine
     from avstrain.config import parse_set, resolve_config
+    from avstrain.dist import env_info
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    setup_logging(quiet)
+    setup_logging(quiet or not env_info().is_main)  # under torchrun only rank 0 logs progress
     overrides = parse_set(sets)
     overrides.update({"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
                       "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device})
     cfg = resolve_config(preset, config_file, overrides)
     row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
-    if row and not quiet:
+    if row and not quiet and env_info().is_main:
         logging.getLogger("avstrain").info("done: %s (best.pt = best val mIoU)", run)
 
 

@@ -74,7 +74,10 @@ class AVSSystem(nn.Module):
             return batch["audio_vggish"]
         return self.audio_encoder(batch["audio_logmel"])  # [B*5,1,96,64] -> [B*5,128]
 
-    def forward(self, batch: dict, crops: bool = True, zero_audio: bool = False) -> dict:
+    def forward(self, batch: dict, crops: bool = True, zero_audio: bool = False, weights=None) -> dict:
+        """Model outputs; with ``weights`` (``LossWeights``) also ``loss`` and ``terms``, computed
+        here so that every trained module (the audio projection too) is used inside the DDP
+        forward."""
         audio = self.encode_audio(batch)
         if zero_audio:
             audio = torch.zeros_like(audio)
@@ -85,6 +88,8 @@ class AVSSystem(nn.Module):
         out = {"logits": logits, "feature_maps": feature_maps, "audio_feats": audio_feats, "audio_emb": audio}
         if crops and self.crop_head is not None:
             out["crop_feat"], out["crop_logits"] = self.crop_head(batch["crops"])  # [B*5,512], [B*5,K]
+        if weights is not None:
+            out["loss"], out["terms"] = compute_losses(self, out, batch, weights)
         return out
 
 
@@ -338,8 +343,8 @@ def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfi
             batch_in_epoch = skip_batches + i + 1
             batch = to_device(cpu_batch, device, channels_last, cfg.image_size if cfg else None)
             with autocast(device, cfg):
-                out = model(batch)
-                loss, terms = compute_losses(m, out, batch, weights)
+                out = model(batch, weights=weights)
+            loss, terms = out["loss"], out["terms"]
             # one all-reduce so every rank agrees to stop (else DDP would hang in backward)
             flags = torch.tensor([0.0 if math.isfinite(terms["total"]) else 1.0,
                                   1.0 if (stop is not None and stop.set) else 0.0])
@@ -523,8 +528,9 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
 
         ddp_model = model
         if info.enabled:
+            # find_unused_parameters: the reference decoder's path4.resConfUnit1 is built but never used
             ddp_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+                model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
         loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, workers=cfg.workers,
                              distributed=info.enabled)
         val_loader = make_eval_loader(val_ds, 1, workers=min(cfg.workers, 1), rank=info.rank, world=info.world)

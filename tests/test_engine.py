@@ -1,0 +1,164 @@
+"""Feature: training runs resume exactly, stop cleanly, refuse bad checkpoints, and DDP = 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from avsprep.errors import IntegrityError, OutputExistsError
+from avstrain import engine
+from avstrain.config import resolve_config
+from tests.train_helpers import TINY_OVERRIDES, tiny_shards
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return tiny_shards(tmp_path_factory.getbasetemp())
+
+
+def cfg(**kw):
+    return resolve_config("demo", None, {**TINY_OVERRIDES, **kw})
+
+
+@pytest.fixture(scope="module")
+def two_epochs(shards, tmp_path_factory):
+    """The reference run: 2 epochs in one go."""
+    run = tmp_path_factory.mktemp("run") / "A"
+    engine.train(cfg(epochs=2), shards, run, quiet=True)
+    return run
+
+
+def _weights(run):
+    ck = torch.load(run / "last.pt", weights_only=True)
+    return ck
+
+
+def _same(a, b):
+    for part in ("model", "audio_encoder", "crop_head", "audio_proj"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
+
+
+def _no_time(rows):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def test_run_dir_contents(two_epochs):
+    for name in ("config.json", "metrics.csv", "curves.png", "last.pt", "best.pt"):
+        assert (two_epochs / name).is_file(), name
+    assert json.loads((two_epochs / "config.json").read_text())["epochs"] == 2
+    lines = (two_epochs / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,") and "val_miou" in lines[0] and len(lines) == 3
+    ck = _weights(two_epochs)
+    assert ck["epoch"] == 2 and ck["step"] == 8 and len(ck["history"]) == 2  # 8 clips / 2 per step
+
+
+def test_resume_continues_exactly(shards, two_epochs, tmp_path):
+    run = tmp_path / "B"
+    engine.train(cfg(epochs=1), shards, run, quiet=True)
+    engine.train(cfg(epochs=2), shards, run, resume=True, quiet=True)
+    a, b = _weights(two_epochs), _weights(run)
+    assert _no_time(a["history"]) == _no_time(b["history"])
+    _same(a, b)
+    assert b["optimizer"]["state"].keys() == a["optimizer"]["state"].keys()
+
+
+def test_sigterm_saves_and_resume_matches(shards, two_epochs, tmp_path, monkeypatch):
+    """SIGTERM during epoch 2 step 2: that step finishes, last.pt is saved, exit; --resume
+    then ends with the same weights as the uninterrupted run."""
+    run = tmp_path / "C"
+    real = engine.compute_losses
+    calls = {"n": 0}
+
+    def kill_at_step_6(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "compute_losses", kill_at_step_6)
+    with pytest.raises(engine.TrainingStopped, match="SIGTERM at epoch 2 step 2"):
+        engine.train(cfg(epochs=2), shards, run, quiet=True)
+    ck = _weights(run)
+    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == (1, 2, 6)
+    monkeypatch.setattr(engine, "compute_losses", real)
+    engine.train(cfg(epochs=2), shards, run, resume=True, quiet=True)
+    _same(_weights(two_epochs), _weights(run))
+
+
+def test_nan_loss_stops_naming_epoch_and_step(shards, tmp_path, monkeypatch):
+    real = engine.compute_losses
+    calls = {"n": 0}
+
+    def nan_at_step_3(*a, **k):
+        calls["n"] += 1
+        loss, terms = real(*a, **k)
+        if calls["n"] == 3:
+            return loss * float("nan"), dict(terms, total=float("nan"))
+        return loss, terms
+
+    monkeypatch.setattr(engine, "compute_losses", nan_at_step_3)
+    with pytest.raises(engine.TrainingStopped, match=r"not finite at epoch 1 step 3"):
+        engine.train(cfg(epochs=1), shards, tmp_path / "N", quiet=True)
+
+
+def test_non_empty_run_refused(shards, two_epochs):
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        engine.train(cfg(epochs=1), shards, two_epochs, quiet=True)
+
+
+def test_corrupt_or_foreign_checkpoint_refused(two_epochs, tmp_path):
+    data = (two_epochs / "last.pt").read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IntegrityError, match="cut.pt"):
+        engine.load_checkpoint(cut)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(IntegrityError, match="foreign.pt.*not an avstrain checkpoint"):
+        engine.load_checkpoint(foreign)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": engine.CHECKPOINT_FORMAT, "obj": subprocess.Popen}, evil)  # needs unpickling code
+    with pytest.raises(IntegrityError, match="evil.pt"):
+        engine.load_checkpoint(evil)
+
+
+def test_checkpoint_roundtrip_evaluates_like_training(shards, two_epochs):
+    """Rebuilt from last.pt, the model's val metrics equal those logged by the run."""
+    ck = engine.load_checkpoint(two_epochs / "last.pt")
+    model, c = engine.system_from_checkpoint(ck, two_epochs / "last.pt")
+    from avstrain.data import ShardDataset, make_eval_loader
+
+    res = engine.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
+                          batch_videos=1)
+    assert res["miou"] == ck["history"][-1]["val_miou"]
+    assert res["fscore"] == ck["history"][-1]["val_fscore"]
+
+
+def test_ddp_two_processes_equals_single_process(shards, tmp_path):
+    """torchrun, 2 CPU processes (gloo): the run completes and its logged validation equals a
+    single-process evaluation of the saved checkpoint."""
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", AVS_NO_PROGRESS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           "-m", "avstrain", "train", str(shards), "-o", str(run), "--preset", "demo", "--epochs", "1",
+           "--set", "channel=16", "--set", "image_size=64", "--batch-size", "2", "--set", "workers=0",
+           "--device", "cpu", "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ck = engine.load_checkpoint(run / "last.pt")
+    assert ck["step"] == 2  # 8 clips / (2 processes x 2 clips)
+    model, c = engine.system_from_checkpoint(ck, run / "last.pt")
+    from avstrain.data import ShardDataset, make_eval_loader
+
+    res = engine.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
+                          batch_videos=1)
+    assert res["miou"] == ck["history"][-1]["val_miou"]
+    assert res["fscore"] == ck["history"][-1]["val_fscore"]
