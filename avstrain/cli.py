@@ -32,7 +32,8 @@ def cli():
 RUN gets config.json (the resolved config), metrics.csv, curves.png, last.pt
 (every epoch) and best.pt (best val mIoU). Config layers: defaults, then
 --preset or --config, then --set and the flags. SIGTERM saves last.pt and
-exits 1; --resume continues exactly.
+exits 1; --resume continues exactly with the run's saved config (only --epochs,
+--device and workers may change).
 
 Presets: {", ".join(PRESETS)}.
 

@@ -109,9 +109,20 @@ class ShardDataset(Dataset):
         return sample
 
 
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``; in a DataLoader worker, straight into shared memory (as
+    ``default_collate`` does), which saves the copy the worker would make to send it."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.stack(tensors)
+    t0 = tensors[0]
+    storage = t0.untyped_storage()._new_shared(len(tensors) * t0.numel() * t0.element_size(), device="cpu")
+    out = t0.new(storage).resize_(len(tensors), *t0.shape)
+    return torch.stack(tensors, out=out)
+
+
 def collate(items: list[dict]) -> dict:
     """Stack per-clip tensors to [B, ...]; names and indices stay lists."""
-    batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if isinstance(items[0][k], torch.Tensor)}
+    batch = {k: _stack([it[k] for it in items]) for k in items[0] if isinstance(items[0][k], torch.Tensor)}
     batch["video"] = [it["video"] for it in items]
     batch["index"] = [it["index"] for it in items]
     return batch

@@ -259,8 +259,8 @@ def load_checkpoint(path: os.PathLike | str, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip errors, unpickling refusals, EOF: all mean "not ours / damaged"
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IntegrityError(f"checkpoint {path} cannot be read ({msg[:200]}); it is truncated, corrupt "
+        msg = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise IntegrityError(f"checkpoint {path} cannot be read ({msg[:160]}); it is truncated, corrupt "
                              "or not an avstrain checkpoint") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise IntegrityError(f"checkpoint {path} is not an avstrain checkpoint (no '{CHECKPOINT_FORMAT}' "

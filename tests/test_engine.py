@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -162,3 +163,16 @@ def test_ddp_two_processes_equals_single_process(shards, tmp_path):
                           batch_videos=1)
     assert res["miou"] == ck["history"][-1]["val_miou"]
     assert res["fscore"] == ck["history"][-1]["val_fscore"]
+
+
+def test_gpu_check_smoke_on_cpu():
+    """tools/gpu_check.py runs anywhere at a tiny size and prints one JSON line last."""
+    from tests.conftest import REPO
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "gpu_check.py"), "--device", "cpu", "--steps", "1",
+                           "--size", "32", "--clips", "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"metric", "unit", "ours", "baseline", "ratio", "fp32", "tpavi"} <= set(doc)
+    assert doc["fp32"]["images_per_s"] > 0 and math.isfinite(doc["fp32"]["loss"])

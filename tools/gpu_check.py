@@ -70,7 +70,7 @@ def train_steps(device, size: int, clips: int, steps: int, bf16: bool, channels_
     _sync(device)
     dt = time.perf_counter() - t0
     out = {"images_per_s": round(n * steps / dt, 2), "step_s": round(dt / steps, 4),
-           "peak_mib": _peak_mib(device), "loss": round(float(loss), 4)}
+           "peak_mib": _peak_mib(device), "loss": round(float(loss.detach()), 4)}
     del model, opt
     return out
 

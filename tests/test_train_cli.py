@@ -1,0 +1,122 @@
+"""Feature: the avstrain command line (train, evaluate, predict) through CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from avstrain.cli import cli
+from tests.train_helpers import TINY, tiny_shards
+
+EVAL_KEYS = {"miou", "fscore", "miou_dataset", "fscore_dataset", "clips", "frames", "protocol", "ablations",
+             "per_class"}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return tiny_shards(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def run(shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(out), "--epochs", "1", *TINY])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(cli.commands))
+def test_every_command_has_help_with_example(name):
+    res = CliRunner().invoke(cli, [name, "--help"])
+    assert res.exit_code == 0 and "Example:" in res.output
+
+
+def test_train_help_lists_presets():
+    out = CliRunner().invoke(cli, ["train", "-h"]).output
+    for name in ("demo", "s4-resnet50-avsbench", "s4-resnet50-croplosses", "ms3-resnet50-avsbench", "s4-pvt-avsbench"):
+        assert name in out
+
+
+def test_python_m_avstrain_version():
+    proc = subprocess.run([sys.executable, "-m", "avstrain", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("avstrain")
+
+
+def test_train_writes_run(run):
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["epochs"] == 1 and cfg["channel"] == 16 and cfg["backbone"] == "tiny"
+    assert (run / "best.pt").is_file() and (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_non_empty_run_refused(shards, run):
+    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(run), "--epochs", "1", *TINY])
+    assert res.exit_code == 1
+    assert f"RUN {run} is not empty; use --overwrite" in res.output
+
+
+def test_unknown_set_key_is_named(shards, tmp_path):
+    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "r"), "--set", "chanel=8", *TINY])
+    assert res.exit_code == 1 and "'chanel'" in res.output and "channel" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_json_has_every_key(shards, run):
+    res = CliRunner().invoke(cli, ["evaluate", str(run / "best.pt"), str(shards), "--split", "test",
+                                   "--audio-ablation", "none,shuffle,zero", "--per-class", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert EVAL_KEYS <= set(doc)
+    assert doc["clips"] == 2 and doc["frames"] == 10
+    assert set(doc["ablations"]) == {"shuffle", "zero"}
+    for r in doc["ablations"].values():
+        assert {"miou", "fscore"} <= set(r) and 0 <= r["miou"] <= 1
+    assert 0 <= doc["miou"] <= 1 and 0 <= doc["fscore"] <= 1 and doc["protocol"]["batch_videos"] == 4
+
+
+def test_evaluate_text_table(shards, run):
+    res = CliRunner().invoke(cli, ["evaluate", str(run / "best.pt"), str(shards), "--audio-ablation", "zero",
+                                   "--quiet"])
+    assert res.exit_code == 0
+    assert "official (batches of 4)" in res.stdout and "audio zero" in res.stdout
+
+
+def test_evaluate_bad_ablation_is_usage_error(shards, run):
+    res = CliRunner().invoke(cli, ["evaluate", str(run / "best.pt"), str(shards), "--audio-ablation", "loud"])
+    assert res.exit_code == 2 and "loud" in res.output
+
+
+def test_evaluate_corrupt_checkpoint_names_file(shards, run, tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes((run / "best.pt").read_bytes()[:1000])
+    res = CliRunner().invoke(cli, ["evaluate", str(bad), str(shards)])
+    assert res.exit_code == 1 and "broken.pt" in res.output and "corrupt" in res.output
+
+
+def test_predict_writes_gt_named_pngs(shards, run, tmp_path):
+    from PIL import Image
+
+    from avsprep.shards import ShardSet
+
+    out = tmp_path / "masks"
+    res = CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards), "-o", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    ss = ShardSet(shards, split="test")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    want = sorted(f"test/{ss.classes[ss[i]['label']]}/{ss.names[i]}/{ss.names[i]}_{k}.png"
+                  for i in range(len(ss)) for k in range(1, 6))
+    assert files == want
+    img = Image.open(out / want[0])
+    assert img.mode == "L" and img.size == (224, 224)
+    assert set(np.unique(np.asarray(img)).tolist()) <= {0, 255}
+    again = CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards), "-o", str(out)])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_resume_without_last_pt(shards, tmp_path):
+    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "new"), "--resume", *TINY])
+    assert res.exit_code == 1 and "last.pt" in res.output
