@@ -17,6 +17,7 @@ from avstrain.config import preset_names
 
 PRESETS = preset_names()  # read from avstrain/presets/ at import time (cheap), listed in --help
 ABLATIONS = ("none", "shuffle", "zero")
+RESUMABLE = ("epochs", "device", "workers")  # config keys --resume may change
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +76,14 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
     overrides = parse_set(sets)
     overrides.update({"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
                       "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device})
-    cfg = resolve_config(preset, config_file, overrides)
+    if resume:  # the run's own config, with only what may change between sessions
+        changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUMABLE)
+        if preset or config_file or changed:
+            raise click.UsageError("--resume continues with the run's saved config; only --epochs, --device "
+                                   f"and --set workers=N may be given (got {', '.join(changed) or '--preset/--config'})")
+        cfg = engine.saved_config(run, {k: v for k, v in overrides.items() if k in RESUMABLE})
+    else:
+        cfg = resolve_config(preset, config_file, overrides)
     row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
     if row and not quiet and env_info().is_main:
         logging.getLogger("avstrain").info("done: %s (best.pt = best val mIoU)", run)

@@ -452,6 +452,23 @@ def plot_curves(path: Path, history: list[dict]) -> None:
         fh.write(buf.getvalue())
 
 
+def saved_config(run_dir: os.PathLike | str, overrides: Optional[dict] = None) -> TrainConfig:
+    """The config of an existing run (RUN/config.json) with ``overrides`` applied (for --resume)."""
+    import json
+
+    from avstrain.config import apply
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise DataError(f"nothing to resume: {path} does not exist; start without --resume")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); start over with --overwrite") from exc
+    return apply(from_dict(doc, source=str(path)), {k: v for k, v in (overrides or {}).items() if v is not None},
+                 "command-line overrides")
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse a non-empty RUN unless --resume or --overwrite; --overwrite removes our files."""
     if run_dir.exists() and not run_dir.is_dir():

@@ -118,5 +118,17 @@ def test_predict_writes_gt_named_pngs(shards, run, tmp_path):
 
 
 def test_resume_without_last_pt(shards, tmp_path):
-    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "new"), "--resume", *TINY])
-    assert res.exit_code == 1 and "last.pt" in res.output
+    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "new"), "--resume"])
+    assert res.exit_code == 1 and "nothing to resume" in res.output
+
+
+def test_resume_keeps_saved_config(shards, tmp_path):
+    out = tmp_path / "r"
+    assert CliRunner().invoke(cli, ["train", str(shards), "-o", str(out), "--epochs", "1", *TINY]).exit_code == 0
+    bad = CliRunner().invoke(cli, ["train", str(shards), "-o", str(out), "--resume", "--lr", "0.1"])
+    assert bad.exit_code == 2 and "saved config" in bad.output
+    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(out), "--resume", "--epochs", "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["epochs"] == 2 and cfg["channel"] == 16 and cfg["image_size"] == 64
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
