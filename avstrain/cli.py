@@ -41,7 +41,7 @@ Presets: {", ".join(PRESETS)}.
 \b
 Example:
   avstrain train ./shards -o runs/demo --preset demo
-  avstrain train ./shards -o runs/demo --preset demo --resume --epochs 12
+  avstrain train ./shards -o runs/demo --resume --epochs 12
   torchrun --nproc_per_node 2 -m avstrain train ./shards -o runs/ddp --preset demo
 """)
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
