@@ -34,6 +34,7 @@ class TrainConfig:
     setting: str = "s4"                 # s4 (loss on frames with a GT mask) | ms3 (5 masks + AVM-KL)
     backbone: str = "resnet50"          # resnet50 | pvt_v2_b5 | tiny (CPU demos)
     channel: int = 256                  # neck / TPAVI / decoder width (reference: 256)
+    head_channels: list = field(default_factory=lambda: [128, 32])  # output head widths (reference: 128, 32)
     tpavi_stages: list = field(default_factory=lambda: [0, 1, 2, 3])  # stages with TPAVI
     image_size: Optional[int] = None    # model input side (multiple of 32); None = shard frames (224).
                                         # logits are resized back, so losses/metrics use the GT masks

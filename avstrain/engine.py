@@ -112,7 +112,8 @@ def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
     from avstrain.models.audio import AudioEncoder
 
     avs = build_avs_model(backbone=cfg.backbone, tpavi_stages=tuple(cfg.tpavi_stages),
-                          pretrained=cfg.backbone_weights, channel=cfg.channel)
+                          pretrained=cfg.backbone_weights, channel=cfg.channel,
+                          head_channels=tuple(cfg.head_channels))
     kind = audio_kind or resolve_audio_encoder(cfg, has_vggish)
     audio_encoder = None
     if kind == "precomputed":

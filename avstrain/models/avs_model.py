@@ -17,6 +17,7 @@ class AVSModelConfig:
 
     backbone: str = "resnet50"  # key of avstrain.models.BACKBONES: resnet50 | pvt_v2_b5 | tiny
     channel: int = 256  # neck / TPAVI / decoder width (reference 256; smaller for the tiny demo)
+    head_channels: tuple[int, ...] = (128, 32)  # output head widths (reference 128, 32; it runs at S/2 and S)
     tpavi_stages: tuple[int, ...] = (0, 1, 2, 3)  # stages (0 = stride 4 ... 3 = stride 32) with a TPAVI block
     tpavi_va: bool = True  # audio-visual attention (the published model)
     tpavi_vv: bool = False  # visual self-attention; averaged with va when both are on
@@ -30,6 +31,9 @@ class AVSModelConfig:
     def __post_init__(self):
         self.tpavi_stages = tuple(int(s) for s in self.tpavi_stages)
         self.dilations = tuple(int(d) for d in self.dilations)
+        self.head_channels = tuple(int(h) for h in self.head_channels)
+        if len(self.head_channels) != 2:
+            raise ValueError(f"head_channels must be two widths, got {self.head_channels}")
         bad = [s for s in self.tpavi_stages if s not in (0, 1, 2, 3)]
         if bad:
             raise ValueError(f"tpavi_stages must be among 0, 1, 2, 3; got {bad}")
@@ -60,7 +64,7 @@ class AVSModel(nn.Module):
         # One TPAVI per selected stage, named tpavi_b1..tpavi_b4 as in the reference.
         for i in cfg.tpavi_stages:
             setattr(self, f"tpavi_b{i + 1}", TPAVIModule(c, mode="dot", audio_dim=cfg.audio_dim, naive=cfg.tpavi_naive))
-        self.decoder = Decoder(c, cfg.inplace_relu_quirk)
+        self.decoder = Decoder(c, cfg.inplace_relu_quirk, cfg.head_channels)
 
     def forward(
         self, frames: torch.Tensor, audio: torch.Tensor | None = None

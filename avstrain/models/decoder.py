@@ -69,19 +69,21 @@ class FeatureFusionBlock(nn.Module):
 class Decoder(nn.Module):
     """Fusion decoder (``path4..path1``) and head; 4 maps (strides 4..32) -> logits at stride 1."""
 
-    def __init__(self, channel: int = 256, inplace_relu_quirk: bool = True):
+    def __init__(self, channel: int = 256, inplace_relu_quirk: bool = True,
+                 head_channels: tuple[int, int] = (128, 32)):
         super().__init__()
+        h1, h2 = head_channels  # reference: 128, 32 (narrower for the CPU demo: the head runs at S/2 and S)
         self.inplace_relu_quirk = inplace_relu_quirk
         self.path4 = FeatureFusionBlock(channel, inplace_relu_quirk)
         self.path3 = FeatureFusionBlock(channel, inplace_relu_quirk)
         self.path2 = FeatureFusionBlock(channel, inplace_relu_quirk)
         self.path1 = FeatureFusionBlock(channel, inplace_relu_quirk)
         self.output_conv = nn.Sequential(
-            nn.Conv2d(channel, 128, kernel_size=3, stride=1, padding=1),
+            nn.Conv2d(channel, h1, kernel_size=3, stride=1, padding=1),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            nn.Conv2d(128, 32, kernel_size=3, stride=1, padding=1),
+            nn.Conv2d(h1, h2, kernel_size=3, stride=1, padding=1),
             nn.ReLU(True),
-            nn.Conv2d(32, 1, kernel_size=1, stride=1, padding=0),
+            nn.Conv2d(h2, 1, kernel_size=1, stride=1, padding=0),
         )
 
     def forward(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
