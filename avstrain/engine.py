@@ -120,12 +120,8 @@ def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
         if not has_vggish:
             raise DataError("audio_encoder=precomputed needs shards built with --vggish-weights "
                             "(audio_vggish); or use --set audio_encoder=tiny")
-    elif kind == "vggish" and cfg.vggish_weights is None:
-        # rebuilding from a checkpoint: same architecture, weights loaded from the checkpoint next
-        from avsprep.audio import VGGish
-
-        audio_encoder = AudioEncoder("precomputed")
-        audio_encoder.kind, audio_encoder.net = "vggish", VGGish(relu=True).requires_grad_(False).eval()
+    elif audio_kind is not None:  # rebuilding from a checkpoint: its state dict is loaded next
+        audio_encoder = AudioEncoder(kind, weights_from_checkpoint=True)
     else:
         audio_encoder = AudioEncoder(kind, weights=cfg.vggish_weights)
     crop_head = audio_proj = None
@@ -221,9 +217,11 @@ def unwrap(model: nn.Module) -> AVSSystem:
 
 def save_checkpoint(path: os.PathLike | str, model: nn.Module, optimizer, cfg: TrainConfig, epoch: int,
                     step: int, batch_in_epoch: int = 0, best: float = -1.0, history: Optional[list] = None,
-                    classes: Optional[list] = None, extra: Optional[dict] = None) -> None:
+                    classes: Optional[list] = None, extra: Optional[dict] = None,
+                    partial: Optional[dict] = None) -> None:
     """Write the checkpoint atomically (tmp name, fsync, os.replace): only tensors, primitives
-    and dicts, so ``torch.load(weights_only=True)`` can read it back."""
+    and dicts, so ``torch.load(weights_only=True)`` can read it back. ``partial``: the
+    unfinished epoch's loss sums (``gather_partial``) when stopping mid-epoch."""
     m = unwrap(model)
     ckpt = {
         "format": CHECKPOINT_FORMAT,
@@ -236,6 +234,7 @@ def save_checkpoint(path: os.PathLike | str, model: nn.Module, optimizer, cfg: T
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "epoch": int(epoch),                  # completed epochs
         "batch_in_epoch": int(batch_in_epoch),  # batches done in the epoch after them (mid-epoch stop)
+        "epoch_partial": partial if batch_in_epoch else None,  # their loss sums, for metrics.csv
         "step": int(step),                    # optimizer steps so far
         "best_miou": float(best),
         "history": list(history or []),
@@ -316,21 +315,51 @@ class _StopFlag:
         return False
 
 
+def gather_partial(sums: dict[str, float], n: int) -> dict:
+    """Every rank's running loss sums and step count of an unfinished epoch, as saved in
+    last.pt (``epoch_partial``): ``{"keys": [...], "sums": float64 [world, K], "n": int64 [world]}``.
+    A collective: every rank calls it. float64 holds the Python float sums exactly."""
+    info = dist.env_info()
+    keys = sorted(sums)
+    table = torch.zeros(info.world, len(keys) + 1, dtype=torch.float64)
+    table[info.rank] = torch.tensor([sums[k] for k in keys] + [float(n)], dtype=torch.float64)
+    dist.all_reduce_sum(table)  # each row is one rank's, the others add zeros: exact
+    return {"keys": keys, "sums": table[:, :-1].clone(), "n": table[:, -1].to(torch.int64)}
+
+
+def restore_partial(partial: Optional[dict]) -> tuple[dict[str, float], int]:
+    """This rank's (sums, n) from ``gather_partial``'s record, so a resumed epoch's means cover
+    the steps before the stop too, summed in the same order. With another number of processes
+    than the stopped run, rank 0 takes the totals (the means stay right, the rounding may not)."""
+    if not partial:
+        return {}, 0
+    info = dist.env_info()
+    sums, n = partial["sums"].to(torch.float64), partial["n"].to(torch.int64)
+    if sums.shape[0] == info.world:
+        row, count = sums[info.rank], int(n[info.rank])
+    elif info.rank == 0:
+        row, count = sums.sum(dim=0), int(n.sum())
+    else:
+        return {}, 0
+    return {k: float(row[j]) for j, k in enumerate(partial["keys"])}, count
+
+
 def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfig, epoch: int,
                     start_step: int, skip_batches: int = 0, stop: Optional[_StopFlag] = None,
-                    quiet: bool = False, on_stop=None) -> tuple[dict, int]:
+                    quiet: bool = False, on_stop=None, partial: Optional[dict] = None) -> tuple[dict, int]:
     """One pass over the training loader; returns (mean loss per term, global step).
 
-    Stops (``TrainingStopped``) on a non-finite loss, naming the epoch and step, and on
-    SIGTERM after the current step, once ``on_stop(batch_in_epoch, step)`` has saved last.pt.
+    ``partial``: the ``epoch_partial`` record of a checkpoint saved mid-epoch, whose loss sums
+    this pass continues. Stops (``TrainingStopped``) on a non-finite loss, naming the epoch and
+    step, and on SIGTERM after the current step, once ``on_stop(batch_in_epoch, step, partial)``
+    has saved last.pt.
     """
     model.train()
     m = unwrap(model)
     if m.audio_encoder is not None and not any(p.requires_grad for p in m.audio_encoder.parameters()):
         m.audio_encoder.eval()  # frozen VGGish stays in eval mode
     weights = loss_weights(cfg)
-    sums: dict[str, float] = {}
-    n = 0
+    sums, n = restore_partial(partial)
     step = start_step
     channels_last = device.type == "cuda" and cfg.channels_last
     total = len(loader)
@@ -365,8 +394,9 @@ def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfi
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total']:.4f}")
             if flags[1] > 0:
+                record = gather_partial(sums, n)
                 if on_stop is not None:
-                    on_stop(batch_in_epoch, step)
+                    on_stop(batch_in_epoch, step, record)
                 raise TrainingStopped(f"stopped by SIGTERM at epoch {epoch} step {batch_in_epoch}; "
                                       "last.pt saved: continue with --resume")
     # mean over this rank's steps, then over ranks (equal step counts per rank)
@@ -526,7 +556,7 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=cfg.lr)  # reference: Adam 1e-4, constant, no weight decay
 
-        start_epoch, step, skip, best, history = 0, 0, 0, -1.0, []
+        start_epoch, step, skip, best, history, partial = 0, 0, 0, -1.0, [], None
         if ckpt is not None:
             m = model
             m.avs.load_state_dict(ckpt["model"])
@@ -536,6 +566,7 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
             optimizer.load_state_dict(ckpt["optimizer"])
             start_epoch, step, skip = ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]
             best, history = ckpt["best_miou"], list(ckpt["history"])
+            partial = ckpt.get("epoch_partial") if skip else None  # absent in older checkpoints
             set_rng_state(ckpt["rng"])
             log.info("resuming %s at epoch %d%s", run_dir, start_epoch + 1,
                      f" batch {skip + 1}" if skip else "")
@@ -559,17 +590,17 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
                 t0 = time.time()
                 set_loader_epoch(loader, cfg.seed, epoch, skip_batches=skip)
 
-                def on_stop(batch_in_epoch, step_now, epoch=epoch):
+                def on_stop(batch_in_epoch, step_now, record, epoch=epoch):
                     if info.is_main:
                         save_checkpoint(run_dir / "last.pt", model, optimizer, cfg, epoch, step_now,
                                         batch_in_epoch=batch_in_epoch, best=best, history=history,
-                                        classes=train_ds.classes)
+                                        classes=train_ds.classes, partial=record)
                     dist.barrier()
 
                 losses, step = train_one_epoch(ddp_model, optimizer, loader, device, cfg, epoch + 1, step,
                                                skip_batches=skip, stop=stop, quiet=quiet or not info.is_main,
-                                               on_stop=on_stop)
-                skip = 0
+                                               on_stop=on_stop, partial=partial)
+                skip, partial = 0, None
                 row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in losses.items()}}
                 if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                     val = evaluate(model, val_loader, device, cfg, batch_videos=1, quiet=quiet or not info.is_main,

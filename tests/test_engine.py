@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -71,9 +72,15 @@ def test_resume_continues_exactly(shards, two_epochs, tmp_path):
     assert b["optimizer"]["state"].keys() == a["optimizer"]["state"].keys()
 
 
+def _metrics_csv(run):
+    with open(run / "metrics.csv", newline="") as fh:
+        return _no_time(csv.DictReader(fh))
+
+
 def test_sigterm_saves_and_resume_matches(shards, two_epochs, tmp_path, monkeypatch):
     """SIGTERM during epoch 2 step 2: that step finishes, last.pt is saved, exit; --resume
-    then ends with the same weights as the uninterrupted run."""
+    then ends with the same weights and the same metrics.csv (the interrupted epoch's train_*
+    means included) as the uninterrupted run."""
     run = tmp_path / "C"
     real = engine.compute_losses
     calls = {"n": 0}
@@ -89,9 +96,14 @@ def test_sigterm_saves_and_resume_matches(shards, two_epochs, tmp_path, monkeypa
         engine.train(cfg(epochs=2), shards, run, quiet=True)
     ck = _weights(run)
     assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == (1, 2, 6)
+    assert ck["epoch_partial"]["n"].tolist() == [2]  # the loss sums of the 2 steps done in epoch 2
     monkeypatch.setattr(engine, "compute_losses", real)
     engine.train(cfg(epochs=2), shards, run, resume=True, quiet=True)
-    _same(_weights(two_epochs), _weights(run))
+    a, b = _weights(two_epochs), _weights(run)
+    _same(a, b)
+    assert _no_time(b["history"]) == _no_time(a["history"])
+    assert _metrics_csv(run) == _metrics_csv(two_epochs)
+    assert b["epoch_partial"] is None  # the finished epoch leaves no partial sums behind
 
 
 def test_nan_loss_stops_naming_epoch_and_step(shards, tmp_path, monkeypatch):
@@ -141,6 +153,33 @@ def test_checkpoint_roundtrip_evaluates_like_training(shards, two_epochs):
                           batch_videos=1)
     assert res["miou"] == ck["history"][-1]["val_miou"]
     assert res["fscore"] == ck["history"][-1]["val_fscore"]
+
+
+def test_frozen_vggish_rebuilt_from_checkpoint_without_weights_file():
+    """A checkpoint of a run with the frozen VGGish encoder rebuilds (no weight file on disk):
+    same architecture, still frozen and in eval mode, and it computes with the saved weights."""
+    from avsprep.audio import VGGish
+    from avstrain.models.audio import AudioEncoder
+
+    torch.manual_seed(0)
+    c = cfg(audio_encoder="vggish")
+    src = engine.build_system(c, num_classes=3, has_vggish=False, audio_kind="vggish")
+    for p in src.audio_encoder.parameters():
+        p.data.uniform_(-0.05, 0.05)  # stands in for the official weights
+    ckpt = {"config": c.to_dict(), "num_classes": 3, "audio_kind": "vggish", "model": src.avs.state_dict(),
+            **{k: (getattr(src, k).state_dict() if getattr(src, k) is not None else None)
+               for k in ("audio_encoder", "crop_head", "audio_proj")}}
+    model, _ = engine.system_from_checkpoint(ckpt)
+    enc = model.audio_encoder
+    assert isinstance(enc, AudioEncoder) and enc.kind == "vggish" and isinstance(enc.net, VGGish)
+    model.train()
+    assert not enc.net.training and not any(p.requires_grad for p in enc.parameters())
+    x = torch.rand(2, 1, 96, 64)
+    assert torch.equal(enc(x), src.audio_encoder.eval()(x))
+    with pytest.raises(ValueError, match="needs its weights file"):
+        AudioEncoder("vggish")  # training never gets a random VGGish by accident
+    with pytest.raises(ValueError, match="from the checkpoint"):
+        AudioEncoder("vggish", weights="vggish.pth", weights_from_checkpoint=True)
 
 
 def test_ddp_two_processes_equals_single_process(shards, tmp_path):

@@ -133,11 +133,17 @@ def test_load_checkpoint_refuses(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["truncated", "evil-pickle"])
 def test_resume_from_bad_checkpoint_is_one_line_error(tmp_path, kind):
     """``avstrain train --resume`` on a damaged last.pt: exit 1, one line naming it, code not run."""
+    import json
+
+    from avstrain.config import resolve_config
+
     marker = tmp_path / "PWNED"
     path = _bad_checkpoints(tmp_path, marker)[kind]
+    (path.parent / "config.json").write_text(json.dumps(resolve_config("demo", None, {}).to_dict()))  # a real run's
     shards = tmp_path / "shards"
     shards.mkdir()
-    res = _invoke(["train", str(shards), "-o", str(path.parent), "--resume", *TINY])
+    res = _invoke(["train", str(shards), "-o", str(path.parent), "--resume", "--device", "cpu",
+                   "--set", "workers=0"])
     _one_error_line(res, "last.pt")
     assert not marker.exists()
 
@@ -184,6 +190,12 @@ def _train_argv(shards: Path, run: Path, epochs: int, *extra) -> list[str]:
             "--quiet", *TINY, *extra]
 
 
+def _resume_argv(shards: Path, run: Path, epochs: int) -> list[str]:
+    """--resume takes the run's saved config; only --epochs, --device and workers may be given."""
+    return [sys.executable, "-m", "avstrain", "train", str(shards), "-o", str(run), "--epochs", str(epochs),
+            "--quiet", "--resume", "--device", "cpu", "--set", "workers=0"]
+
+
 def _metrics(run: Path) -> list[dict]:
     with open(run / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -218,7 +230,7 @@ def sigterm_runs(train_shards, tmp_path_factory):
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["batch_in_epoch"] > 0, "the stop was not mid-epoch"
 
-    r = subprocess.run(_train_argv(train_shards, run, epochs, "--resume"), env=ENV, capture_output=True,
+    r = subprocess.run(_resume_argv(train_shards, run, epochs), env=ENV, capture_output=True,
                        text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
     return ref, run

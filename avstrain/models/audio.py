@@ -2,7 +2,8 @@
 
 * ``vggish``: ``avsprep.audio.VGGish`` with official weights, frozen (eval mode,
   no gradients, stays in eval when the parent model is put in train mode), as
-  AVSBench does.
+  AVSBench does. ``weights_from_checkpoint=True`` builds the same frozen
+  architecture without a file, for a checkpoint's state dict to be loaded next.
 * ``tiny``: a small trainable CNN, for when no VGGish weights are available.
 * ``precomputed``: the input already is the [n,128] embedding (shards built with
   ``--vggish-weights``); passed through unchanged.
@@ -39,27 +40,35 @@ class AudioEncoder(nn.Module):
     """``AudioEncoder(kind, weights=None)``; ``forward(x) -> [n, 128]``.
 
     ``x``: log-mel ``[n,1,96,64]`` or ``[n,96,64]`` for vggish/tiny; ``[n,128]`` for precomputed.
+    ``weights``: the VGGish weight file (vggish only; loaded with ``avsprep.audio.load_vggish``).
+    ``weights_from_checkpoint``: build the architecture only (vggish: a frozen, randomly
+    initialised ``VGGish``); the caller loads a checkpoint's state dict into it next.
     """
 
-    def __init__(self, kind: str = "tiny", weights: str | Path | None = None, relu: bool = True):
+    def __init__(self, kind: str = "tiny", weights: str | Path | None = None, relu: bool = True, *,
+                 weights_from_checkpoint: bool = False):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown audio encoder {kind!r}; choose one of: {', '.join(KINDS)}")
+        if weights is not None and (kind != "vggish" or weights_from_checkpoint):
+            raise ValueError(f"the {kind!r} audio encoder takes no weights file here"
+                             + ("; its weights come from the checkpoint" if weights_from_checkpoint
+                                else "; leave weights unset"))
         self.kind = kind
         self.out_dim = 128
         self.net: nn.Module | None = None
         if kind == "vggish":
-            if weights is None:
-                raise ValueError("the 'vggish' audio encoder needs its weights file (vggish-10086976.pth)")
-            from avsprep.audio import load_vggish  # lazy: torch side of avsprep
+            from avsprep.audio import VGGish, load_vggish  # lazy: torch side of avsprep
 
-            self.net = load_vggish(weights, relu=relu)
-            for p in self.net.parameters():
-                p.requires_grad_(False)
-            self.net.eval()
+            if weights_from_checkpoint:
+                self.net = VGGish(relu=relu)
+            elif weights is None:
+                raise ValueError("the 'vggish' audio encoder needs its weights file (vggish-10086976.pth), "
+                                 "or weights_from_checkpoint=True to load a checkpoint's state dict")
+            else:
+                self.net = load_vggish(weights, relu=relu)
+            self.net.requires_grad_(False).eval()
         elif kind == "tiny":
-            if weights is not None:
-                raise ValueError("the 'tiny' audio encoder is trained from scratch; leave weights unset")
             self.net = TinyAudioNet()
 
     @property
