@@ -365,9 +365,10 @@ def _mp_context():
 
 
 def _preload_for_fork(layout, tasks, vggish: bool) -> None:
-    """Import torch once here when workers will need it (AVSBench log-mel pickles hold
-    torch tensors; VGGish), so forked workers inherit it instead of each importing it."""
-    if vggish or Path(layout.logmel_path(tasks[0][1][0])).is_file():
+    """Import torch once here when workers will need it (VGGish), so forked workers
+    inherit it instead of each importing it. Log-mel pickles of float tensors are
+    rebuilt without torch (``avsprep.audio.load_logmel_pickle``)."""
+    if vggish:
         import torch  # noqa: F401
 
 

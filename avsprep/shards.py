@@ -268,6 +268,76 @@ def read_manifest(directory: os.PathLike | str) -> dict:
 
 # ------------------------------------------------------------------------------- reader
 
+# per-clip datasets read row by row; the small ones are read whole when a shard is opened
+ROW_DATASETS = ("frames", "masks", "crops", "audio_logmel", "audio_vggish")
+
+
+class _OpenShard:
+    """One shard opened for reading in this process, with its dataset handles cached.
+
+    Looking a dataset up by name costs more than reading a clip's frames, so
+    handles are looked up once; names, labels, validity flags and boxes (a few
+    KiB) are read whole. No HDF5 chunk cache: each chunk is one clip, read once
+    per item, and without a cache HDF5 reads it straight into the output array.
+    Unfiltered one-clip chunks are read with ``read_direct_chunk`` into a new
+    array (no selection machinery). Measured per clip row on this machine (2 cores,
+    loaded): frames ``ds[i]`` 0.10-0.20 ms, ``read_direct`` 0.18-0.34 ms,
+    ``read_direct_chunk`` 0.08-0.13 ms; a dataset lookup by name 0.14 ms and a
+    small-row read (label, flags) 0.1-0.2 ms each, hence the caching.
+    """
+
+    def __init__(self, path: Path):
+        self.f = _h5().File(path, "r", rdcc_nbytes=0)
+        try:
+            f = self.f
+            self.names = [_decode(v) for v in f["video"][()]]
+            self.labels = f["label"][()].astype(np.int64)
+            self.mask_valid = f["mask_valid"][()]
+            self.crop_valid = f["crop_valid"][()]
+            self.boxes = f["boxes"][()]
+            rows = self.boxes[:, 0].astype(np.int64)
+            self.box_index = np.searchsorted(rows, np.arange(len(self.names) + 1))
+            self.rows = []  # (name, dataset, row shape, dtype, raw chunks readable directly)
+            for name in ROW_DATASETS:
+                if name not in f:
+                    continue
+                ds = f[name]
+                shape = ds.shape[1:]
+                raw = (ds.chunks == (1,) + shape and ds.id.get_create_plist().get_nfilters() == 0)
+                self.rows.append((name, ds, shape, ds.dtype, raw))
+        except BaseException:
+            self.f.close()
+            raise
+
+    def item(self, row: int) -> dict:
+        a, b = self.box_index[row], self.box_index[row + 1]
+        out = {
+            "video": self.names[row],
+            "label": int(self.labels[row]),
+            "mask_valid": self.mask_valid[row].copy(),
+            "crop_valid": self.crop_valid[row].copy(),
+            "boxes": self.boxes[a:b].copy(),
+        }
+        for name, ds, shape, dtype, raw in self.rows:
+            out[name] = _read_row(ds, row, shape, dtype) if raw else ds[row]
+        return out
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _read_row(ds, row: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """Row ``row`` of an unfiltered dataset chunked one row per chunk, read as raw chunk bytes."""
+    out = np.empty(shape, dtype)
+    try:
+        mask, got = ds.id.read_direct_chunk((row,) + (0,) * len(shape), out=out.reshape(-1).view(np.uint8))
+    except (KeyError, OSError, ValueError, TypeError):
+        return ds[row]  # e.g. a chunk never written: HDF5 fills it
+    if mask != 0 or got.nbytes != out.nbytes:
+        return ds[row]
+    return out
+
+
 class ShardSet:
     """Read-only view of a shard folder, like a NumPy array of clips.
 
@@ -305,8 +375,7 @@ class ShardSet:
                 if file_sha256(path) != entry["sha256"]:
                     raise IntegrityError(f"shard {path} does not match its sha256 in the manifest; "
                                          "it is corrupt: rebuild with avsprep build --overwrite")
-        self._files: dict[int, object] = {}
-        self._box_index: dict[int, np.ndarray] = {}
+        self._files: dict[int, _OpenShard] = {}
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -319,20 +388,18 @@ class ShardSet:
             raise KeyError(f"clip {name!r} is not in {self.dir}"
                            + (f" split {self.split}" if self.split else "")) from None
 
-    def _file(self, si: int):
+    def _file(self, si: int) -> "_OpenShard":
         if os.getpid() != self._pid:  # forked: the parent's handles are not ours
-            self._files, self._box_index, self._pid = {}, {}, os.getpid()
+            self._files, self._pid = {}, os.getpid()
         f = self._files.get(si)
         if f is None:
             path = self.dir / self.shards[si]["file"]
             try:
-                f = _h5().File(path, "r")
-            except (OSError, ValueError) as exc:
+                f = _OpenShard(path)
+            except (OSError, ValueError, KeyError) as exc:
                 raise IntegrityError(f"shard {path} cannot be opened ({exc}); "
                                      "run avsprep verify, then avsprep build --resume") from exc
             self._files[si] = f
-            rows = f["boxes"][:, 0].astype(np.int64) if f["boxes"].shape[0] else np.zeros(0, np.int64)
-            self._box_index[si] = np.searchsorted(rows, np.arange(f["video"].shape[0] + 1))
         return f
 
     def __getitem__(self, i: int) -> dict:
@@ -344,28 +411,13 @@ class ShardSet:
         if not 0 <= i < n:
             raise IndexError(f"clip {i} out of range for {n} clips")
         si, row = self._rows[i]
-        f = self._file(si)
-        out = {
-            "video": _decode(f["video"][row]),
-            "label": int(f["label"][row]),
-            "frames": f["frames"][row],
-            "masks": f["masks"][row],
-            "mask_valid": f["mask_valid"][row],
-            "crops": f["crops"][row],
-            "crop_valid": f["crop_valid"][row],
-            "audio_logmel": f["audio_logmel"][row],
-        }
-        if "audio_vggish" in f:
-            out["audio_vggish"] = f["audio_vggish"][row]
-        a, b = self._box_index[si][row], self._box_index[si][row + 1]
-        out["boxes"] = f["boxes"][a:b] if b > a else np.zeros((0, len(BOX_COLUMNS)), np.float32)
-        return out
+        return self._file(si).item(row)
 
     def close(self) -> None:
         if os.getpid() == self._pid:
             for f in self._files.values():
                 f.close()
-        self._files, self._box_index = {}, {}
+        self._files = {}
 
     def __enter__(self):
         return self
@@ -375,7 +427,7 @@ class ShardSet:
 
     def __getstate__(self):  # pickled into spawned workers: no open handles
         state = dict(self.__dict__)
-        state["_files"], state["_box_index"] = {}, {}
+        state["_files"] = {}
         return state
 
     def __repr__(self) -> str:

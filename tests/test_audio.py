@@ -241,6 +241,76 @@ def test_torch_save_file_loads(tmp_path):
     np.testing.assert_allclose(load_logmel_pickle(path), case("d")["examples_avsbench5"], atol=1e-6)
 
 
+def _tensor_pickle_cases():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(7, 1, 96, 64, generator=g)
+    return {
+        "contiguous": base[:5].clone(),
+        "requires_grad": _avsbench_tensor(),
+        "storage_offset": base[2:],  # a view: the whole storage is pickled, with an offset
+        "transposed": torch.randn(5, 64, 96, generator=g).transpose(1, 2),  # non-contiguous strides
+        "float64": base[:5].double(),
+        "float16": base[:5].half(),
+    }
+
+
+def test_tensor_pickles_rebuilt_without_torch_equal_torch(tmp_path):
+    """The numpy rebuild of tensor pickles gives the same bytes as torch's own rebuild."""
+    from avsprep.audio import sources
+
+    for name, t in _tensor_pickle_cases().items():
+        data = pickle.dumps(t)
+        fast = sources._NumpyUnpickler(io.BytesIO(data)).load()
+        ref = t.detach().numpy()
+        assert isinstance(fast, np.ndarray) and fast.dtype == ref.dtype and fast.shape == ref.shape, name
+        assert fast.tobytes() == np.ascontiguousarray(ref).tobytes(), name
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(data)
+        assert load_logmel_pickle(path).tobytes() == np.ascontiguousarray(
+            ref.reshape(5, 96, 64), np.float32).tobytes(), name
+
+
+def test_bfloat16_tensor_pickle_falls_back_to_torch(tmp_path):
+    import torch
+
+    from avsprep.audio import sources
+
+    data = pickle.dumps(torch.ones(5, 1, 96, 64, dtype=torch.bfloat16))
+    with pytest.raises(sources._NeedTorch):
+        sources._NumpyUnpickler(io.BytesIO(data)).load()
+    path = tmp_path / "bf16.pkl"
+    path.write_bytes(data)
+    got = load_logmel_pickle(path)  # torch path; numpy has no bfloat16
+    np.testing.assert_array_equal(got, np.ones((5, 96, 64), np.float32))
+
+
+def test_tensor_pickle_outside_its_storage_is_not_read():
+    """A crafted size/stride/offset past the storage end must not read foreign memory."""
+    from avsprep.audio import sources
+
+    storage = np.arange(5 * 96 * 64, dtype="<f4")
+    with pytest.raises(sources._NeedTorch):
+        sources._numpy_rebuild_tensor(storage, 0, (5, 96, 64), (96 * 64, 64, 2))
+    with pytest.raises(sources._NeedTorch):
+        sources._numpy_rebuild_tensor(storage, storage.size, (1,), (1,))
+    with pytest.raises(sources._NeedTorch):
+        sources._numpy_rebuild_tensor(storage, 0, (2,), (-1,))
+    assert sources._numpy_rebuild_tensor(storage, 1, (2,), (3,)).tolist() == [1.0, 4.0]
+
+
+def test_loading_a_tensor_pickle_does_not_import_torch(tmp_path):
+    path = tmp_path / "-_wznbUu3DY.pkl"
+    path.write_bytes(pickle.dumps(_avsbench_tensor()))
+    code = ("import sys; from avsprep.audio import load_logmel_pickle; "
+            f"a = load_logmel_pickle({str(path)!r}); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(a.shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(5, 96, 64)"
+
+
 class _Evil:
     def __init__(self, target: Path):
         self.target = target

@@ -106,6 +106,47 @@ def test_reader_reopens_after_fork(tmp_path):
     assert ds[1]["video"] == "-clip_1"
 
 
+def test_reader_items_are_fresh_arrays_and_raw_chunk_reads_equal_hdf5(tmp_path):
+    """Cached handles / whole-read small datasets: items never share memory with the cache."""
+    from avsprep.shards import _OpenShard, _read_row
+
+    clips, shard = _folder(tmp_path)
+    ds = ShardSet(tmp_path)
+    first = ds[0]
+    for k in ("frames", "masks", "mask_valid", "crops", "crop_valid", "audio_logmel", "boxes"):
+        first[k][...] = 0  # the caller may write into what it got
+    again = ds[0]
+    for k in ("frames", "masks", "mask_valid", "crops", "crop_valid", "audio_logmel"):
+        np.testing.assert_array_equal(again[k], clips[0][k])
+    assert again["boxes"][:, 1].tolist() == [1, 4]
+    opened = _OpenShard(shard)
+    try:
+        raw = {name: r for name, _, _, _, r in opened.rows}
+        assert raw == {"frames": True, "masks": False, "crops": True, "audio_logmel": True}
+        with h5py.File(shard, "r") as f:
+            for name in ("frames", "crops", "audio_logmel"):
+                for row in range(len(clips)):
+                    got = _read_row(f[name], row, f[name].shape[1:], f[name].dtype)
+                    assert got.flags.writeable and got.dtype == f[name].dtype
+                    np.testing.assert_array_equal(got, f[name][row])
+    finally:
+        opened.close()
+
+
+def test_reader_reads_other_chunk_layouts(tmp_path):
+    """A shard whose per-clip datasets are compressed or chunked differently is read through HDF5."""
+    clips, shard = _folder(tmp_path)
+    with h5py.File(shard, "a") as f:
+        for name in ("frames", "audio_logmel"):
+            data = f[name][()]
+            del f[name]
+            f.create_dataset(name, data=data, compression="gzip" if name == "frames" else None)
+    ds = ShardSet(tmp_path)
+    for i, c in enumerate(clips):
+        np.testing.assert_array_equal(ds[i]["frames"], c["frames"])
+        np.testing.assert_array_equal(ds[i]["audio_logmel"], c["audio_logmel"])
+
+
 def test_no_manifest_is_refused_clearly(tmp_path):
     _folder(tmp_path)
     (tmp_path / "manifest.json").unlink()

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,8 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first object of a legacy torch.s
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays, and torch tensors with torch's own functions (imports torch)."""
+
     def find_class(self, module: str, name: str):
         key = (module, name)
         if key == ("collections", "OrderedDict"):
@@ -98,6 +101,101 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise _Refused(f"persistent id {pid!r}")
 
 
+# --- torch tensor pickles without torch ------------------------------------------
+#
+# ``pickle.dump(tensor)`` stores ``torch._utils._rebuild_tensor_v2(storage, offset,
+# size, stride, requires_grad, hooks)`` where ``storage`` is
+# ``torch.storage._load_from_bytes(b)`` and ``b`` is a legacy ``torch.save`` of the
+# storage: five pickles (magic number, protocol 1001, sys info, a persistent id
+# ``('storage', torch.FloatStorage, key, location, numel, None)``, the key list)
+# followed by an int64 element count and the raw little-endian elements. The
+# common case is rebuilt here with numpy, bit for bit, so loading a pickle does
+# not import torch (seconds per process); anything else raises ``_NeedTorch`` and
+# the file is read again with torch (``_RestrictedUnpickler``).
+
+_STORAGE_DTYPES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2"}
+
+
+class _NeedTorch(Exception):
+    """The pickle is a valid-looking tensor this module does not rebuild itself."""
+
+
+class _Storage:
+    """A storage's persistent id inside the legacy torch.save bytes."""
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int):
+        self.key, self.dtype, self.numel = key, dtype, numel
+
+
+class _StorageUnpickler(pickle.Unpickler):
+    """The pickles inside storage bytes: only float storage types and their persistent ids."""
+
+    def find_class(self, module: str, name: str):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return np.dtype(_STORAGE_DTYPES[name])
+        raise _NeedTorch(f"{module}.{name}")  # torch's weights-only loader decides
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise _NeedTorch("persistent id")
+        _, dtype, key, _location, numel, *view = pid
+        if (not isinstance(dtype, np.dtype) or not isinstance(key, str) or type(numel) is not int
+                or numel < 0 or (view and view[0] is not None)):
+            raise _NeedTorch("storage id")
+        return _Storage(key, dtype, numel)
+
+
+def _numpy_load_from_bytes(data: bytes) -> np.ndarray:
+    """A float storage from legacy torch.save bytes as a 1-D little-endian numpy array."""
+    fh = io.BytesIO(data)
+    load = lambda: _StorageUnpickler(fh).load()  # noqa: E731 - each pickle in turn
+    if load() != _TORCH_LEGACY_MAGIC or load() != 1001:
+        raise _NeedTorch("not a legacy torch.save")
+    info = load()
+    if not (isinstance(info, dict) and info.get("little_endian") is True):
+        raise _NeedTorch("byte order")
+    storage, keys = load(), load()
+    if not isinstance(storage, _Storage) or keys != [storage.key]:
+        raise _NeedTorch("storage layout")
+    head = fh.read(8)
+    if len(head) != 8 or int.from_bytes(head, "little", signed=True) != storage.numel:
+        raise _NeedTorch("storage size")
+    raw = fh.read()
+    if len(raw) != storage.numel * storage.dtype.itemsize:
+        raise _NeedTorch("storage bytes")
+    return np.frombuffer(raw, storage.dtype)
+
+
+def _numpy_rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                          metadata=None) -> np.ndarray:
+    """``torch._utils._rebuild_tensor_v2`` as a numpy copy; every index is bounds-checked."""
+    ints = lambda v: isinstance(v, tuple) and all(type(x) is int and x >= 0 for x in v)  # noqa: E731
+    if (not isinstance(storage, np.ndarray) or type(storage_offset) is not int or storage_offset < 0
+            or not ints(size) or not ints(stride) or len(size) != len(stride) or metadata):
+        raise _NeedTorch("tensor layout")
+    if 0 in size:
+        return np.zeros(size, storage.dtype)
+    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= storage.size:
+        raise _NeedTorch("tensor outside its storage")  # torch reports it
+    step = storage.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(storage[storage_offset:], size, [s * step for s in stride],
+                                           writeable=False)
+    return view.copy()
+
+
+class _NumpyUnpickler(_RestrictedUnpickler):
+    """Like ``_RestrictedUnpickler``, but rebuilds float tensors as numpy arrays, without torch."""
+
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if key == ("torch.storage", "_load_from_bytes"):
+            return _numpy_load_from_bytes
+        if key in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")):
+            return _numpy_rebuild_tensor
+        return super().find_class(module, name)
+
+
 class _Refused(Exception):
     """A pickle asked for a global outside the allow-list."""
 
@@ -105,12 +203,15 @@ class _Refused(Exception):
 def _to_numpy(obj) -> np.ndarray | None:
     if isinstance(obj, np.ndarray):
         return obj
+    if "torch" not in sys.modules:  # not imported: obj cannot be a tensor
+        return None
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
         return None
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy()
+        t = obj.detach().cpu()
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy()  # numpy has no bfloat16; exact
     return None
 
 
@@ -136,7 +237,8 @@ def load_logmel_pickle(path: os.PathLike | str) -> np.ndarray:
 
     Accepts ``pickle.dump`` of a torch tensor (AVSBench's files, [5,1,96,64],
     possibly ``requires_grad``) or of a numpy array, and ``torch.save`` files
-    (read with ``weights_only=True``).
+    (read with ``weights_only=True``). Float tensor pickles are rebuilt with
+    numpy (exactly; torch is not imported); other tensors go through torch.
     """
     path = Path(path)
     if not path.is_file():
@@ -146,7 +248,10 @@ def load_logmel_pickle(path: os.PathLike | str) -> np.ndarray:
         if data[:2] == b"PK":  # a torch.save zip archive rather than a plain pickle
             obj = _torch_load_from_bytes(data)
         else:
-            obj = _RestrictedUnpickler(io.BytesIO(data)).load()
+            try:
+                obj = _NumpyUnpickler(io.BytesIO(data)).load()
+            except _NeedTorch:
+                obj = _RestrictedUnpickler(io.BytesIO(data)).load()
             if type(obj) is int and obj == _TORCH_LEGACY_MAGIC:  # legacy (pre-1.6) torch.save file
                 obj = _torch_load_from_bytes(data)
     except _Refused as exc:
