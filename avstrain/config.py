@@ -54,7 +54,8 @@ class TrainConfig:
     # --- optimisation
     epochs: int = 15                    # reference: 15 (S4), 30 (MS3)
     batch_size: int = 4                 # videos per step (per process under DDP); 4 videos = 20 frames
-    lr: float = 1e-4                    # Adam, constant, no weight decay (reference)
+    lr: float = 1e-4                    # Adam, no weight decay (reference)
+    lr_schedule: str = "constant"       # constant (reference) | cosine (per step, from lr down to 0)
     seed: int = 123                     # python, numpy, torch; data order = f(seed, epoch)
     augment: bool = False               # albumentations flip/colour jitter, same on all 5 frames + masks
     max_steps_per_epoch: Optional[int] = None  # cap steps per epoch (smoke runs); None = full epoch
@@ -87,6 +88,7 @@ CHOICES = {
     "audio_encoder": ("auto", "precomputed", "vggish", "tiny"),
     "crop_backbone": ("resnet50", "tiny"),
     "device": ("auto", "cpu", "cuda"),
+    "lr_schedule": ("constant", "cosine"),
 }
 POSITIVE = ("channel", "epochs", "batch_size", "val_every", "eval_batch_videos")
 

@@ -344,6 +344,21 @@ def restore_partial(partial: Optional[dict]) -> tuple[dict[str, float], int]:
     return {k: float(row[j]) for j, k in enumerate(partial["keys"])}, count
 
 
+def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): a pure function of the step, so
+    ``--resume`` continues the schedule exactly. ``constant`` is the reference recipe."""
+    if cfg.lr_schedule == "constant" or total_steps <= 0:
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose constant or cosine")
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfig, epoch: int,
                     start_step: int, skip_batches: int = 0, stop: Optional[_StopFlag] = None,
                     quiet: bool = False, on_stop=None, partial: Optional[dict] = None) -> tuple[dict, int]:
@@ -365,6 +380,7 @@ def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfi
     total = len(loader)
     if cfg.max_steps_per_epoch:
         total = min(total, max(0, cfg.max_steps_per_epoch - skip_batches))
+    total_steps = cfg.epochs * min(len(loader), cfg.max_steps_per_epoch or len(loader))
     bar = progress(total=total, quiet=quiet, desc=f"epoch {epoch}", unit="step", leave=False)
     with bar:
         for i, cpu_batch in enumerate(loader):
@@ -386,6 +402,7 @@ def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfi
                     + "; lower the learning rate (--lr) or check the shards with avsprep verify")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            set_lr(optimizer, lr_at(cfg, step, total_steps))
             optimizer.step()
             step += 1
             n += 1

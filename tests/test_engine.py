@@ -215,3 +215,19 @@ def test_gpu_check_smoke_on_cpu():
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"metric", "unit", "ours", "baseline", "ratio", "fp32", "tpavi"} <= set(doc)
     assert doc["fp32"]["images_per_s"] > 0 and math.isfinite(doc["fp32"]["loss"])
+
+
+def test_lr_schedule_is_a_pure_function_of_the_step():
+    """constant = the reference recipe; cosine falls from lr to 0 over all steps, so resume continues it."""
+    from avstrain.config import TrainConfig
+    from avstrain.engine import lr_at
+
+    const = TrainConfig(lr=1e-4)
+    assert [lr_at(const, s, 100) for s in (0, 50, 99)] == [1e-4] * 3
+    cos = TrainConfig(lr=1e-3, lr_schedule="cosine")
+    lrs = [lr_at(cos, s, 100) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[50] == pytest.approx(5e-4) and lrs[100] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    bad = TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_at(bad, 0, 10)
