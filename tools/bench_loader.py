@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -119,7 +120,8 @@ def main(argv=None) -> dict:
            "ratio": round(ours / base, 2), "workers": args.workers, "clips": len(ours_ds), "split": args.split,
            "batch_size": args.batch_size, "clips_timed": n_ours,
            "ours_with_cpu_normalise": round(ours_cpu_norm, 2),
-           "ratio_with_cpu_normalise": round(ours_cpu_norm / base, 2)}
+           "ratio_with_cpu_normalise": round(ours_cpu_norm / base, 2),
+           "load_average_1min": round(os.getloadavg()[0], 2)}
     assert n_base == n_ours
     print(json.dumps(doc))
     return doc
