@@ -26,6 +26,52 @@ def cli():
     """Train and evaluate the AVSBench TPAVI model (with crop losses) from avsprep shards."""
 
 
+# ----------------------------------------------------------------------------- presets
+
+def preset_text(name: str) -> str:
+    from avstrain.config import PRESETS_DIR
+
+    return (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def preset_summary(name: str) -> str:
+    """The first sentence of a preset's header comment (what it reproduces)."""
+    words = []
+    for line in preset_text(name).splitlines():
+        text = line.lstrip("#").strip()
+        if not line.startswith("#") or not text:
+            break
+        words.append(text)
+    text = " ".join(words).removeprefix(f"{name}:").strip()
+    return text.split(". ")[0].split(": ")[0].rstrip(".:,")
+
+
+def _show_preset_in_help(ctx, param, value):
+    """Eager: ``train --preset NAME --help`` prints the preset's full contents after the options."""
+    if value:
+        ctx.command.epilog = "\b\nPreset " + value + ":\n" + preset_text(value)
+        ctx.call_on_close(lambda: setattr(ctx.command, "epilog", None))  # not for the next invocation
+    return value
+
+
+@cli.command()
+@click.argument("name", required=False, type=click.Choice(PRESETS))
+def presets(name):
+    """List the shipped presets, or print one (a flat YAML config for --preset).
+
+    \b
+    Example:
+      avstrain presets
+      avstrain presets s4-resnet50-croplosses > my.yaml   # edit, then --config my.yaml
+    """
+    if name:
+        click.echo(preset_text(name), nl=False)
+        return
+    width = max(len(n) for n in PRESETS)
+    for n in PRESETS:
+        click.echo(f"{n:<{width}}  {preset_summary(n)}")
+
+
 # ----------------------------------------------------------------------------- train
 
 @cli.command(help=f"""Train on SHARDS/train, validate on SHARDS/val, write the run to RUN.
@@ -47,7 +93,8 @@ Example:
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--output", "-o", "run", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory.")
-@click.option("--preset", type=click.Choice(PRESETS), default=None, help="A named, complete config.")
+@click.option("--preset", type=click.Choice(PRESETS), default=None, is_eager=True, callback=_show_preset_in_help,
+              help="A named, complete config (`--preset NAME --help` shows it; `avstrain presets` lists them).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="A flat YAML/JSON file of config keys (instead of --preset).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Total epochs (also extends a --resume).")

@@ -132,3 +132,27 @@ def test_resume_keeps_saved_config(shards, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["epochs"] == 2 and cfg["channel"] == 16 and cfg["image_size"] == 64
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_presets_are_discoverable_from_the_command_line():
+    """`avstrain presets` lists every preset file; `presets NAME` and `train --preset NAME --help` show it."""
+    from avstrain.cli import cli
+    from avstrain.config import PRESETS_DIR, load_preset, preset_names
+
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["presets"])
+    assert listing.exit_code == 0
+    names = preset_names()
+    assert {"demo", "s4-resnet50-avsbench", "s4-resnet50-croplosses", "ms3-resnet50-avsbench",
+            "s4-pvt-avsbench"} <= set(names)
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == names
+
+    shown = runner.invoke(cli, ["presets", "s4-resnet50-croplosses"])
+    assert shown.stdout == (PRESETS_DIR / "s4-resnet50-croplosses.yaml").read_text(encoding="utf-8")
+    assert load_preset("s4-resnet50-croplosses").w_ce == 1.0
+
+    helped = runner.invoke(cli, ["train", "--preset", "s4-resnet50-croplosses", "--help"])
+    assert helped.exit_code == 0
+    assert "Preset s4-resnet50-croplosses:" in helped.stdout and "w_pairwise: 1.0" in helped.stdout
+    plain = runner.invoke(cli, ["train", "--help"])
+    assert "Preset s4-resnet50-croplosses:" not in plain.stdout
