@@ -237,7 +237,7 @@ def inspect(shards, clip, png, as_json):
 
 @cli.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--clips", type=click.IntRange(3), default=144, show_default=True,
+@click.option("--clips", type=click.IntRange(3), default=192, show_default=True,
               help="Total clips, split 4:1:1 into train/val/test.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @overwrite_option
@@ -253,7 +253,7 @@ def demo(out, clips, seed, overwrite, quiet):
 
     \b
     Example:
-      avsprep demo ./demo-data --clips 144 --seed 0
+      avsprep demo ./demo-data --clips 192 --seed 0
     """
     from avsprep.synth import write_demo
 

@@ -142,7 +142,7 @@ def _tracks(rng: np.random.Generator, cls_a: int, cls_b: int) -> tuple[ObjectTra
     raise RuntimeError("could not place two non-overlapping objects")  # pragma: no cover
 
 
-def plan_demo(clips: int = 144, seed: int = 0, classes: int = 4) -> list[ClipSpec]:
+def plan_demo(clips: int = 192, seed: int = 0, classes: int = 4) -> list[ClipSpec]:
     """The clips of a demo dataset, in metadata order (train, val, test).
 
     Classes are balanced within each split, and so are (sounding, distractor)
@@ -413,7 +413,7 @@ def metadata_csv(specs: list[ClipSpec]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def write_demo(out, clips: int = 144, seed: int = 0, quiet: bool = False,
+def write_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
                classes: int = 4) -> dict:
     """Write the demo dataset with OUT as the AVSBench S4 root (the folder of ``s4_meta_data.csv``).
 

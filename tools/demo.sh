@@ -6,7 +6,7 @@ set -euo pipefail
 PY="${PY:-python}"
 OUT="${DEMO_OUT:-demo-out}"
 SEED="${DEMO_SEED:-0}"
-CLIPS="${DEMO_CLIPS:-144}"
+CLIPS="${DEMO_CLIPS:-192}"
 mkdir -p "$OUT"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -26,6 +26,6 @@ step "5/7 train (preset demo) -> $OUT/run"
 step "6/7 evaluate on test with audio ablations -> $OUT/results.json"
 "$PY" -m avstrain evaluate "$OUT/run/best.pt" "$OUT/shards" --split test \
     --audio-ablation none,shuffle,zero --json > "$OUT/results.json"
-step "7/7 contact sheet of one test clip -> $OUT/contact_sheet.png"
+step "7/7 contact sheet of one clip -> $OUT/contact_sheet.png"
 "$PY" -m avsprep inspect "$OUT/shards" --png "$OUT/contact_sheet.png" > /dev/null
 "$PY" tools/demo_table.py "$OUT"
