@@ -33,14 +33,11 @@ from avsprep.shards import (
     FRAME_SIZE, FRAMES, MANIFEST, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
     check_shard_file, file_sha256,
 )
+from avsprep.validate import normalise_label
 
 log = logging.getLogger("avsprep.build")
 
 # ------------------------------------------------------------------------------- per clip (pure-ish)
-
-
-def _norm_label(s: str) -> str:
-    return re.sub(r"\s+", "_", str(s).strip()).casefold()
 
 
 def _open_image(path: Path, clip: str, what: str, mode: str):
@@ -71,7 +68,7 @@ def clip_arrays(layout, clip, boxes: list[tuple], classes: list[str], crop_size:
     from avsprep.audio import clip_audio
 
     t, s, c = FRAMES, FRAME_SIZE, crop_size
-    cls_index = {_norm_label(n): i for i, n in enumerate(classes)}
+    cls_index = {normalise_label(n): i for i, n in enumerate(classes)}
     frames = np.zeros((t, s, s, 3), np.uint8)
     masks = np.zeros((t, s, s), np.uint8)
     mask_valid = np.zeros(t, bool)
@@ -99,7 +96,7 @@ def clip_arrays(layout, clip, boxes: list[tuple], classes: list[str], crop_size:
             scaled = real * np.array([s / w, s / h, s / w, s / h])
             for r, bx, ok in zip(rows, scaled, finite):
                 if ok:
-                    box_rows.append([0, k, cls_index.get(_norm_label(r[1]), -1), *bx])
+                    box_rows.append([0, k, cls_index.get(normalise_label(str(r[1])), -1), *bx])
     for k in layout.mask_frames(clip):
         m = _open_image(Path(layout.mask_path(clip, k)), clip.name, f"mask {k}", "L")
         if m.size != (s, s):
