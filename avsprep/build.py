@@ -1,8 +1,11 @@
 """``avsprep build``: box table + AVSBench root -> HDF5 shards + manifest, reproducibly.
 
-Clips are sorted by name and cut into shards of ``clips_per_shard``; worker
-processes compute per-clip arrays, the main process writes them in plan order,
-so the bytes never depend on ``workers``. Each shard is written to a temporary
+Clips are sorted by name and cut into shards of ``clips_per_shard``; with
+``workers`` > 1 each worker process computes and writes whole shards (a shard's
+bytes depend only on its clips), so the bytes never depend on ``workers``. Each
+worker holds one shard in memory while writing it (HDF5 writes into a buffer;
+see ``ShardWriter``), so peak memory grows with ``clips_per_shard`` x workers,
+not with the dataset. Each shard is written to a temporary
 name, closed, re-opened and checked, hashed, renamed, and its sha256 written
 beside it (``shard-NNNNN.h5.sha256``); the manifest comes last. ``resume`` keeps
 a finished shard whose hash, options and clip list match the plan.
@@ -18,7 +21,7 @@ import logging
 import re
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Optional
 
@@ -321,28 +324,45 @@ def _write_error(out: Path, exc: BaseException) -> DataError:
 
 
 def _write_planned(out, plan, results, todo, tasks, init, layout, record_json, opts, vggish, bar) -> None:
-    """Compute the clips of every shard in ``todo`` (in worker processes) and write the shards in order."""
+    """Write every shard in ``todo``.
+
+    With ``--workers`` > 1 each worker process writes whole shards (one shard per task):
+    no clip arrays cross processes and the HDF5 writing runs in parallel too. A shard's
+    bytes depend only on its clips, so the output does not depend on the worker count.
+    """
+    by_shard: dict[int, list] = {i: [] for i in todo}
+    for i, task in tasks:
+        by_shard[i].append(task)
+    jobs = [(i, plan[i], by_shard[i], str(out), record_json, opts, vggish) for i in todo]
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
-        if opts.workers > 1 and len(tasks) > 1:
+        if opts.workers > 1 and len(jobs) > 1:
             _preload_for_fork(layout, tasks, vggish)
             pool = stack.enter_context(ProcessPoolExecutor(
-                opts.workers, mp_context=_mp_context(), initializer=_init_worker, initargs=init))
-            for f in [pool.submit(int) for _ in range(opts.workers)]:
-                f.result()  # start every worker now, before any HDF5 file is open in this process
-            stream = _ordered(pool, tasks, window=4 * opts.workers)
+                min(opts.workers, len(jobs)), mp_context=_mp_context(), initializer=_init_worker, initargs=init))
+            futures = {pool.submit(_write_shard, job): job[0] for job in jobs}
+            try:
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    bar.update(len(plan[i][2]))
+            except BaseException:
+                for f in futures:
+                    f.cancel()  # shards already being written finish (and stay valid for --resume)
+                raise
         else:
             _init_worker(*init)
-            stream = ((i, _work(task)) for i, task in tasks)
-        writer = None
-        current = None
-        for i, (status, payload) in stream:
-            if i != current:
-                if writer is not None:
-                    results[current] = _finish(writer, out, plan[current], record_json, opts)
-                current = i
-                writer = _Pending(out, plan[i], opts, vggish)
-                stack.callback(writer.abort)
+            for job in jobs:
+                results[job[0]] = _write_shard(job, on_clip=lambda: bar.update(1))
+
+
+def _write_shard(job, on_clip=None) -> dict:
+    """Compute the clips of one shard and write it (temporary name, check, hash, rename)."""
+    i, entry, tasks, out, record_json, opts, vggish = job
+    writer = _Pending(Path(out), entry, opts, vggish)
+    try:
+        for task in tasks:
+            status, payload = _work(task)
             if status == "ok":
                 writer.add(payload)
             elif opts.on_bad_input == "stop":
@@ -350,9 +370,11 @@ def _write_planned(out, plan, results, todo, tasks, init, layout, record_json, o
             else:
                 log.warning("skipping: %s", payload)
                 writer.skip(payload)
-            bar.update(1)
-        if writer is not None:
-            results[current] = _finish(writer, out, plan[current], record_json, opts)
+            if on_clip is not None:
+                on_clip()
+        return _finish(writer, Path(out), entry, record_json, opts)
+    finally:
+        writer.abort()  # no-op once finished; else removes the temporary file
 
 
 def _mp_context():
@@ -367,22 +389,6 @@ def _preload_for_fork(layout, tasks, vggish: bool) -> None:
     rebuilt without torch (``avsprep.audio.load_logmel_pickle``)."""
     if vggish:
         import torch  # noqa: F401
-
-
-def _ordered(pool, tasks, window: int):
-    """Results of ``tasks`` in order with at most ``window`` in flight (memory stays flat)."""
-    pending = collections.deque()
-    it = iter(tasks)
-    for i, task in it:
-        pending.append((i, pool.submit(_work, task)))
-        if len(pending) >= window:
-            break
-    while pending:
-        i, fut = pending.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append((nxt[0], pool.submit(_work, nxt[1])))
-        yield i, fut.result()
 
 
 class _Pending:
