@@ -56,6 +56,8 @@ class TrainConfig:
     batch_size: int = 4                 # videos per step (per process under DDP); 4 videos = 20 frames
     lr: float = 1e-4                    # Adam, no weight decay (reference)
     lr_schedule: str = "constant"       # constant (reference) | cosine (per step, from lr down to 0)
+    lr_decay_epochs: Optional[int] = None  # cosine horizon in epochs (None = epochs); fixed, so extending
+                                        # a run with --resume --epochs N does not change past steps' lr
     seed: int = 123                     # python, numpy, torch; data order = f(seed, epoch)
     augment: bool = False               # albumentations flip/colour jitter, same on all 5 frames + masks
     max_steps_per_epoch: Optional[int] = None  # cap steps per epoch (smoke runs); None = full epoch

@@ -84,7 +84,9 @@ class ShardDataset(Dataset):
         state["_aug"] = None
         return state
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i) -> dict:
+        """``i``: an index, or ``(index, augmentation seed)`` from the training sampler."""
+        i, aug_seed = i if isinstance(i, tuple) else (i, None)
         reader = self._reader
         item = reader[i]
         if self.audio_from is not None and self.audio_from[i] != i:
@@ -97,6 +99,8 @@ class ShardDataset(Dataset):
         if self.augment:
             if self._aug is None:
                 self._aug = augmentation_pipeline()
+            if aug_seed is not None:
+                self._aug.set_random_seed(aug_seed)
             frames, masks = apply_augmentation(self._aug, frames, masks)
         out = {"frames": frames, "masks": masks}
         for key in _TENSOR_KEYS[2:]:
@@ -186,18 +190,27 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-class _ResumableSampler(Sampler):
-    """Wraps the epoch's sampler and drops its first ``skip`` indices (mid-epoch resume)."""
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of one item in one epoch: a pure function, so a resumed run
+    (mid-epoch included) and any number of DataLoader workers draw the same augmentations."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
-    def __init__(self, base: Sampler):
+
+class _ResumableSampler(Sampler):
+    """Wraps the epoch's sampler, drops its first ``skip`` indices (mid-epoch resume) and
+    yields ``(index, item_seed(seed, epoch, index))`` so augmentation is reproducible."""
+
+    def __init__(self, base: Sampler, seed: int = 0):
         self.base = base
         self.skip = 0
+        self.seed = seed
+        self.epoch = 0
 
     def __iter__(self):
         it = iter(self.base)
         for _ in range(self.skip):
             next(it, None)
-        return it
+        return ((i, item_seed(self.seed, self.epoch, i)) for i in it)
 
     def __len__(self) -> int:
         return max(0, len(self.base) - self.skip)
@@ -221,7 +234,7 @@ def make_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int = 0, work
         base = RandomSampler(ds, generator=generator)
     else:
         base = SequentialSampler(ds)
-    return DataLoader(ds, batch_size=batch_size, sampler=_ResumableSampler(base),
+    return DataLoader(ds, batch_size=batch_size, sampler=_ResumableSampler(base, seed),
                       num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
                       drop_last=drop_last, generator=generator, worker_init_fn=seed_worker)
 
@@ -234,6 +247,13 @@ def set_loader_epoch(loader: DataLoader, seed: int, epoch: int, skip_batches: in
         sampler.base.set_epoch(epoch)
     loader.generator.manual_seed(seed + epoch)
     sampler.skip = skip_batches * loader.batch_size
+    sampler.seed, sampler.epoch = seed, epoch
+
+
+def epoch_steps(loader: DataLoader) -> int:
+    """Steps in a full epoch of a ``make_loader`` loader (``len(loader)`` shrinks after a mid-epoch resume)."""
+    n = len(loader.sampler.base)
+    return n // loader.batch_size if loader.drop_last else -(-n // loader.batch_size)
 
 
 def eval_batches(n: int, batch_videos: int, rank: int = 0, world: int = 1) -> list[list[int]]:

@@ -38,7 +38,7 @@ from avsprep.clikit import progress
 from avsprep.errors import AvsError, DataError, IntegrityError, OutputExistsError
 from avstrain import dist
 from avstrain.config import TrainConfig, from_dict
-from avstrain.data import ShardDataset, make_eval_loader, make_loader, set_loader_epoch, to_device
+from avstrain.data import ShardDataset, epoch_steps, make_eval_loader, make_loader, set_loader_epoch, to_device
 
 log = logging.getLogger("avstrain")
 
@@ -380,7 +380,8 @@ def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfi
     total = len(loader)
     if cfg.max_steps_per_epoch:
         total = min(total, max(0, cfg.max_steps_per_epoch - skip_batches))
-    total_steps = cfg.epochs * min(len(loader), cfg.max_steps_per_epoch or len(loader))
+    full = epoch_steps(loader)
+    total_steps = (cfg.lr_decay_epochs or cfg.epochs) * min(full, cfg.max_steps_per_epoch or full)
     bar = progress(total=total, quiet=quiet, desc=f"epoch {epoch}", unit="step", leave=False)
     with bar:
         for i, cpu_batch in enumerate(loader):
