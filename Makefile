@@ -1,5 +1,5 @@
 # The two set-up commands: `make demo` (whole pipeline on the demo dataset) and `make test`.
-PY ?= python
+PY ?= python3
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
