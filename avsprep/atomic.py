@@ -1,4 +1,4 @@
-"""Atomic file writes: temporary name in the same folder, flush, fsync, rename.
+"""Atomic file writes (temporary name in the same folder, flush, fsync, rename) and file hashing.
 
 A killed process never leaves a file under its final name that looks finished.
 Temporary files are named ``.{name}.tmp-{pid}`` so readers and globs skip them.
@@ -7,6 +7,7 @@ Temporary files are named ``.{name}.tmp-{pid}`` so readers and globs skip them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 
@@ -64,3 +65,12 @@ def write_bytes(path: os.PathLike | str, data: bytes) -> None:
 def write_text(path: os.PathLike | str, text: str) -> None:
     with atomic_write(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(text)
+
+
+def file_sha256(path: os.PathLike | str, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in ``block``-byte chunks (shards, tables, weight files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -299,7 +299,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
 
     bar = progress(total=n_todo, quiet=quiet, desc="build", unit="clip")
     try:
-        _write_planned(out, plan, results, todo, tasks, init, layout, record_json, opts,
+        _write_planned(out, plan, results, todo, tasks, init, record_json, opts,
                        bool(vggish_sha), bar)
     except (OSError, RuntimeError) as exc:
         raise _write_error(out, exc) from exc
@@ -323,7 +323,7 @@ def _write_error(out: Path, exc: BaseException) -> DataError:
                      f"folder, then rerun with --resume (finished shards are kept)")
 
 
-def _write_planned(out, plan, results, todo, tasks, init, layout, record_json, opts, vggish, bar) -> None:
+def _write_planned(out, plan, results, todo, tasks, init, record_json, opts, vggish, bar) -> None:
     """Write every shard in ``todo``.
 
     With ``--workers`` > 1 each worker process writes whole shards (one shard per task):
@@ -337,7 +337,7 @@ def _write_planned(out, plan, results, todo, tasks, init, layout, record_json, o
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
         if opts.workers > 1 and len(jobs) > 1:
-            _preload_for_fork(layout, tasks, vggish)
+            _preload_for_fork(vggish)
             pool = stack.enter_context(ProcessPoolExecutor(
                 min(opts.workers, len(jobs)), mp_context=_mp_context(), initializer=_init_worker, initargs=init))
             futures = {pool.submit(_write_shard, job): job[0] for job in jobs}
@@ -383,7 +383,7 @@ def _mp_context():
     return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
 
 
-def _preload_for_fork(layout, tasks, vggish: bool) -> None:
+def _preload_for_fork(vggish: bool) -> None:
     """Import torch once here when workers will need it (VGGish), so forked workers
     inherit it instead of each importing it. Log-mel pickles of float tensors are
     rebuilt without torch (``avsprep.audio.load_logmel_pickle``)."""

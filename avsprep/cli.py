@@ -165,7 +165,6 @@ def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
     setup_logging(quiet or as_json)
-    check_output_dir(output, overwrite=overwrite, resume=resume, what="SHARDS")
     opts = BuildOptions(splits=list(split) or None, clips_per_shard=clips_per_shard, workers=workers,
                         crop_size=crop_size, crop_policy=crop_policy, vggish_weights=vggish_weights,
                         on_bad_input=on_bad_input, overwrite=overwrite, resume=resume)

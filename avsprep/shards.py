@@ -20,7 +20,6 @@ the binary masks (about 1/65 of their raw size with gzip level 1) are compressed
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -30,6 +29,7 @@ from typing import Optional
 
 import numpy as np
 
+from avsprep.atomic import file_sha256
 from avsprep.errors import DataError, IntegrityError
 from avsprep.findings import Finding
 
@@ -100,14 +100,6 @@ def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0) -> dict
 REQUIRED_ATTRS = ("schema_version", "toolkit_version", "split", "setting", "frames", "frame_size",
                   "crop_size", "crop_policy", "audio_source", "resampler", "vggish_sha256",
                   "clips", "build_options")
-
-
-def file_sha256(path: os.PathLike | str, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _h5():

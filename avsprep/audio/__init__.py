@@ -4,8 +4,9 @@
 imported from ``avsprep.audio.vggish`` on first access.
 """
 
+from avsprep.atomic import file_sha256
 from avsprep.audio.frontend import clip_examples, mel_matrix, resampler_name, waveform_to_examples
-from avsprep.audio.sources import clip_audio, file_sha256, load_logmel_pickle, read_wav
+from avsprep.audio.sources import clip_audio, load_logmel_pickle, read_wav
 
 _LAZY = {"VGGish", "load_vggish", "remap_vggish_keys", "check_hash_suffix"}
 

@@ -8,7 +8,6 @@ unpickler that only rebuilds tensors / arrays and never runs pickled code.
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import os
 import pickle
@@ -282,12 +281,3 @@ def clip_audio(layout, clip) -> tuple[np.ndarray, str]:
         return clip_examples(wave, sr, CLIP_EXAMPLES, name=str(wav)), "wav"
     name = getattr(clip, "name", clip)
     raise DataError(f"clip {name}: no audio; expected {pkl} or {wav}")
-
-
-def file_sha256(path: os.PathLike | str) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

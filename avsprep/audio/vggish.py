@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from avsprep.audio.sources import file_sha256
+from avsprep.atomic import file_sha256
 from avsprep.errors import DataError
 
 # The weight file torchvggish shipped before its 2019-06-06 flatten-order fix.
