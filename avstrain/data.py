@@ -9,6 +9,7 @@ makes the loader cheap. The data order is a pure function of (seed, epoch):
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -78,6 +79,16 @@ class ShardDataset(Dataset):
 
     def __len__(self) -> int:
         return self._len
+
+    def with_audio_from(self, audio_from: Sequence[int]) -> "ShardDataset":
+        """The same clips with item i carrying the audio of clip ``audio_from[i]``; shares this
+        dataset's reader, so the shards are not hashed again."""
+        if len(audio_from) != self._len:
+            raise ValueError(f"audio_from has {len(audio_from)} entries for {self._len} clips")
+        other = copy.copy(self)
+        other.audio_from = list(audio_from)
+        other._aug = None
+        return other
 
     def __getstate__(self):  # the augmentation pipeline is rebuilt in each worker
         state = self.__dict__.copy()

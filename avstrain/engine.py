@@ -436,7 +436,7 @@ def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None
     frames pooled. Only frames with a GT mask count. Each rank records its videos by
     dataset index and the records are gathered, so DDP evaluation equals a single process.
     ``audio_ablation``: none | zero (zeroed audio features); shuffle is the dataset's job
-    (``ShardDataset(audio_from=...)``).
+    (``ShardDataset.with_audio_from``).
     """
     from avstrain.metrics import MetricAccumulator
 
@@ -696,7 +696,7 @@ def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), p
         doc["ablations"] = {}
     for name in extra:
         if name == "shuffle":
-            ds_a = ShardDataset(shards, split, audio_from=derangement(len(ds), seed))
+            ds_a = ds.with_audio_from(derangement(len(ds), seed))
             r = evaluate(model, make_eval_loader(ds_a, batch_videos, workers), dev, cfg, batch_videos, quiet=quiet,
                          desc="audio shuffle")
         else:

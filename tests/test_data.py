@@ -93,6 +93,13 @@ def test_shuffled_audio(shards):
     sh = ShardDataset(shards, "test", audio_from=[1, 0])
     assert torch.equal(sh[0]["audio_logmel"], ds[1]["audio_logmel"])
     assert torch.equal(sh[0]["frames"], ds[0]["frames"])
+    derived = ds.with_audio_from([1, 0])  # shares the reader: no second hash of the shards
+    assert derived._reader is ds._reader and ds.audio_from is None
+    for i in range(2):
+        assert torch.equal(derived[i]["audio_logmel"], sh[i]["audio_logmel"])
+        assert torch.equal(derived[i]["frames"], sh[i]["frames"])
+    with pytest.raises(ValueError, match="audio_from"):
+        ds.with_audio_from([0])
 
 
 def test_augmentation_same_on_all_frames_and_masks():

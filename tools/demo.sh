@@ -15,8 +15,9 @@ step "1/7 demo dataset ($CLIPS clips, seed $SEED) -> $OUT/data"
 step "2/7 import labelImg XMLs -> $OUT/boxes.csv"
 "$PY" -m avsprep import --root "$OUT/data" -o "$OUT/boxes.csv" --overwrite
 step "3/7 validate box coverage"
-"$PY" -m avsprep validate "$OUT/boxes.csv" --root "$OUT/data" --json > "$OUT/validation.json"
-"$PY" -m avsprep validate "$OUT/boxes.csv" --root "$OUT/data" --max-findings 5 | head -n 20
+"$PY" -m avsprep validate "$OUT/boxes.csv" --root "$OUT/data" --max-findings 5 > "$OUT/validation.txt" \
+    || { cat "$OUT/validation.txt"; exit 1; }
+head -n 20 "$OUT/validation.txt"
 step "4/7 build HDF5 shards -> $OUT/shards"
 "$PY" -m avsprep build "$OUT/boxes.csv" --root "$OUT/data" -o "$OUT/shards" --workers 2 \
     --crop-size "${DEMO_CROP_SIZE:-112}" --overwrite
