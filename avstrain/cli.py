@@ -1,7 +1,7 @@
 """The ``avstrain`` command line: train, evaluate, predict.
 
-Thin commands: parse options, call ``avstrain.engine``
-functions, format the result. Domain errors become ``Error: ...`` with exit 1.
+Thin commands: parse options, call ``avstrain.engine`` (train), ``avstrain.evaluation``
+and ``avstrain.prediction``, format the result. Domain errors become ``Error: ...`` with exit 1.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ Example:
 def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, w_pairwise, w_audio, device,
           sets, resume, overwrite, quiet):
     from avstrain import engine
+    from avstrain.rundir import saved_config
     from avstrain.config import parse_set, resolve_config
     from avstrain.dist import env_info
 
@@ -128,7 +129,7 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
         if preset or config_file or changed:
             raise click.UsageError("--resume continues with the run's saved config; only --epochs, --device "
                                    f"and --set workers=N may be given (got {', '.join(changed) or '--preset/--config'})")
-        cfg = engine.saved_config(run, {k: v for k, v in overrides.items() if k in RESUMABLE})
+        cfg = saved_config(run, {k: v for k, v in overrides.items() if k in RESUMABLE})
     else:
         cfg = resolve_config(preset, config_file, overrides)
     row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
@@ -162,7 +163,7 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, batch_videos,
     Example:
       avstrain evaluate runs/demo/best.pt ./shards --audio-ablation shuffle,zero --json
     """
-    from avstrain.engine import run_evaluate
+    from avstrain.evaluation import run_evaluate
 
     ablations = [a.strip() for a in audio_ablation.split(",") if a.strip()]
     bad = [a for a in ablations if a not in ABLATIONS]
@@ -215,7 +216,7 @@ def predict(checkpoint, shards, masks, split, device, overwrite, quiet):
       avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --split test
     """
     from avsprep.clikit import check_output_dir
-    from avstrain.engine import run_predict
+    from avstrain.prediction import run_predict
 
     setup_logging(quiet)
     check_output_dir(masks, overwrite=overwrite, what="MASKS")

@@ -83,7 +83,7 @@ def test_unknown_preset_lists_available():
 
 
 def _build(name):
-    from avstrain.engine import build_system
+    from avstrain.system import build_system
 
     cfg = load_preset(name)
     return build_system(cfg, num_classes=23, has_vggish=False)

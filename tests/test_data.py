@@ -123,7 +123,7 @@ def test_augmentation_same_on_all_frames_and_masks():
 
 
 def test_derangement_has_no_fixed_point():
-    from avstrain.engine import derangement
+    from avstrain.evaluation import derangement
 
     for n in (2, 3, 7, 50):
         d = derangement(n, seed=3)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from avsprep.errors import IntegrityError, OutputExistsError
-from avstrain import engine
+from avstrain import checkpoints, engine, evaluation, system
 from avstrain.config import resolve_config
 from tests.train_helpers import TINY_OVERRIDES, tiny_shards
 
@@ -82,7 +82,7 @@ def test_sigterm_saves_and_resume_matches(shards, two_epochs, tmp_path, monkeypa
     then ends with the same weights and the same metrics.csv (the interrupted epoch's train_*
     means included) as the uninterrupted run."""
     run = tmp_path / "C"
-    real = engine.compute_losses
+    real = system.compute_losses
     calls = {"n": 0}
 
     def kill_at_step_6(*a, **k):
@@ -91,13 +91,13 @@ def test_sigterm_saves_and_resume_matches(shards, two_epochs, tmp_path, monkeypa
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
 
-    monkeypatch.setattr(engine, "compute_losses", kill_at_step_6)
+    monkeypatch.setattr(system, "compute_losses", kill_at_step_6)
     with pytest.raises(engine.TrainingStopped, match="SIGTERM at epoch 2 step 2"):
         engine.train(cfg(epochs=2), shards, run, quiet=True)
     ck = _weights(run)
     assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == (1, 2, 6)
     assert ck["epoch_partial"]["n"].tolist() == [2]  # the loss sums of the 2 steps done in epoch 2
-    monkeypatch.setattr(engine, "compute_losses", real)
+    monkeypatch.setattr(system, "compute_losses", real)
     engine.train(cfg(epochs=2), shards, run, resume=True, quiet=True)
     a, b = _weights(two_epochs), _weights(run)
     _same(a, b)
@@ -107,7 +107,7 @@ def test_sigterm_saves_and_resume_matches(shards, two_epochs, tmp_path, monkeypa
 
 
 def test_nan_loss_stops_naming_epoch_and_step(shards, tmp_path, monkeypatch):
-    real = engine.compute_losses
+    real = system.compute_losses
     calls = {"n": 0}
 
     def nan_at_step_3(*a, **k):
@@ -117,7 +117,7 @@ def test_nan_loss_stops_naming_epoch_and_step(shards, tmp_path, monkeypatch):
             return loss * float("nan"), dict(terms, total=float("nan"))
         return loss, terms
 
-    monkeypatch.setattr(engine, "compute_losses", nan_at_step_3)
+    monkeypatch.setattr(system, "compute_losses", nan_at_step_3)
     with pytest.raises(engine.TrainingStopped, match=r"not finite at epoch 1 step 3"):
         engine.train(cfg(epochs=1), shards, tmp_path / "N", quiet=True)
 
@@ -132,24 +132,24 @@ def test_corrupt_or_foreign_checkpoint_refused(two_epochs, tmp_path):
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(IntegrityError, match="cut.pt"):
-        engine.load_checkpoint(cut)
+        checkpoints.load_checkpoint(cut)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     with pytest.raises(IntegrityError, match="foreign.pt.*not an avstrain checkpoint"):
-        engine.load_checkpoint(foreign)
+        checkpoints.load_checkpoint(foreign)
     evil = tmp_path / "evil.pt"
-    torch.save({"format": engine.CHECKPOINT_FORMAT, "obj": subprocess.Popen}, evil)  # needs unpickling code
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "obj": subprocess.Popen}, evil)  # needs unpickling code
     with pytest.raises(IntegrityError, match="evil.pt"):
-        engine.load_checkpoint(evil)
+        checkpoints.load_checkpoint(evil)
 
 
 def test_checkpoint_roundtrip_evaluates_like_training(shards, two_epochs):
     """Rebuilt from last.pt, the model's val metrics equal those logged by the run."""
-    ck = engine.load_checkpoint(two_epochs / "last.pt")
-    model, c = engine.system_from_checkpoint(ck, two_epochs / "last.pt")
+    ck = checkpoints.load_checkpoint(two_epochs / "last.pt")
+    model, c = checkpoints.system_from_checkpoint(ck, two_epochs / "last.pt")
     from avstrain.data import ShardDataset, make_eval_loader
 
-    res = engine.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
+    res = evaluation.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
                           batch_videos=1)
     assert res["miou"] == ck["history"][-1]["val_miou"]
     assert res["fscore"] == ck["history"][-1]["val_fscore"]
@@ -163,13 +163,13 @@ def test_frozen_vggish_rebuilt_from_checkpoint_without_weights_file():
 
     torch.manual_seed(0)
     c = cfg(audio_encoder="vggish")
-    src = engine.build_system(c, num_classes=3, has_vggish=False, audio_kind="vggish")
+    src = system.build_system(c, num_classes=3, has_vggish=False, audio_kind="vggish")
     for p in src.audio_encoder.parameters():
         p.data.uniform_(-0.05, 0.05)  # stands in for the official weights
     ckpt = {"config": c.to_dict(), "num_classes": 3, "audio_kind": "vggish", "model": src.avs.state_dict(),
             **{k: (getattr(src, k).state_dict() if getattr(src, k) is not None else None)
                for k in ("audio_encoder", "crop_head", "audio_proj")}}
-    model, _ = engine.system_from_checkpoint(ckpt)
+    model, _ = checkpoints.system_from_checkpoint(ckpt)
     enc = model.audio_encoder
     assert isinstance(enc, AudioEncoder) and enc.kind == "vggish" and isinstance(enc.net, VGGish)
     model.train()
@@ -193,12 +193,12 @@ def test_ddp_two_processes_equals_single_process(shards, tmp_path):
            "--device", "cpu", "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ck = engine.load_checkpoint(run / "last.pt")
+    ck = checkpoints.load_checkpoint(run / "last.pt")
     assert ck["step"] == 2  # 8 clips / (2 processes x 2 clips)
-    model, c = engine.system_from_checkpoint(ck, run / "last.pt")
+    model, c = checkpoints.system_from_checkpoint(ck, run / "last.pt")
     from avstrain.data import ShardDataset, make_eval_loader
 
-    res = engine.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
+    res = evaluation.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
                           batch_videos=1)
     assert res["miou"] == ck["history"][-1]["val_miou"]
     assert res["fscore"] == ck["history"][-1]["val_fscore"]

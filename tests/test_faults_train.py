@@ -79,7 +79,7 @@ def _one_error_line(result, must_name: str) -> str:
 
 def _bad_checkpoints(tmp: Path, marker: Path) -> dict[str, Path]:
     """Damaged and hostile files, each written as RUN/last.pt would be."""
-    from avstrain.engine import CHECKPOINT_FORMAT
+    from avstrain.checkpoints import CHECKPOINT_FORMAT
 
     good = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "model": {"w": torch.zeros(1000)}}, good)
@@ -119,7 +119,7 @@ BAD_CKPTS = ["truncated", "random", "empty", "evil-pickle", "evil-torch-save", "
 @pytest.mark.parametrize("kind", BAD_CKPTS)
 def test_load_checkpoint_refuses(tmp_path, kind):
     from avsprep.errors import IntegrityError
-    from avstrain.engine import load_checkpoint
+    from avstrain.checkpoints import load_checkpoint
 
     marker = tmp_path / "PWNED"
     path = _bad_checkpoints(tmp_path, marker)[kind]
@@ -207,7 +207,7 @@ def _metrics(run: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def sigterm_runs(train_shards, tmp_path_factory):
     """(reference run, run stopped by a real SIGTERM in epoch 2 and resumed), as subprocesses."""
-    from avstrain.engine import load_checkpoint
+    from avstrain.checkpoints import load_checkpoint
 
     tmp = tmp_path_factory.mktemp("sigterm")
     epochs = 3

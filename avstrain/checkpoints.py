@@ -1,0 +1,121 @@
+"""Checkpoints: written atomically with only tensors and primitives, read back with
+``weights_only=True``, and turned back into a model (strict load)."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from avsprep.atomic import atomic_write
+from avsprep.errors import DataError, IntegrityError
+from avstrain.config import TrainConfig, from_dict
+from avstrain.system import AVSSystem, build_system, unwrap
+
+CHECKPOINT_FORMAT = "avstrain-checkpoint-1"
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch (CPU + CUDA) RNG states as tensors/primitives (weights_only-safe)."""
+    py = random.getstate()
+    npk = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": {"keys": torch.from_numpy(npk[1].astype(np.int64)), "pos": int(npk[2]),
+                  "has_gauss": int(npk[3]), "gauss": float(npk[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: os.PathLike | str, model: nn.Module, optimizer, cfg: TrainConfig, epoch: int,
+                    step: int, batch_in_epoch: int = 0, best: float = -1.0, history: Optional[list] = None,
+                    classes: Optional[list] = None, extra: Optional[dict] = None,
+                    partial: Optional[dict] = None) -> None:
+    """Write the checkpoint atomically (tmp name, fsync, os.replace): only tensors, primitives
+    and dicts, so ``torch.load(weights_only=True)`` can read it back. ``partial``: the
+    unfinished epoch's loss sums (``gather_partial``) when stopping mid-epoch."""
+    m = unwrap(model)
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "model": m.avs.state_dict(),
+        "audio_encoder": m.audio_encoder.state_dict() if m.audio_encoder is not None else None,
+        "crop_head": m.crop_head.state_dict() if m.crop_head is not None else None,
+        "audio_proj": m.audio_proj.state_dict() if m.audio_proj is not None else None,
+        "audio_kind": m.audio_kind,
+        "num_classes": int(m.num_classes),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "epoch": int(epoch),                  # completed epochs
+        "batch_in_epoch": int(batch_in_epoch),  # batches done in the epoch after them (mid-epoch stop)
+        "epoch_partial": partial if batch_in_epoch else None,  # their loss sums, for metrics.csv
+        "step": int(step),                    # optimizer steps so far
+        "best_miou": float(best),
+        "history": list(history or []),
+        "classes": list(classes or []),
+        "rng": rng_state(),
+        "config": cfg.to_dict(),
+    }
+    if extra:
+        ckpt.update(extra)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getbuffer())
+
+
+def load_checkpoint(path: os.PathLike | str, map_location="cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; a truncated, corrupt or foreign file
+    raises ``IntegrityError`` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # zip errors, unpickling refusals, EOF: all mean "not ours / damaged"
+        msg = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise IntegrityError(f"checkpoint {path} cannot be read ({msg[:160]}); it is truncated, corrupt "
+                             "or not an avstrain checkpoint") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise IntegrityError(f"checkpoint {path} is not an avstrain checkpoint (no '{CHECKPOINT_FORMAT}' "
+                             "format tag); give RUN/best.pt or RUN/last.pt")
+    return ckpt
+
+
+def system_from_checkpoint(ckpt: dict, path: os.PathLike | str = "checkpoint") -> tuple[AVSSystem, TrainConfig]:
+    """Rebuild the modules of a checkpoint and load their weights (strict)."""
+    cfg = from_dict(ckpt["config"], source=f"config in {path}")
+    # the weights come from the checkpoint: do not read the original weight files again
+    cfg_build = TrainConfig(**{**cfg.to_dict(), "backbone_weights": None, "crop_backbone_weights": None,
+                               "vggish_weights": None})
+    model = build_system(cfg_build, num_classes=ckpt["num_classes"], has_vggish=ckpt["audio_kind"] == "precomputed",
+                         audio_kind=ckpt["audio_kind"])
+    try:
+        model.avs.load_state_dict(ckpt["model"], strict=True)
+        for name in ("audio_encoder", "crop_head", "audio_proj"):
+            mod, sd = getattr(model, name), ckpt[name]
+            if (mod is None) != (sd is None):
+                raise IntegrityError(f"checkpoint {path}: {name} does not match its config")
+            if mod is not None:
+                mod.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise IntegrityError(f"checkpoint {path} does not fit the model its config describes: "
+                             f"{str(exc).splitlines()[0]}") from exc
+    return model, cfg

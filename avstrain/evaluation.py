@@ -1,0 +1,108 @@
+"""Evaluation: AVSBench metrics of a model over a loader, and ``avstrain evaluate`` (a
+checkpoint on one split, with the audio ablations)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from avsprep.clikit import progress
+from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
+from avstrain.config import TrainConfig
+from avstrain.data import ShardDataset, make_eval_loader, to_device
+from avstrain.devices import pick_device
+from avstrain.system import unwrap
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None, batch_videos: int = 4,
+             audio_ablation: str = "none", classes: Optional[list] = None, quiet: bool = True,
+             desc: str = "eval") -> dict:
+    """AVSBench metrics of ``model`` over ``loader`` (``avstrain.metrics.MetricAccumulator``).
+
+    ``miou``/``fscore``: official protocol, videos in dataset order in batches of
+    ``batch_videos`` (1 = the reference's validation, 4 = its test); ``*_dataset``: all
+    frames pooled. Only frames with a GT mask count. Each rank records its videos by
+    dataset index and the records are gathered, so DDP evaluation equals a single process.
+    ``audio_ablation``: none | zero (zeroed audio features); shuffle is the dataset's job
+    (``ShardDataset.with_audio_from``).
+    """
+    from avstrain.metrics import MetricAccumulator
+
+    m = unwrap(model)
+    m.eval()
+    use_cuda = device.type == "cuda"
+    channels_last = use_cuda and (cfg.channels_last if cfg else False)
+    acc = MetricAccumulator(batch_videos=batch_videos)
+    for cpu_batch in progress(loader, quiet=quiet, desc=desc, unit="batch", leave=False):
+        batch = to_device(cpu_batch, device, channels_last, cfg.image_size if cfg else None)
+        B = batch["batch_size"]
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_cuda and (cfg.amp if cfg else False)):
+            out = m(batch, crops=False, zero_audio=audio_ablation == "zero")
+        logits = out["logits"].float().squeeze(1)  # [B*5,1,S,S] -> [B*5,S,S]
+        acc.update(logits, batch["masks"], batch["index"], class_ids=cpu_batch["label"],
+                   frame_valid=batch["mask_valid"].reshape(B, -1))
+    acc.all_reduce()
+    result = acc.compute()
+    if "per_class" in result:
+        names = classes or []
+        result["per_class"] = {(names[c] if 0 <= c < len(names) else str(c)): v
+                               for c, v in result["per_class"].items()}
+    return result
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A fixed, seeded permutation with no fixed point (n >= 2): clip i gets the audio of clip
+    ``audio_from[i] != i``. One random cycle through all clips."""
+    if n < 2:
+        return list(range(n))
+    order = np.random.default_rng(seed).permutation(n)
+    audio_from = [0] * n
+    for i in range(n):
+        audio_from[order[i]] = int(order[(i + 1) % n])
+    return audio_from
+
+
+PROTOCOL = {
+    "miou": "official: mean over batches of the AVSBench mask_iou on each batch's frames",
+    "fscore": "official: mean over batches of Eval_Fmeasure (max over 255 thresholds within each batch)",
+    "miou_dataset": "per-dataset: mean IoU over all frames with a GT mask",
+    "fscore_dataset": "per-dataset: one max over thresholds of the frame-mean F (all frames pooled)",
+}
+
+
+def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), per_class: bool = False,
+                 batch_videos: int = 4, device: str = "auto", workers: int = 0, quiet: bool = True,
+                 seed: int = 0) -> dict:
+    """``avstrain evaluate``: metrics of a checkpoint on one split, plus audio ablations."""
+    ckpt = load_checkpoint(checkpoint)
+    model, cfg = system_from_checkpoint(ckpt, checkpoint)
+    dev = pick_device(device)
+    model.to(dev)
+    ds = ShardDataset(shards, split)
+    classes = ds.classes if per_class else None
+    res = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, classes=classes,
+                   quiet=quiet, desc=f"evaluate {split}")
+    doc = {"miou": res["miou"], "fscore": res["fscore"], "miou_dataset": res["miou_dataset"],
+           "fscore_dataset": res["fscore_dataset"], "clips": res["clips"], "frames": res["frames"],
+           "split": split, "checkpoint": str(checkpoint),
+           "protocol": {**PROTOCOL, "batch_videos": batch_videos}}
+    if per_class:
+        doc["per_class"] = res["per_class"]
+    extra = [a for a in ablations if a != "none"]
+    if extra:
+        doc["ablations"] = {}
+    for name in extra:
+        if name == "shuffle":
+            ds_a = ds.with_audio_from(derangement(len(ds), seed))
+            r = evaluate(model, make_eval_loader(ds_a, batch_videos, workers), dev, cfg, batch_videos, quiet=quiet,
+                         desc="audio shuffle")
+        else:
+            r = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, audio_ablation=name,
+                         quiet=quiet, desc=f"audio {name}")
+        doc["ablations"][name] = {"miou": r["miou"], "fscore": r["fscore"],
+                                  "miou_dataset": r["miou_dataset"], "fscore_dataset": r["fscore_dataset"]}
+    return doc

@@ -1,0 +1,125 @@
+"""The trainable system: the AVS model, its audio encoder, the crop head and the audio
+projection in one module (so DDP wraps it once), built from a ``TrainConfig``, and the
+loss computation on a device batch."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from avsprep.errors import DataError
+from avstrain.config import TrainConfig
+
+
+class AVSSystem(nn.Module):
+    """Everything that trains together: the AVS model, the audio encoder (absent when the
+    shards carry VGGish embeddings), the crop head and the audio projection P (128 -> 512)
+    of the audio-crop loss. One module, so DDP wraps it once."""
+
+    def __init__(self, avs: nn.Module, audio_encoder: Optional[nn.Module],
+                 crop_head: Optional[nn.Module], audio_proj: Optional[nn.Module]):
+        super().__init__()
+        self.avs = avs
+        self.audio_encoder = audio_encoder
+        self.crop_head = crop_head
+        self.audio_proj = audio_proj
+
+    def encode_audio(self, batch: dict) -> torch.Tensor:
+        """[B*5,128] audio features: the shards' VGGish embeddings or the encoder's output."""
+        if self.audio_encoder is None:
+            if "audio_vggish" not in batch:
+                raise DataError("these shards carry no audio_vggish embeddings; train with "
+                                "--set audio_encoder=tiny or give --set vggish_weights=FILE")
+            return batch["audio_vggish"]
+        return self.audio_encoder(batch["audio_logmel"])  # [B*5,1,96,64] -> [B*5,128]
+
+    def forward(self, batch: dict, crops: bool = True, zero_audio: bool = False, weights=None) -> dict:
+        """Model outputs; with ``weights`` (``LossWeights``) also ``loss`` and ``terms``, computed
+        here so that every trained module (the audio projection too) is used inside the DDP
+        forward."""
+        audio = self.encode_audio(batch)
+        if zero_audio:
+            audio = torch.zeros_like(audio)
+        logits, feature_maps, audio_feats = self.avs(batch["frames"], audio)[:3]
+        size = batch["masks"].shape[-2:]
+        if logits.shape[-2:] != size:  # model ran at a reduced image_size: back to the GT resolution
+            logits = nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        out = {"logits": logits, "feature_maps": feature_maps, "audio_feats": audio_feats, "audio_emb": audio}
+        if crops and self.crop_head is not None:
+            out["crop_feat"], out["crop_logits"] = self.crop_head(batch["crops"])  # [B*5,512], [B*5,K]
+        if weights is not None:
+            out["loss"], out["terms"] = compute_losses(self, out, batch, weights)
+        return out
+
+
+def resolve_audio_encoder(cfg: TrainConfig, has_vggish: bool) -> str:
+    """auto: the shards' embeddings if present, else frozen VGGish if weights given, else tiny."""
+    if cfg.audio_encoder != "auto":
+        return cfg.audio_encoder
+    if has_vggish:
+        return "precomputed"
+    return "vggish" if cfg.vggish_weights else "tiny"
+
+
+def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
+                 audio_kind: Optional[str] = None) -> AVSSystem:
+    """Build the modules named by ``cfg`` (weights loaded from the paths it gives, if any).
+
+    ``audio_kind`` forces the audio encoder (used when rebuilding from a checkpoint, whose
+    frozen VGGish weights are inside it rather than in a file)."""
+    from avstrain.models import build_avs_model
+    from avstrain.models.audio import AudioEncoder
+
+    avs = build_avs_model(backbone=cfg.backbone, tpavi_stages=tuple(cfg.tpavi_stages),
+                          pretrained=cfg.backbone_weights, channel=cfg.channel,
+                          head_channels=tuple(cfg.head_channels))
+    kind = audio_kind or resolve_audio_encoder(cfg, has_vggish)
+    audio_encoder = None
+    if kind == "precomputed":
+        if not has_vggish:
+            raise DataError("audio_encoder=precomputed needs shards built with --vggish-weights "
+                            "(audio_vggish); or use --set audio_encoder=tiny")
+    elif audio_kind is not None:  # rebuilding from a checkpoint: its state dict is loaded next
+        audio_encoder = AudioEncoder(kind, weights_from_checkpoint=True)
+    else:
+        audio_encoder = AudioEncoder(kind, weights=cfg.vggish_weights)
+    crop_head = audio_proj = None
+    if cfg.crop_losses_on():
+        from avstrain.models.crop_head import CropHead
+
+        crop_head = CropHead(num_classes, feat_dim=512, backbone=cfg.crop_backbone,
+                             pretrained=cfg.crop_backbone_weights, logits_relu=cfg.crop_logits_relu)
+        if cfg.w_audio > 0:
+            audio_proj = nn.Linear(128, 512)  # P in 1 - cos(P a, f)
+    system = AVSSystem(avs, audio_encoder, crop_head, audio_proj)
+    system.audio_kind = kind
+    system.num_classes = num_classes
+    return system
+
+
+def loss_weights(cfg: TrainConfig):
+    """The config's loss weights as ``avstrain.losses.LossWeights`` (crop terms 0 without a crop head)."""
+    from avstrain.losses import LossWeights
+
+    crop = cfg.crop_losses_on()
+    return LossWeights(seg=1.0, avm=cfg.avm_weight(), ce=cfg.w_ce if crop else 0.0,
+                       pairwise=cfg.w_pairwise if crop else 0.0, audio=cfg.w_audio if crop else 0.0,
+                       avm_stages=tuple(cfg.tpavi_stages))
+
+
+def compute_losses(model: AVSSystem, out: dict, batch: dict, weights) -> tuple[torch.Tensor, dict]:
+    """``avstrain.losses.total_loss`` on a device batch -> (loss, {term: float, "total": float})."""
+    from avstrain.losses import total_loss
+
+    B = batch["batch_size"]
+    lb = {"masks": batch["masks"], "mask_valid": batch["mask_valid"], "label": batch["label"]}
+    if "crop_valid" in batch:
+        lb["crop_valid"] = batch["crop_valid"].reshape(B, -1)  # [B*5] -> [B,5]
+    out = dict(out, logits=out["logits"].float())
+    return total_loss(out, lb, weights, audio_proj=model.audio_proj)
+
+
+def unwrap(model: nn.Module) -> AVSSystem:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
