@@ -39,6 +39,10 @@ class TrainConfig:
     image_size: Optional[int] = None    # model input side (multiple of 32); None = shard frames (224).
                                         # logits are resized back, so losses/metrics use the GT masks
     backbone_weights: Optional[str] = None  # ImageNet resnet50 .pth or original pvt_v2_b5.pth; None = random init
+    init_from: Optional[str] = None     # start from these weights (avstrain checkpoint or official AVSBench .pth;
+                                        # fresh optimiser, epoch 0); `avstrain train --init-from FILE`
+    require_pretrained: bool = False    # the recipe needs pretrained files (paper presets): refuse to start without them
+    allow_random_init: bool = False     # run a require_pretrained config without them anyway (warned, recorded)
     # --- audio
     audio_encoder: str = "auto"         # auto | precomputed (shard audio_vggish) | vggish (frozen) | tiny (trainable)
     vggish_weights: Optional[str] = None  # torchvggish vggish-10086976.pth for audio_encoder=vggish
@@ -67,7 +71,8 @@ class TrainConfig:
     max_eval_clips: Optional[int] = None  # cap val clips (smoke runs); None = all
     # --- hardware
     device: str = "auto"                # auto (cuda if present) | cpu | cuda
-    amp: bool = True                    # bf16 autocast on CUDA (CPU always runs fp32)
+    amp: bool = True                    # bf16 autocast on CUDA for training steps (CPU always runs fp32)
+    eval_amp: bool = False              # bf16 autocast for validation/evaluate/predict too (official: fp32)
     channels_last: bool = True          # channels_last memory format on CUDA
     workers: int = 2                    # DataLoader worker processes (0 = main process)
 

@@ -40,7 +40,8 @@ def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None
     for cpu_batch in progress(loader, quiet=quiet, desc=desc, unit="batch", leave=False):
         batch = to_device(cpu_batch, device, channels_last, cfg.image_size if cfg else None)
         B = batch["batch_size"]
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_cuda and (cfg.amp if cfg else False)):
+        # fp32 unless eval_amp (the official test loop is fp32; amp is for training steps)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_cuda and (cfg.eval_amp if cfg else False)):
             out = m(batch, crops=False, zero_audio=audio_ablation == "zero")
         logits = out["logits"].float().squeeze(1)  # [B*5,1,S,S] -> [B*5,S,S]
         acc.update(logits, batch["masks"], batch["index"], class_ids=cpu_batch["label"],
@@ -82,14 +83,17 @@ def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), p
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
     model.to(dev)
-    ds = ShardDataset(shards, split)
+    ds = ShardDataset(shards, split).in_csv_order()  # official batches follow the metadata CSV
     classes = ds.classes if per_class else None
     res = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, classes=classes,
                    quiet=quiet, desc=f"evaluate {split}")
     doc = {"miou": res["miou"], "fscore": res["fscore"], "miou_dataset": res["miou_dataset"],
            "fscore_dataset": res["fscore_dataset"], "clips": res["clips"], "frames": res["frames"],
            "split": split, "checkpoint": str(checkpoint),
-           "protocol": {**PROTOCOL, "batch_videos": batch_videos}}
+           "protocol": {**PROTOCOL, "batch_videos": batch_videos, "order": ds.order_source,
+                        "precision": "bf16 autocast" if dev.type == "cuda" and cfg.eval_amp else "fp32"}}
+    if ckpt.get("warnings"):
+        doc["warnings"] = list(ckpt["warnings"])
     if per_class:
         doc["per_class"] = res["per_class"]
     extra = [a for a in ablations if a != "none"]
