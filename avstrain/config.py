@@ -261,3 +261,35 @@ def resolve_config(preset: Optional[str] = None, file: Optional[Path | str] = No
 def from_dict(doc: Mapping[str, Any], source: str = "checkpoint") -> TrainConfig:
     """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint or RUN/config.json)."""
     return _validate(apply(TrainConfig(), doc, source))
+
+
+def resume_changes(saved: TrainConfig, overrides: Mapping[str, Any], given: Optional[TrainConfig] = None,
+                   resumable: typing.Iterable[str] = ()) -> list[str]:
+    """What a ``--resume`` command line changes in the saved config, as ``"key: saved -> given"``.
+
+    ``overrides`` are the flags and ``--set`` values given (None = not given), coerced like any
+    override; ``given`` the config of a ``--preset``/``--config`` given again (every key compared).
+    Keys in ``resumable`` may change. Equal values are no change. Pure."""
+    hints = typing.get_type_hints(TrainConfig)
+    wanted: dict = {}
+    if given is not None:
+        wanted.update(given.to_dict())
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        k = str(key).replace("-", "_")
+        if k not in hints:
+            raise ConfigError(f"unknown config key {key!r} in command-line overrides; valid keys: "
+                              f"{', '.join(field_names())}")
+        wanted[k] = _coerce(k, value, hints[k])
+    out = []
+    for k, v in wanted.items():
+        old = getattr(saved, k)
+        if k in resumable or old == v:
+            continue
+        out.append(f"{k}: {_show(old)} -> {_show(v)}")
+    return out
+
+
+def _show(v: Any) -> str:
+    return "null" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
