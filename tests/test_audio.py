@@ -132,9 +132,10 @@ def _sine(freq: float, sr: int, seconds: float = 5.0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("sr,freq", [(44100, 440.0), (22050, 1000.0), (48000, 3000.0)])
-def test_resampled_sine_is_close_to_16k_sine(sr, freq):
-    # Not bit-exact with resampy (README: compare bands 0-59 with atol 1e-2 for
-    # another resampler); measured max error with our filter is below 1e-4.
+def test_resampled_sine_is_close_to_16k_sine(sr, freq, monkeypatch):
+    # The fallback filter (used only if resampy cannot be imported); not bit-exact with
+    # resampy (README: compare bands 0-59 with atol 1e-2 for another resampler).
+    monkeypatch.setattr(frontend, "_have_resampy", lambda: False)
     x = frontend.to_mono_16k(_sine(freq, sr), sr)
     assert len(x) == (int(5 * sr) * 16000) // sr
     got = waveform_to_examples(_sine(freq, sr), sr, dtype=np.float64)
