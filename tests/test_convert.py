@@ -85,3 +85,161 @@ def test_unknown_keys_are_reported_not_dropped():
     sd = meta_official("resnet50")
     sd["extra_head.weight"] = torch.empty(3, device="meta")
     assert official_to_ours(sd, "resnet50").unexpected == ["extra_head.weight"]
+
+
+# --------------------------------------------------------------------------- files and CLI
+
+
+@pytest.fixture(scope="module")
+def official_file(tmp_path_factory):
+    """A random-weight official-format S4 ResNet-50 file (plain state dict, as train.py saves)."""
+    from avstrain.models import build_avs_model
+
+    torch.manual_seed(0)
+    model = build_avs_model("resnet50")
+    sd = ours_to_official(model.state_dict(), "resnet50")
+    order = [k for k, _, _ in official_layout("resnet50")]
+    path = tmp_path_factory.mktemp("official") / "S4_best.pth"
+    torch.save({k: sd[k] for k in order}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_convert_both_ways_through_the_cli(official_file, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
+    from avstrain.cli import cli
+
+    ck, back = tmp_path / "s4.pt", tmp_path / "back.pth"
+    r = CliRunner().invoke(cli, ["convert", str(official_file), "-o", str(ck)])
+    assert r.exit_code == 0, r.output
+    assert "loaded 456 tensors" in r.output and "dropped 174" in r.output
+    src = torch.load(official_file, weights_only=True)
+    model, cfg = system_from_checkpoint(load_checkpoint(ck), ck)
+    assert (cfg.backbone, cfg.setting, cfg.audio_encoder) == ("resnet50", "s4", "precomputed")
+    ours = model.avs.state_dict()
+    assert torch.equal(ours["backbone.layer3.0.conv1.weight"], src["resnet.layer3_1.0.conv1.weight"])
+    assert torch.equal(ours["decoder.output_conv.4.bias"], src["output_conv.4.bias"])
+
+    r = CliRunner().invoke(cli, ["convert", str(ck), "-o", str(back), "--to", "official"])
+    assert r.exit_code == 0, r.output
+    out = torch.load(back, weights_only=True)
+    official = {k: tuple(s) for k, s, _ in official_layout("resnet50")}
+    assert compare_shapes(official, {k: tuple(v.shape) for k, v in out.items()}) == ([], [], [])
+    assert all(torch.equal(out[k], src[k]) for k in src if "_2." not in k)  # same tensors -> same logits
+
+    frames, audio = torch.randn(5, 3, 64, 64), torch.randn(5, 128)
+    with torch.no_grad():
+        a = model.avs.eval()(frames, audio)[0]
+        again, _ = system_from_checkpoint(load_checkpoint(ck), ck)
+        b = again.avs.eval()(frames, audio)[0]
+    assert torch.equal(a, b)
+
+
+def test_convert_names_a_missing_tensor_and_writes_nothing(official_file, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    sd = torch.load(official_file, weights_only=True)
+    del sd["tpavi_b2.theta.weight"]
+    sd = {f"module.{k}": v for k, v in sd.items()}  # DataParallel prefix is fine
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": sd}, bad)
+    r = CliRunner().invoke(cli, ["convert", str(bad), "-o", str(tmp_path / "x.pt")])
+    assert r.exit_code == 1
+    assert "tpavi_b2.theta.weight" in r.output and "missing" in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    import pickle
+
+    from avstrain.convert import ConvertError, read_weights
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    p = tmp_path / "evil.pth"
+    p.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ConvertError, match="weights_only"):
+        read_weights(p)
+
+
+# --------------------------------------------------------------------------- no partial load
+
+
+def test_full_checkpoint_as_backbone_weights_points_to_convert(official_file, tmp_path_factory, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+    from tests.train_helpers import tiny_shards
+
+    shards = tiny_shards(tmp_path_factory.getbasetemp())
+    r = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "run"), "--preset",
+                                 "s4-resnet50-avsbench", "--set", f"backbone_weights={official_file}",
+                                 "--set", "allow_random_init=true", "--quiet"])
+    assert r.exit_code == 1
+    assert "avstrain convert" in r.output and "--init-from" in r.output
+
+
+def _minus_one(sd: dict, key: str) -> dict:
+    sd = dict(sd)
+    del sd[key]
+    return sd
+
+
+def test_backbone_and_crop_weights_lacking_one_tensor_are_refused(tmp_path):
+    from avsprep.errors import DataError
+    from avstrain.models.backbones import ResNet50Backbone
+    from avstrain.models.crop_head import CropHead
+
+    p = tmp_path / "resnet50.pth"
+    torch.save(_minus_one(ResNet50Backbone().state_dict(), "layer2.1.conv2.weight"), p)
+    with pytest.raises(DataError, match="layer2.1.conv2.weight"):
+        ResNet50Backbone().load_pretrained(p)
+    with pytest.raises(DataError, match="layer2.1.conv2.weight"):
+        CropHead(23, pretrained=p)
+
+
+@pytest.mark.slow
+def test_pvt_weights_lacking_one_tensor_are_refused(tmp_path):
+    from avsprep.errors import DataError
+    from avstrain.models.backbones import pvt_v2_b5_backbone
+
+    with torch.device("meta"):
+        keys = pvt_v2_b5_backbone().state_dict()
+    sd = {k: torch.zeros(v.shape) for k, v in keys.items() if k != "stages.2.blocks.7.attn.q.weight"}
+    p = tmp_path / "pvt.pth"
+    torch.save(sd, p)
+    with pytest.raises(DataError, match="stages.2.blocks.7.attn.q.weight"):
+        pvt_v2_b5_backbone(pretrained=p)
+
+
+def test_vggish_weights_lacking_one_tensor_are_refused(tmp_path):
+    from avsprep.audio import VGGish, load_vggish
+    from avsprep.errors import DataError
+
+    p = tmp_path / "vggish.pth"
+    torch.save(_minus_one(VGGish().state_dict(), "embeddings.2.weight"), p)
+    with pytest.raises(DataError, match="embeddings.2.weight"):
+        load_vggish(p)
+
+
+def test_init_from_lacking_one_tensor_is_refused(official_file, tmp_path):
+    from avsprep.errors import DataError
+    from avstrain.checkpoints import init_from
+    from avstrain.config import apply, load_preset
+    from avstrain.system import build_system
+
+    cfg = apply(load_preset("s4-resnet50-avsbench"), {"audio_encoder": "precomputed"}, "test")
+    system = build_system(cfg, num_classes=23, has_vggish=True)
+    assert init_from(system, official_file) == ["model"]
+    src = torch.load(official_file, weights_only=True)
+    assert torch.equal(system.avs.state_dict()["conv3.conv2d_list.1.weight"], src["conv3.conv2d_list.1.weight"])
+    bad = tmp_path / "bad.pth"
+    torch.save(_minus_one(src, "path3.resConfUnit2.conv1.bias"), bad)
+    with pytest.raises(DataError, match="path3.resConfUnit2.conv1.bias"):
+        init_from(system, bad)
