@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from avsprep.clikit import progress
+from avsprep.errors import DataError
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.config import TrainConfig
 from avstrain.data import ShardDataset, make_eval_loader, to_device
@@ -84,6 +85,10 @@ def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), p
     dev = pick_device(device)
     model.to(dev)
     ds = ShardDataset(shards, split).in_csv_order()  # official batches follow the metadata CSV
+    if model.audio_kind == "precomputed" and not ds.has_vggish:
+        raise DataError(f"checkpoint {checkpoint} takes VGGish embeddings from the shards, but {shards} has "
+                        "none: build them with avsprep build --vggish-weights, or convert the official file "
+                        "with avstrain convert --vggish-weights FILE")
     classes = ds.classes if per_class else None
     res = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, classes=classes,
                    quiet=quiet, desc=f"evaluate {split}")

@@ -243,3 +243,30 @@ def test_init_from_lacking_one_tensor_is_refused(official_file, tmp_path):
     torch.save(_minus_one(src, "path3.resConfUnit2.conv1.bias"), bad)
     with pytest.raises(DataError, match="path3.resConfUnit2.conv1.bias"):
         init_from(system, bad)
+
+
+def test_convert_with_vggish_weights_and_evaluate_needs_embeddings_without(official_file, tmp_path,
+                                                                           tmp_path_factory):
+    from avsprep.audio import VGGish
+    from avsprep.errors import DataError
+    from avstrain.checkpoints import load_checkpoint
+    from avstrain.convert import official_to_checkpoint
+    from avstrain.evaluation import run_evaluate
+    from tests.train_helpers import tiny_shards
+
+    torch.manual_seed(1)
+    vgg = tmp_path / "vggish.pth"
+    torch.save(VGGish().state_dict(), vgg)
+    with_audio = tmp_path / "a.pt"
+    report = official_to_checkpoint(official_file, with_audio, vggish_weights=vgg)
+    assert report["audio"] == "vggish" and report["loaded"] == 456
+    ck = load_checkpoint(with_audio)
+    assert ck["audio_kind"] == "vggish"
+    src = torch.load(vgg, weights_only=True)
+    assert all(torch.equal(ck["audio_encoder"][f"net.{k}"], v) for k, v in src.items())
+
+    plain = tmp_path / "p.pt"
+    official_to_checkpoint(official_file, plain)
+    shards = tiny_shards(tmp_path_factory.getbasetemp())  # built without --vggish-weights
+    with pytest.raises(DataError, match="--vggish-weights"):
+        run_evaluate(plain, shards, device="cpu")
