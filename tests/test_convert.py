@@ -245,6 +245,7 @@ def test_init_from_lacking_one_tensor_is_refused(official_file, tmp_path):
         init_from(system, bad)
 
 
+@pytest.mark.slow
 def test_convert_with_vggish_weights_and_evaluate_needs_embeddings_without(official_file, tmp_path,
                                                                            tmp_path_factory):
     from avsprep.audio import VGGish
