@@ -229,3 +229,23 @@ def test_resume_accepts_the_same_options_and_names_a_real_change(tmp_path_factor
     r = CliRunner().invoke(cli, [*bad, "--resume", "--epochs", "3"])
     assert r.exit_code == 2
     assert "seed: 3 -> 4" in r.output
+
+
+def test_train_init_from_starts_from_the_checkpoint_with_a_fresh_optimiser(tmp_path_factory, tmp_path):
+    from avstrain.checkpoints import load_checkpoint
+
+    shards = tiny_shards(tmp_path_factory.getbasetemp())
+    steps = ["--set", "max_steps_per_epoch=1", "--epochs", "1"]
+    r = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "a"), *TINY, *steps])
+    assert r.exit_code == 0, r.output
+    src = load_checkpoint(tmp_path / "a" / "last.pt")
+    # lr 0: the weights after one step are the initial ones, so they must be the source's
+    r = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "b"), *TINY, *steps,
+                                 "--lr", "0", "--init-from", str(tmp_path / "a" / "last.pt")])
+    assert r.exit_code == 0, r.output
+    got = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert got["step"] == 1 and got["epoch"] == 1  # epoch 0 + this run's one epoch
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["init_from"] == str(tmp_path / "a" / "last.pt")
+    for k, v in src["model"].items():
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):  # BN stats move in train mode
+            assert torch.equal(got["model"][k], v), k
