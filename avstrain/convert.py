@@ -197,7 +197,7 @@ def official_system(sd: dict, path, backbone: Optional[str] = None, setting: str
                     vggish_weights=None):
     """An official state dict as an avstrain ``(AVSSystem, TrainConfig, report)``; every tensor the
     model needs must be in the file with its shape (else ``ConvertError`` naming them)."""
-    from avstrain.config import apply, load_preset
+    from avstrain.config import TrainConfig, apply, load_preset
     from avstrain.system import build_system
 
     try:
@@ -219,9 +219,7 @@ def official_system(sd: dict, path, backbone: Optional[str] = None, setting: str
     cfg = apply(load_preset(_preset_for(setting, backbone)), {
         "tpavi_stages": stages, "audio_encoder": "vggish" if vggish_weights else "precomputed",
         "vggish_weights": str(vggish_weights) if vggish_weights else None}, "avstrain convert")
-    num_classes = 23 if setting == "s4" else 1
-    from avstrain.config import TrainConfig
-
+    num_classes = 23 if setting == "s4" else 1  # only a crop head would use it; the presets have none
     build_cfg = TrainConfig(**{**cfg.to_dict(), "backbone_weights": None})
     system = build_system(build_cfg, num_classes=num_classes, has_vggish=not vggish_weights,
                           audio_kind=None if vggish_weights else "precomputed")

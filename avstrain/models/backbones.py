@@ -93,11 +93,11 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: st
 def remap_resnet_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map torchvision / AVSBench ResNet-50 keys to ours (torchvision names without ``fc``).
 
-    Pure. Drops ``fc.*`` (the classifier is not part of the backbone). Handles: a ``module.`` prefix (DataParallel); a full official AVSBench
-    checkpoint (keeps only ``resnet.*``, prefix stripped); AVSBench ``B2_ResNet``
-    names ``layer3_1``/``layer4_1`` -> ``layer3``/``layer4`` (the unused
-    ``layer3_2``/``layer4_2`` branch is dropped).
-    """
+    Pure. Drops ``fc.*`` (the classifier is not part of the backbone). Handles: a ``module.``
+    prefix (DataParallel); a bare AVSBench ``B2_ResNet`` (``resnet.*``, prefix stripped;
+    ``layer3_1``/``layer4_1`` -> ``layer3``/``layer4``, the unused ``layer3_2``/``layer4_2``
+    copy dropped). A *full* AVSBench model is refused before this (``refuse_full_model``):
+    its necks, TPAVI and decoder would be left random."""
     sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
     if any(k.startswith("resnet.") for k in sd):
         sd = {k[len("resnet."):]: v for k, v in sd.items() if k.startswith("resnet.")}
