@@ -239,11 +239,17 @@ def inspect(shards, clip, png, as_json):
 @click.option("--clips", type=click.IntRange(3), default=192, show_default=True,
               help="Total clips, split 4:1:1 into train/val/test.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--like", "like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A real AVSBench metadata CSV (s4_meta_data.csv or ms3_meta_data.csv): the demo gets "
+                   "its clip names, categories, splits and size (S4: 4,932 clips, 23 classes); "
+                   "--clips is then ignored.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes writing clips in parallel; the output is byte-identical for any N.")
 @overwrite_option
 @quiet_option
 @handle_errors
-def demo(out, clips, seed, overwrite, quiet):
-    """Write the synthetic demo dataset in exact AVSBench S4 layout.
+def demo(out, clips, seed, like, workers, overwrite, quiet):
+    """Write the synthetic demo dataset in exact AVSBench layout (S4, or MS3 with --like).
 
     Each frame shows two objects of different classes; only one makes the
     sound and only the audio says which. Includes the metadata CSV, frames,
@@ -251,14 +257,15 @@ def demo(out, clips, seed, overwrite, quiet):
     boxing the sounding object. OUT becomes the AVSBench root.
 
     \b
-    Example:
+    Examples:
       avsprep demo ./demo-data --clips 192 --seed 0
+      avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
     """
     from avsprep.synth import write_demo
 
     setup_logging(quiet)
     check_output_dir(out, overwrite=overwrite, what="OUT")
-    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet)
+    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like)
     click.echo(summary["text"])
 
 
