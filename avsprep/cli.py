@@ -160,7 +160,7 @@ def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_
     Example:
       avsprep build boxes.csv --root ./demo-data -o ./shards --workers 2
     """
-    from avsprep.shards import BuildOptions, build_shards
+    from avsprep.build import BuildOptions, build_shards
 
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
@@ -194,7 +194,7 @@ def verify(shards, as_json, quiet):
     from avsprep.shards import verify_shards
 
     setup_logging(quiet or as_json)
-    findings = verify_shards(shards, quiet=quiet or as_json)
+    findings = verify_shards(shards, quiet=quiet or as_json, record=True)
     errors = [f for f in findings if f.severity == "error"]
     if as_json:
         echo_json({"ok": not errors, "findings": [f.to_dict() for f in findings]})
