@@ -474,9 +474,8 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True, record: bool
     (``avsprep.integrity``), so readers trust them without hashing; shards
     that fail are removed from it.
     """
-    from avsprep.integrity import file_identity, read_record, write_record
-
     from avsprep.clikit import progress
+    from avsprep.integrity import file_identity, read_record, write_record
 
     directory = Path(directory)
     mpath = directory / MANIFEST
