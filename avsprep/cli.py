@@ -47,36 +47,50 @@ def cli():
 @click.option("--setting", type=SETTINGS, default=None,
               help="s4 or ms3; inferred from the metadata CSV when omitted.")
 @click.option("--annotations", "-a", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder searched (recursively) for labelImg XML files. "
+              default=None, help="Folder searched (recursively) for annotation files. "
                                  "Default: the frames folder under ROOT.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Box table to write (CSV).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "voc", "yolo", "createml"]), default="auto",
+              show_default=True,
+              help="Which files to read: auto (by extension, then content), or only Pascal-VOC .xml, "
+                   "YOLO .txt (+ classes.txt / obj.names / data.yaml beside or above) or CreateML .json. "
+                   "Files of the other formats are listed as skipped.")
+@click.option("--box-convention", type=click.Choice(["auto", "labelimg", "zero-based"]), default="auto",
+              show_default=True,
+              help="How VOC coordinates are read, once for the whole import: labelimg = 1-based integers "
+                   "(xmin-1, ymin-1, xmax, ymax), zero-based = edges as written; auto = labelimg only when "
+                   "every coordinate of every VOC file is an integer and none is 0 at the left/top edge.")
 @overwrite_option
 @json_option
 @quiet_option
 @handle_errors
-def import_cmd(root, setting, annotations, output, overwrite, as_json, quiet):
-    """Read every labelImg (Pascal-VOC) XML and write the box table.
+def import_cmd(root, setting, annotations, output, fmt, box_convention, overwrite, as_json, quiet):
+    """Read every annotation file (labelImg VOC XML, YOLO, CreateML) and write the box table.
 
-    Each XML is matched to (split, category, video, frame) by its own file
-    stem ({name}_{k} for S4, {id}.mp4_{k} for MS3); paths inside the XML are
-    never opened. Unreadable or hostile files become findings, never crashes;
-    they are printed and saved beside the table as OUTPUT.findings.json so
-    `validate` reports them too.
+    Each file (each image of a CreateML file) is matched to (split, category,
+    video, frame) by its own file stem ({name}_{k} for S4, {id}.mp4_{k} for
+    MS3); paths inside the files are never opened. YOLO boxes are converted
+    on the real frame size. Nothing is silently ignored: every file is read,
+    counted as a frame image or class file, or named in a finding. Findings
+    are printed and saved beside the table as OUTPUT.findings.json (with the
+    box-convention decision) so `validate` reports them too.
 
-    Exit 1 when an XML file cannot be read at all (not XML, DOCTYPE/ENTITY,
-    over 1 MiB, not <annotation>); box and label problems are left to
-    `validate`.
+    Exit 1 when a file cannot be read at all (not XML, DOCTYPE/ENTITY, over
+    1 MiB, another tool's format such as LabelMe/CVAT/dlib, undecodable
+    bytes); box and label problems are left to `validate`.
 
     \b
     Example:
       avsprep import --root ./demo-data -o boxes.csv
+      avsprep import --root R -a ./yolo-export --format yolo -o boxes.csv
     """
     from avsprep.importer import run_import
 
     setup_logging(quiet or as_json)
     check_output_file(output, overwrite)
-    summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json)
+    summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json,
+                         fmt=fmt, box_convention=box_convention)
     if as_json:
         echo_json(summary)
     else:
