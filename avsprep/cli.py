@@ -127,13 +127,96 @@ def validate(table, root, split, size_policy, max_findings, strict, as_json, qui
     from avsprep.validate import run_validate
 
     setup_logging(quiet or as_json)
-    report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy)
+    report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy, strict=strict)
     code = report.exit_code(strict=strict)
     if as_json:
         echo_json(report.to_dict(strict=strict))
     else:
         click.echo(report.format_text(max_findings=max_findings))
     raise SystemExit(code)
+
+
+# ----------------------------------------------------------------------------- propose
+
+@cli.command()
+@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help=ROOT_HELP)
+@click.option("--from", "source", type=click.Choice(["masks"]), default="masks", show_default=True,
+              help="Where boxes come from: masks = the bounding box of each GT mask (S4: frame 1 of train "
+                   "clips and every val/test frame; MS3: every frame). Boxes from a trained model: "
+                   "`avstrain predict CKPT SHARDS --labelimg DIR`.")
+@click.option("--annotations", "-a", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Annotation folder to write into (mirroring the frame folders); frames with an "
+                   "annotation file of any format anywhere under it are skipped. Default: next to the frames.")
+@click.option("--setting", type=SETTINGS, default=None, help="s4 or ms3; inferred when omitted.")
+@click.option("--split", type=SPLITS, multiple=True, help="Split(s) to propose for (repeatable). Default: all.")
+@click.option("--all-blobs", is_flag=True,
+              help="One box per connected blob of the mask (default: the largest blob only).")
+@click.option("--dry-run", is_flag=True, help="List the files that would be written; write nothing.")
+@json_option
+@quiet_option
+@handle_errors
+def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_json, quiet):
+    """Write labelImg XML box proposals for frames that have no annotation file yet.
+
+    Files are in labelImg's exact format with `verified` unset, so an annotator
+    opens the folder in labelImg, corrects each box and saves (Space marks it
+    verified). An existing annotation file of any format (XML, YOLO .txt,
+    CreateML .json) is never overwritten or touched; a second run writes
+    nothing. `validate` counts the frames whose proposals are still unchecked.
+
+    \b
+    Example:
+      avsprep propose --root ./demo-data --from masks --dry-run
+    """
+    from avsprep.propose import run_propose
+
+    setup_logging(quiet or as_json)
+    summary = run_propose(root, source=source, annotations=annotations, setting=setting, all_blobs=all_blobs,
+                          dry_run=dry_run, splits=list(split) or None, quiet=quiet or as_json)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
+
+
+# ----------------------------------------------------------------------------- export
+
+@cli.command()
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "to", type=click.Choice(["voc", "yolo"]), default="voc", show_default=True,
+              help="voc: labelImg Pascal-VOC XML (byte-identical to labelImg's own files); "
+                   "yolo: labelImg YOLO .txt files plus one classes.txt at the top of OUT.")
+@click.option("--root", "-r", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="AVSBench root: frame sizes are read from it for rows that carry none (YOLO/CreateML "
+                   "imports, <size> 0x0).")
+@click.option("--classes", "classes_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="YOLO class order (classes.txt, obj.names or data.yaml), e.g. "
+                                 "annotations/predefined_classes.txt. Default: labels in table order.")
+@overwrite_option
+@json_option
+@handle_errors
+def export(table, out, to, root, classes_file, overwrite, as_json):
+    """Write the box table back as labelImg files, one per annotated frame.
+
+    Files go where the table's xml column says (relative to OUT), so a table
+    can be fixed, converted and re-imported. A file written by labelImg,
+    imported and exported, comes back byte-identical.
+
+    \b
+    Example:
+      avsprep export boxes.csv --to yolo ./yolo-labels --classes annotations/predefined_classes.txt
+    """
+    from avsprep.export import run_export
+
+    setup_logging(as_json)
+    check_output_dir(out, overwrite=overwrite, what="OUT")
+    summary = run_export(table, out, to=to, root=root, classes_file=classes_file)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
 
 
 # ----------------------------------------------------------------------------- build

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
+from avsprep.formats.labelimg_xml import is_unchecked_proposal
 from avsprep.findings import SEVERITIES, Finding, exit_code as findings_exit_code
 from avsprep.layout import FRAMES, Clip, Layout
 from avsprep.table import read_table, sidecar_path
@@ -179,6 +180,8 @@ class Report:
                   f"({s['frames_no_box']} with no box); boxes: {s['boxes']}; "
                   "boxes per annotated frame: "
                   + (", ".join(f"{n} box(es) x{c}" for n, c in s["boxes_per_frame"].items()) or "-")]
+        if s.get("unchecked_proposals"):
+            lines.append(f"unchecked box proposals: {s['unchecked_proposals']} frame(s)")
         c = self.counts()
         lines.append(f"findings: {c['error']} error(s), {c['warning']} warning(s), {c['info']} info")
         if self.findings and max_findings > 0:
@@ -201,7 +204,8 @@ def _sort_key(f: Finding):
 
 def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], Optional[tuple[int, int]]],
                    classes: list[str], setting: str = "s4", size_policy: str = "rescale",
-                   splits: Optional[Iterable[str]] = None, extra_findings: Iterable[Finding] = ()) -> Report:
+                   splits: Optional[Iterable[str]] = None, extra_findings: Iterable[Finding] = (),
+                   strict: bool = False) -> Report:
     """Pure core: check ``df`` (a box table) against ``clips``; real sizes from ``frame_sizes``.
 
     ``frame_sizes[(video, k)]`` is (width, height), or None / absent when
@@ -230,6 +234,7 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
     bpf = Counter()
     labels = Counter()
     n_boxes = n_frames = n_nobox = 0
+    unchecked: list[tuple[str, int]] = []
 
     for clip in clips:
         rows = rows_by_clip.get(clip.name, [])
@@ -265,6 +270,8 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
         for k in sorted(frames):
             n_frames += 1
             frows = frames[k]
+            if is_unchecked_proposal(getattr(frows[0], "xml_database", ""), bool(frows[0].verified)):
+                unchecked.append((clip.name, k))
             boxes = [r for r in frows if not all(math.isnan(getattr(r, c)) for c in ("xmin", "ymin", "xmax", "ymax"))]
             bpf[len(boxes)] += 1
             if not boxes:
@@ -276,8 +283,15 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
                          size_policy, findings, labels)
             n_boxes += len(boxes)
 
+    if unchecked:
+        shown = ", ".join(f"{c} frame {k}" for c, k in unchecked[:3]) + (" ..." if len(unchecked) > 3 else "")
+        findings.append(_finding("frame-unchecked-proposal",
+                                 f"{len(unchecked)} frame(s) still carry unchecked box proposals ({shown}); "
+                                 "open them in labelImg, fix the box, press Space (verify) and save",
+                                 severity="warning" if strict else "info"))
     findings.sort(key=_sort_key)
     summary = {
+        "unchecked_proposals": len(unchecked),
         "setting": setting, "splits": splits, "coverage": cov, "per_split": per_split,
         "per_class": per_class,
         "frames_expected": FRAMES * len(clips), "frames_annotated": n_frames, "frames_no_box": n_nobox,
@@ -401,7 +415,8 @@ def load_sidecar(table_path: Path) -> list[Finding]:
                          path.name)]
 
 
-def run_validate(table_path, root, splits: Optional[list[str]] = None, size_policy: str = "rescale") -> Report:
+def run_validate(table_path, root, splits: Optional[list[str]] = None, size_policy: str = "rescale",
+                 strict: bool = False) -> Report:
     """Read the table, the metadata and the frame sizes; check; return the report."""
     table_path = Path(table_path)
     layout = Layout.from_root(root)
@@ -415,7 +430,7 @@ def run_validate(table_path, root, splits: Optional[list[str]] = None, size_poli
     extra = [f for f in load_sidecar(table_path) if f.clip is None or f.clip not in index or f.clip in wanted]
     report = validate_table(df, clips, sizes, layout.classes(), setting=layout.setting,
                             size_policy=size_policy, splits=splits or None,
-                            extra_findings=extra + image_findings)
+                            extra_findings=extra + image_findings, strict=strict)
     report.summary["table"] = str(table_path)
     report.summary["root"] = str(layout.root)
     return report

@@ -22,6 +22,15 @@ from typing import Optional, Sequence, Union
 
 Number = Union[int, float, str]
 
+# <source><database> of box proposals (``avsprep propose``, ``avstrain predict --labelimg``).
+# labelImg writes "Unknown" whenever it saves a file, so a frame still carrying this
+# value (and not verified) has not been checked by an annotator yet.
+PROPOSAL_DATABASE = "avsprep-propose"
+
+
+def is_unchecked_proposal(database: Optional[str], verified: bool) -> bool:
+    return bool(database) and database.startswith(PROPOSAL_DATABASE) and not verified
+
 
 @dataclass
 class XmlObject:
