@@ -139,6 +139,18 @@ class ProposalWriter:
         return "written"
 
 
+def propose_predicted(writer: ProposalWriter, setting: str, split: str, category: str, video: str, k: int,
+                      mask: np.ndarray, all_blobs: bool = False) -> str:
+    """A predicted mask of frame ``k`` -> a proposal at the frame's place in the AVSBench frame tree
+    (S4 ``split/category/video/video_k.xml``, MS3 ``video/video.mp4_k.xml``) under the writer's folder."""
+    s4 = setting == "s4"
+    rel_dir = Path(split) / category / video if s4 else Path(video)
+    stem = f"{video}_{k}" if s4 else f"{video}.mp4_{k}"
+    h, w = mask.shape[:2]
+    return writer.propose(rel_dir, stem, mask_boxes(mask, all_blobs), category if s4 else "sounding", w, h, 3,
+                          folder=video, filename=f"{stem}.png")
+
+
 def run_propose(root, source: str = "masks", annotations=None, setting: Optional[str] = None,
                 all_blobs: bool = False, dry_run: bool = False, splits=None, quiet: bool = False) -> dict:
     """``avsprep propose``: one labelImg XML per frame with a GT mask and no annotation file."""
