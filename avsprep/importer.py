@@ -212,6 +212,13 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
                 continue
             yres = yolo.parse_yolo(text, rel)
             if not yres.readable:
+                if parse_frame_stem(stem, layout.setting) is None:  # an image list, labelmap, README
+                    findings.append(Finding("file-not-annotation", "info",
+                                            "a text file that is not YOLO labels (image list, label map, "
+                                            "notes) nor named like a frame; not read", rel))
+                    stats["files"] -= 1
+                    stats[kind] -= 1
+                    continue
                 findings.extend(yres.findings)
                 stats["unreadable"] += 1
                 continue
@@ -230,6 +237,11 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
                 stats["unreadable"] += 1
                 continue
             cres = createml.parse_createml(text, rel)
+            if not cres.readable and cres.findings and cres.findings[0].severity == "info":
+                findings.extend(cres.findings)  # e.g. Label Studio's notes.json beside a YOLO export
+                stats["files"] -= 1
+                stats[kind] -= 1
+                continue
             if not cres.readable:
                 findings.extend(cres.findings)
                 stats["unreadable"] += 1

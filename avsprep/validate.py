@@ -72,6 +72,8 @@ CODES: dict[str, tuple[str, str]] = {
     "difficult-bad-value": ("warning", "<difficult> is not 0/1, read as 0"),
     "object-part-ignored": ("info", "<part> boxes inside an object are not read"),
     "box-missing-coord": ("error", "<bndbox> lacks a coordinate; box skipped"),
+    "box-rotated": ("error", "a roLabelImg rotated box (<robndbox>) among normal boxes; not read"),
+    "box-polygon": ("error", "a polygon object among boxes; not read"),
     "box-bad-coord": ("error", "a coordinate is not a number; box skipped"),
     # validate
     "box-not-finite": ("error", "NaN or infinite coordinate (Datumaro: InvalidValue)"),

@@ -269,6 +269,15 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
         if any(_local(c) == "part" for c in obj):
             parts += 1
         bnd = _child(obj, "bndbox")
+        if bnd is None and _child(obj, "robndbox") is not None:
+            f.append(Finding("box-rotated", "error",
+                             f"object {i} ({label!r}): a rotated box (<robndbox>, roLabelImg); not read: "
+                             "redraw it as a normal box", file))
+            continue
+        if bnd is None and (_child(obj, "polygon") is not None or _child(obj, "segm") is not None):
+            f.append(Finding("box-polygon", "error",
+                             f"object {i} ({label!r}): a polygon (LabelMe), not a box; not read", file))
+            continue
         texts = [_text(_child(bnd, k)) if bnd is not None else None for k in _COORDS]
         missing = [k for k, t in zip(_COORDS, texts) if t is None or not t.strip()]
         if missing:

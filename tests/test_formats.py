@@ -109,6 +109,8 @@ def test_yolo_rows_polygons_and_bad_rows():
     assert pytest.approx(yolo.to_pixel_edges(r.boxes[1], 100, 100)) == (10.0, 10.0, 30.0, 40.0)
     assert [f.code for f in r.findings] == ["yolo-polygon", "yolo-bad-row", "yolo-bad-row"]
     assert not yolo.parse_yolo("data/obj_train_data/a_1.jpg\n", "train.txt").readable
+    assert not yolo.parse_yolo("# label:color_rgb:parts:actions\nperson:250,50,83::\n").readable
+    assert yolo.parse_yolo("").readable and yolo.parse_yolo("").boxes == []
     assert yolo.parse_class_text("names:\n  0: dog\n  1: cat\n", "data.yaml") == ["dog", "cat"]
     assert yolo.parse_class_text("nc: 2\nnames: ['dog', 'cat']\n", "data.yaml") == ["dog", "cat"]
     assert yolo.parse_class_text("dog\ncat\n", "obj.names") == ["dog", "cat"]
@@ -172,9 +174,17 @@ def test_yolo_only_folder_and_no_class_file(tmp_path):
     assert [f["code"] for f in s["findings"]] == ["yolo-no-class-file"] and s["frames"] == 0
     (tmp_path / "cvat" / "obj.names").write_text("dog_barking\n")
     (tmp_path / "cvat" / "train.txt").write_text("data/obj_train_data/a_1.png\n")
+    (tmp_path / "cvat" / "obj.data").write_text("classes = 1\n")
+    (tmp_path / "cvat" / "notes.json").write_text('{"categories": [{"id": 0, "name": "dog_barking"}], "info": {}}')
     s = run_import(root, tmp_path / "t.csv", annotations=tmp_path / "cvat", quiet=True)
-    assert s["frames"] == 1 and s["boxes"] == 1
-    assert [f["code"] for f in s["findings"]] == ["yolo-unreadable"]  # train.txt named, not ignored
+    assert s["frames"] == 1 and s["boxes"] == 1 and s["exit_code"] == 0
+    named = sorted((f["code"], f["file"].rsplit("/", 1)[-1]) for f in s["findings"])
+    assert named == [("file-not-annotation", "notes.json"), ("file-not-annotation", "obj.data"),
+                     ("file-not-annotation", "train.txt")]  # named, not silently ignored
+    ann.joinpath("a_2.txt").write_text("hello world\n")  # named like a frame: a broken label file
+    s = run_import(root, tmp_path / "t.csv", annotations=tmp_path / "cvat", quiet=True)
+    assert "yolo-unreadable" in [f["code"] for f in s["findings"]] and s["exit_code"] == 1
+    ann.joinpath("a_2.txt").unlink()
     (tmp_path / "cvat" / "obj.names").write_text("cat_meowing\ndog_barking\n")
     s = run_import(root, tmp_path / "t.csv", annotations=tmp_path / "cvat", quiet=True)
     assert "yolo-classes-changed" in [f["code"] for f in s["findings"]]
@@ -208,6 +218,14 @@ DLIB = b"<dataset><name>x</name><images><image file='a.jpg'><box top='1' left='2
 def test_foreign_xml_is_named(data, code, hint):
     res = read_voc(data, "a_1.xml")
     assert not res.readable and [f.code for f in res.findings] == [code] and hint in res.findings[0].message
+
+
+def test_mixed_rotated_and_normal_boxes_name_the_rotated_one():
+    data = ROLABELIMG.replace(b"</annotation>", b"<object><type>bndbox</type><name>cat</name><bndbox><xmin>2</xmin>"
+                              b"<ymin>3</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    res = read_voc(data, "a_1.xml")
+    assert res.readable and [b.label for b in res.boxes] == ["cat"]
+    assert [f.code for f in res.findings if f.severity == "error"] == ["box-rotated"]
 
 
 def _doc(label: str) -> str:

@@ -58,6 +58,12 @@ def parse_createml(text: str, file: str = "<json>") -> CreateMLResult:
         res.readable = False
         res.findings.append(Finding("json-unreadable", "error", f"not valid JSON ({str(exc)[:120]})", file))
         return res
+    if isinstance(doc, dict) and "categories" in doc and set(doc) <= {"categories", "info"}:
+        res.readable = False
+        res.findings.append(Finding("file-not-annotation", "info",
+                                    "Label Studio's notes.json (the class list of a YOLO export; the classes "
+                                    "are read from classes.txt); not read", file))
+        return res
     items = doc if isinstance(doc, list) else None
     ok = items is not None and all(isinstance(i, dict) and ("image" in i or "imagefilename" in i) for i in items)
     if not ok or not items:

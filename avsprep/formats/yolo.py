@@ -43,20 +43,32 @@ class YoloResult:
     readable: bool = True
 
 
-def looks_like_image_list(text: str) -> bool:
-    """CVAT's ``train.txt`` and similar: one image path per line, no numbers."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return bool(lines) and all(ln.lower().rsplit(".", 1)[-1] in ("jpg", "jpeg", "png", "bmp") for ln in lines)
+def _numeric(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def looks_like_yolo(text: str) -> bool:
+    """True when the text is empty (labelImg's file for a frame with no box) or has at least one
+    row of 5 or more numbers. Image lists (CVAT's ``train.txt``, VOC ``ImageSets``), CVAT's
+    ``labelmap.txt`` and READMEs have none."""
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    return not lines or any(len(p) >= 5 and all(_numeric(t) for t in p) for p in lines)
 
 
 def parse_yolo(text: str, file: str = "<text>") -> YoloResult:
-    """Rows -> normalised boxes; bad rows are findings (pure)."""
+    """Rows -> normalised boxes; bad rows are findings (pure). ``readable`` is False for a text
+    file with no YOLO row at all (the caller decides whether that is an error)."""
     res = YoloResult()
-    if looks_like_image_list(text):
+    if not looks_like_yolo(text):
         res.readable = False
+        first = next(ln.strip() for ln in text.splitlines() if ln.strip())
         res.findings.append(Finding("yolo-unreadable", "error",
-                                    "a list of image paths (like CVAT's train.txt), not YOLO labels; "
-                                    "move it out of the annotation folder", file))
+                                    f"a text file with no YOLO row 'class cx cy w h' (first line {first[:50]!r}); "
+                                    "not read", file))
         return res
     for n, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
