@@ -85,8 +85,6 @@ def find_annotation_files(folder: Path) -> list[Path]:
 def classify(path: Path, fmt: str = "auto") -> str:
     """``voc``, ``yolo``, ``createml``, ``classes``, ``image``, ``skipped`` (other --format) or ``other``."""
     name = path.name.lower()
-    if name.startswith(".") and not name.startswith("._"):
-        return "other"  # .DS_Store, editor files
     kind = "other"
     if name.endswith(".xml"):
         kind = "voc"
