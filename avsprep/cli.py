@@ -34,6 +34,10 @@ def cli():
       avsprep validate boxes.csv --root ./demo-data
       avsprep build boxes.csv --root ./demo-data -o ./shards
 
+    \b
+    Annotating: avsprep propose (box proposals from masks to check in
+    labelImg), avsprep export (the table back as labelImg VOC or YOLO files).
+
     Clip ids that start with '-' work as values; put '--' before a positional
     argument that starts with '-'.
     """

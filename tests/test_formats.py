@@ -171,7 +171,7 @@ def test_yolo_only_folder_and_no_class_file(tmp_path):
     ann.mkdir(parents=True)
     (ann / "a_1.txt").write_text("0 0.5 0.5 0.5 0.5\n")
     s = run_import(root, tmp_path / "t.csv", annotations=tmp_path / "cvat", quiet=True)
-    assert [f["code"] for f in s["findings"]] == ["yolo-no-class-file"] and s["frames"] == 0
+    assert [f["code"] for f in s["findings"]] == ["yolo-no-class-file"] and s["frames"] == 0 and s["exit_code"] == 1
     (tmp_path / "cvat" / "obj.names").write_text("dog_barking\n")
     (tmp_path / "cvat" / "train.txt").write_text("data/obj_train_data/a_1.png\n")
     (tmp_path / "cvat" / "obj.data").write_text("classes = 1\n")
