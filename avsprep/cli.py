@@ -14,7 +14,7 @@ import click
 from avsprep import __version__
 from avsprep.clikit import (
     check_output_dir, check_output_file, echo_json, handle_errors, json_option,
-    overwrite_option, progress, quiet_option, setup_logging, strict_option,
+    overwrite_option, quiet_option, setup_logging, strict_option,
 )
 
 SETTINGS = click.Choice(["s4", "ms3"])

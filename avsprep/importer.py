@@ -32,13 +32,13 @@ from typing import Optional
 
 from avsprep.atomic import write_text
 from avsprep.clikit import progress
-from avsprep.convention import LABELIMG_1BASED, ZERO_BASED, Decision, decide
+from avsprep.convention import ZERO_BASED, decide
 from avsprep.errors import DataError
 from avsprep.findings import Finding
 from avsprep.formats import createml, yolo
 from avsprep.layout import Layout, parse_frame_stem
 from avsprep.table import from_records, sidecar_path, write_table
-from avsprep.voc import MAX_XML_BYTES, UNREADABLE_CODES, VocResult, read_voc_file, with_place
+from avsprep.voc import UNREADABLE_CODES, VocResult, read_voc_file, with_place
 
 MAX_LISTED = 20  # findings printed in the text summary; the sidecar and --json hold all
 FORMATS = ("auto", "voc", "yolo", "createml")
