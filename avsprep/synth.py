@@ -370,41 +370,12 @@ def labelimg_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def labelimg_xml(folder: str, filename: str, path: str | None, width: int, height: int,
                  depth: int, objects=(), verified: bool = False) -> bytes:
-    """The bytes labelImg 1.8.6's ``PascalVocWriter`` writes for one image.
+    """The bytes labelImg 1.8.6's ``PascalVocWriter`` writes for one image (see
+    :mod:`avsprep.formats.labelimg_xml`). ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)``."""
+    from avsprep.formats.labelimg_xml import XmlFile, XmlObject, labelimg_xml_bytes
 
-    ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)`` tuples. As in
-    labelImg: no XML declaration, TAB indentation (its pretty-printer turns
-    every pair of spaces into a TAB, text included), LF, trailing newline, and
-    ``truncated`` computed from the coordinates.
-    """
-    from lxml import etree
-
-    top = etree.Element("annotation")
-    if verified:
-        top.set("verified", "yes")
-    etree.SubElement(top, "folder").text = folder
-    etree.SubElement(top, "filename").text = filename
-    if path is not None:
-        etree.SubElement(top, "path").text = path
-    source = etree.SubElement(top, "source")
-    etree.SubElement(source, "database").text = "Unknown"
-    size = etree.SubElement(top, "size")
-    etree.SubElement(size, "width").text = str(width)
-    etree.SubElement(size, "height").text = str(height)
-    etree.SubElement(size, "depth").text = str(depth)
-    etree.SubElement(top, "segmented").text = "0"
-    for name, xmin, ymin, xmax, ymax, difficult in objects:
-        obj = etree.SubElement(top, "object")
-        etree.SubElement(obj, "name").text = name
-        etree.SubElement(obj, "pose").text = "Unspecified"
-        edge = (int(float(ymax)) == int(height) or int(float(ymin)) == 1
-                or int(float(xmax)) == int(width) or int(float(xmin)) == 1)
-        etree.SubElement(obj, "truncated").text = "1" if edge else "0"
-        etree.SubElement(obj, "difficult").text = str(bool(difficult) & 1)
-        box = etree.SubElement(obj, "bndbox")
-        for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
-            etree.SubElement(box, tag).text = str(value)
-    return etree.tostring(top, pretty_print=True, encoding="utf-8").replace(b"  ", b"\t")
+    return labelimg_xml_bytes(XmlFile(folder, filename, width, height, depth, path=path, verified=verified,
+                                      objects=[XmlObject(*o) for o in objects]))
 
 
 # --------------------------------------------------------------------------- audio files
