@@ -18,7 +18,7 @@ from tests.train_helpers import TINY, tiny_shards
 
 def _build(root: Path, out: Path) -> Path:
     from avsprep.importer import run_import
-    from avsprep.shards import BuildOptions, build_shards
+    from avsprep.build import BuildOptions, build_shards
 
     run_import(root, out.parent / f"{out.name}-boxes.csv", quiet=True)
     build_shards(out.parent / f"{out.name}-boxes.csv", root, out, BuildOptions(crop_size=32), quiet=True)
