@@ -70,6 +70,8 @@ class TrainConfig:
     amp: bool = True                    # bf16 autocast on CUDA (CPU always runs fp32)
     channels_last: bool = True          # channels_last memory format on CUDA
     workers: int = 2                    # DataLoader worker processes (0 = main process)
+    # --- logging
+    tensorboard: bool = False           # also write RUN/tb/ event files (optional extra: avsprep[tensorboard])
 
     def to_dict(self) -> dict:
         return asdict(self)
