@@ -28,7 +28,8 @@ GALLERIES = (
     ("no_listen", "Smallest listening gap: segments the same thing whatever it hears", "gap", False),
     ("best", "Best clips by IoU (real audio)", "iou", True),
 )
-TILE = 112  # gallery frame side in px
+TILE = 104  # gallery frame side in px
+LOGMEL_HEIGHT = 56  # gallery log-mel height in px (5 s = 420 px wide)
 NO_LISTEN_GAP = 0.05  # gap below this: the clip's prediction barely depends on the sound
 
 
@@ -130,20 +131,24 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def _table(header: list[str], rows: list[list], cls: str = "") -> str:
+def _table(header: Optional[list[str]], rows: list[list], cls: str = "") -> str:
     e = html.escape
+    if header is None:  # a key/value table: first column as row headers
+        body = "".join(f"<tr><th>{e(_fmt(r[0]))}</th>" + "".join(f"<td>{e(_fmt(c))}</td>" for c in r[1:]) + "</tr>"
+                       for r in rows)
+        return f'<table class="{cls}"><tbody>{body}</tbody></table>'
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{e(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1400px;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1700px;
 padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:.9em;vertical-align:top}
 th{background:#f0f0f0}.headline{background:#fff8e0;border:1px solid #e0c060;padding:.6em 1em}
-.warn{color:#a04000}.gallery td{padding:3px}.gallery img{display:block}code{font-size:.9em}
+.warn{color:#a04000}.gallery td{padding:3px}.gallery td:first-child{white-space:nowrap;font-size:.8em}.gallery img{display:block}code{font-size:.9em}
 .legend span{display:inline-block;width:1em;height:1em;vertical-align:middle;margin:0 .3em}
 """
 
@@ -172,7 +177,7 @@ def render_html(f: ReportFacts) -> str:
     preset_txt = (f"{run['preset']} (identical)" if run["preset"] and not diff else
                   f"{run['preset']}, differing in " + ", ".join(f"{k}={_fmt(a)} (preset {_fmt(b)})"
                                                              for k, (a, b) in diff.items()) if run["preset"] else "none")
-    parts.append(_table(["", ""], [["checkpoint", run["checkpoint"]], ["checkpoint sha256", run["sha256"]],
+    parts.append(_table(None, [["checkpoint", run["checkpoint"]], ["checkpoint sha256", run["sha256"]],
                                    ["epochs trained", run["epoch"]], ["best val mIoU", run["best_miou"]],
                                    ["closest preset", preset_txt], ["shards", run["shards"]],
                                    ["evaluated on", f"{m['split']} split, device {run['device']}"]], "run"))
@@ -355,7 +360,7 @@ def build_report(checkpoint, shards, out_dir, split: str = "test", per_gallery: 
         names = [f"img/clip{i:05d}_{kind}.png" for kind in ("real", "shuffle", "logmel")]
         write_bytes(out_dir / names[0], png_bytes(clip_strip(frames, real[i], gt, valid)))
         write_bytes(out_dir / names[1], png_bytes(clip_strip(frames, shuffled[i], gt, valid)))
-        write_bytes(out_dir / names[2], png_bytes(logmel_image(item["audio_logmel"].numpy(), height=TILE)))
+        write_bytes(out_dir / names[2], png_bytes(logmel_image(item["audio_logmel"].numpy(), height=LOGMEL_HEIGHT)))
         strips[i] = names
     galleries = {key: [GalleryRow(r, *strips[index_of[r["video"]]]) for r in g] for key, g in chosen.items()}
     facts = ReportFacts(title=f"avstrain report: {checkpoint.parent.name}/{checkpoint.name} on {split}",
