@@ -229,8 +229,8 @@ def format_table(doc: dict) -> str:
 @click.option("--split", default="test", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--overlay", is_flag=True,
-              help="Also write each frame with its predicted mask painted over it (translucent red) and the GT "
-                   "outline (green) where the frame has a GT mask, under MASKS/overlays/ with the same names.")
+              help="Also write each frame with its predicted mask painted over it (cyan stripes) and the GT "
+                   "outline (white on black) where the frame has a GT mask, under MASKS/overlays/ with the same names.")
 @overwrite_option
 @quiet_option
 @handle_errors

@@ -9,9 +9,15 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-PRED_RGB = (255, 48, 48)   # predicted mask: translucent red
-GT_RGB = (40, 255, 80)     # GT outline: green
-PRED_ALPHA = 0.45
+# The demo's objects are flat red, yellow, magenta, orange, white, green, blue shapes, so no
+# flat colour stands out on all of them: the prediction is cyan *stripes* (plus a light tint
+# and its own 1 px outline), the GT a white outline with a black ring inside it.
+PRED_RGB = (0, 229, 255)   # predicted mask: cyan stripes
+PRED_ALPHA = 0.75          # on the stripes
+TINT_ALPHA = 0.3           # between the stripes
+STRIPE = 3                 # stripe width in px (diagonal)
+GT_RGB = (255, 255, 255)   # GT outline: white ...
+GT_INNER_RGB = (0, 0, 0)   # ... with a black ring inside
 
 
 def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
@@ -28,11 +34,16 @@ def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
     return edge
 
 
-def paint_mask(frame: np.ndarray, mask: np.ndarray, rgb: Sequence[int] = PRED_RGB,
-               alpha: float = PRED_ALPHA) -> np.ndarray:
-    """``frame [H,W,3]`` uint8 with ``mask [H,W]`` blended in ``rgb`` at ``alpha`` (a copy)."""
+def stripes(shape: tuple, width: int = STRIPE) -> np.ndarray:
+    """Diagonal stripes ``[H,W]`` bool: ``width`` px on, ``width`` px off."""
+    y, x = np.indices(shape)
+    return ((x + y) // max(1, width)) % 2 == 0
+
+
+def blend(frame: np.ndarray, where: np.ndarray, rgb: Sequence[int], alpha: float) -> np.ndarray:
+    """``frame [H,W,3]`` uint8 with the pixels ``where [H,W]`` blended in ``rgb`` at ``alpha`` (a copy)."""
     out = np.asarray(frame, dtype=np.uint8).copy()
-    m = np.asarray(mask).astype(bool)
+    m = np.asarray(where).astype(bool)
     if m.shape != out.shape[:2]:
         raise ValueError(f"mask {m.shape} does not match frame {out.shape[:2]}")
     colour = np.asarray(rgb, dtype=np.float32)
@@ -40,10 +51,26 @@ def paint_mask(frame: np.ndarray, mask: np.ndarray, rgb: Sequence[int] = PRED_RG
     return out
 
 
-def draw_outline(frame: np.ndarray, mask: np.ndarray, rgb: Sequence[int] = GT_RGB, width: int = 2) -> np.ndarray:
-    """``frame`` with the outline of ``mask`` drawn in solid ``rgb`` (a copy)."""
+def paint_mask(frame: np.ndarray, mask: np.ndarray, rgb: Sequence[int] = PRED_RGB) -> np.ndarray:
+    """The predicted ``mask`` on ``frame`` (a copy): stripes at ``PRED_ALPHA``, a tint at
+    ``TINT_ALPHA`` between them and a solid 1 px outline, all in ``rgb``."""
+    m = np.asarray(mask).astype(bool)
+    on = stripes(m.shape)
+    out = blend(frame, m & on, rgb, PRED_ALPHA)
+    out = blend(out, m & ~on, rgb, TINT_ALPHA)
+    out[outline(m, 1)] = np.asarray(rgb, dtype=np.uint8)
+    return out
+
+
+def draw_outline(frame: np.ndarray, mask: np.ndarray, rgb: Sequence[int] = GT_RGB, width: int = 2,
+                 inner_rgb: Optional[Sequence[int]] = GT_INNER_RGB) -> np.ndarray:
+    """``frame`` with the outline of ``mask`` (a copy): the outer pixel in ``rgb``, the other
+    ``width - 1`` inside it in ``inner_rgb`` (None: all ``rgb``), visible on any colour."""
     out = np.asarray(frame, dtype=np.uint8).copy()
-    out[outline(mask, width)] = np.asarray(rgb, dtype=np.uint8)
+    edge = outline(mask, width)
+    outer = outline(mask, 1)
+    out[edge] = np.asarray(rgb if inner_rgb is None else inner_rgb, dtype=np.uint8)
+    out[outer] = np.asarray(rgb, dtype=np.uint8)
     return out
 
 

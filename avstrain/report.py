@@ -178,7 +178,7 @@ def render_html(f: ReportFacts) -> str:
                   f"{run['preset']}, differing in " + ", ".join(f"{k}={_fmt(a)} (preset {_fmt(b)})"
                                                              for k, (a, b) in diff.items()) if run["preset"] else "none")
     parts.append(_table(None, [["checkpoint", run["checkpoint"]], ["checkpoint sha256", run["sha256"]],
-                                   ["epochs trained", run["epoch"]], ["best val mIoU", run["best_miou"]],
+                                   ["epoch of this checkpoint", run["epoch"]], ["best val mIoU", run["best_miou"]],
                                    ["closest preset", preset_txt], ["shards", run["shards"]],
                                    ["evaluated on", f"{m['split']} split, device {run['device']}"]], "run"))
     parts.append("<h3>Weight files</h3>" + _table(["config key", "path", "sha256"],
@@ -223,8 +223,8 @@ def render_html(f: ReportFacts) -> str:
         [f"clips with gap < {NO_LISTEN_GAP}", n_deaf]], "check"))
     # galleries
     parts.append('<h2 id="galleries">Galleries</h2><p class="legend">Each row: the 5 frames with the prediction '
-                 'painted <span style="background:#ff3030"></span>red and the GT outlined '
-                 '<span style="background:#28ff50"></span>green; the prediction with shuffled audio (the audio '
+                 'painted in <span style="background:#00e5ff"></span>cyan stripes and the GT outlined '
+                 '<span style="background:#fff;border:2px solid #000"></span>white on black; the prediction with shuffled audio (the audio '
                  'of the clip named); the clip\'s log-mel (time left to right, 5 s).</p>')
     for key, title, _, _ in GALLERIES:
         gal = f.galleries.get(key, [])

@@ -4,8 +4,8 @@ An optional extra: ``pip install 'avsprep[tensorboard]'``. Written by rank 0 onl
 
 * every step: ``train/<term>`` (each loss term and ``train/total``) and ``train/lr``;
 * every validation: ``val/miou``, ``val/fscore``, ``epoch/train_<term>`` (the epoch means)
-  and the image ``val/overlays``: the first validation clips, prediction painted in red and
-  GT outlined in green (``avstrain.overlays``), one row per clip.
+  and the image ``val/overlays``: the first validation clips, prediction painted in cyan
+  stripes and the GT outlined in white (``avstrain.overlays``), one row per clip.
 """
 
 from __future__ import annotations

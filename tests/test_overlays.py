@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from avstrain.cli import cli
-from avstrain.overlays import GT_RGB, PRED_ALPHA, PRED_RGB, hstack, logmel_image, outline, overlay, paint_mask, vstack
+from avstrain.overlays import (GT_INNER_RGB, GT_RGB, PRED_ALPHA, PRED_RGB, TINT_ALPHA, hstack, logmel_image, outline,
+                               overlay, paint_mask, stripes, vstack)
 from tests.report_helpers import random_checkpoint
 
 
@@ -22,14 +23,18 @@ def test_outline_of_a_square_is_its_border():
     assert outline(full).sum() == 12  # image borders count as outside
 
 
-def test_paint_blends_only_inside_the_mask():
-    frame = np.full((4, 4, 3), 100, np.uint8)
-    mask = np.zeros((4, 4), bool)
-    mask[1, 1] = True
+def test_paint_stripes_tints_and_outlines_only_inside_the_mask():
+    frame = np.full((12, 12, 3), 100, np.uint8)
+    mask = np.zeros((12, 12), bool)
+    mask[2:10, 2:10] = True
     out = paint_mask(frame, mask)
-    expect = np.round(100 * (1 - PRED_ALPHA) + np.array(PRED_RGB) * PRED_ALPHA)
-    assert out[1, 1].tolist() == expect.tolist() and out[0, 0].tolist() == [100, 100, 100]
-    assert frame[1, 1].tolist() == [100, 100, 100]  # input untouched
+    on = stripes(mask.shape)
+    stripe = np.round(100 * (1 - PRED_ALPHA) + np.array(PRED_RGB) * PRED_ALPHA).tolist()
+    tint = np.round(100 * (1 - TINT_ALPHA) + np.array(PRED_RGB) * TINT_ALPHA).tolist()
+    inner = mask & ~outline(mask)
+    assert all(out[y, x].tolist() == (stripe if on[y, x] else tint) for y, x in zip(*np.nonzero(inner)))
+    assert (out[outline(mask)] == PRED_RGB).all()
+    assert (out[~mask] == 100).all() and (frame == 100).all()  # outside and input untouched
     with pytest.raises(ValueError, match="does not match"):
         paint_mask(frame, np.zeros((3, 3), bool))
 
@@ -37,10 +42,11 @@ def test_paint_blends_only_inside_the_mask():
 def test_overlay_draws_gt_outline_over_the_prediction():
     frame = np.zeros((10, 10, 3), np.uint8)
     gt = np.zeros((10, 10), bool)
-    gt[3:7, 3:7] = True
-    out = overlay(frame, gt, gt, width=1)
-    assert out[3, 3].tolist() == list(GT_RGB) and out[4, 4].tolist() != list(GT_RGB) and out[4, 4].any()
-    assert overlay(frame, gt)[3, 3].tolist() != list(GT_RGB)  # no GT, no outline
+    gt[2:9, 2:9] = True
+    out = overlay(frame, gt, gt, width=2)
+    assert out[2, 2].tolist() == list(GT_RGB) and out[3, 3].tolist() == list(GT_INNER_RGB)
+    assert out[5, 5].any() and out[5, 5].tolist() != list(GT_RGB)  # inside: the prediction's paint
+    assert overlay(frame, gt)[2, 2].tolist() != list(GT_RGB)  # no GT, no outline
 
 
 def test_strips_and_logmel_shapes():
