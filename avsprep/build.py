@@ -33,7 +33,7 @@ from avsprep.clikit import check_output_dir, progress
 from avsprep.crops import clamp_boxes, crop_and_resize, rescale_boxes, select_box
 from avsprep.errors import DataError, IntegrityError
 from avsprep.shards import (
-    FRAME_SIZE, FRAMES, MANIFEST, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
+    FRAME_SIZE, FRAMES, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
     check_shard_file, file_sha256,
 )
 from avsprep.validate import normalise_label
@@ -55,6 +55,12 @@ def _open_image(path: Path, clip: str, what: str, mode: str):
     except (OSError, ValueError, SyntaxError) as exc:  # truncated / corrupt / not an image
         raise DataError(f"clip {clip}: {what} {path} is unreadable ({exc}); "
                         "re-extract it or run with --on-bad-input skip") from None
+
+
+def decode_mask(im) -> np.ndarray:
+    """A GT mask already converted to its setting's PIL mode -> stored uint8 (mode '1': 0/1;
+    mode 'P': the palette index, which the official ``ToTensor`` divides by 255)."""
+    return np.asarray(im, dtype=np.uint8) if im.mode != "1" else np.asarray(im).astype(np.uint8)
 
 
 def clip_arrays(layout, clip, boxes: list[tuple], classes: list[str], crop_size: int,
@@ -100,11 +106,12 @@ def clip_arrays(layout, clip, boxes: list[tuple], classes: list[str], crop_size:
             for r, bx, ok in zip(rows, scaled, finite):
                 if ok:
                     box_rows.append([0, k, cls_index.get(normalise_label(str(r[1])), -1), *bx])
+    mode = MASK_DECODING[layout.setting]["pil_mode"]
     for k in layout.mask_frames(clip):
-        m = _open_image(Path(layout.mask_path(clip, k)), clip.name, f"mask {k}", "L")
+        m = _open_image(Path(layout.mask_path(clip, k)), clip.name, f"mask {k}", mode)
         if m.size != (s, s):
             m = m.resize((s, s), Image.NEAREST)
-        masks[k - 1] = np.asarray(m) > 127
+        masks[k - 1] = decode_mask(m)
         mask_valid[k - 1] = True
     try:
         logmel, source = clip_audio(layout, clip)
@@ -304,7 +311,9 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     except (OSError, RuntimeError) as exc:
         raise _write_error(out, exc) from exc
 
-    manifest = _manifest(out, plan, results, classes, layout.setting, record)
+    built = {n for r in results.values() for n in r["names"]}
+    csv_order = {sp: [c.name for c in layout.csv_clips([sp]) if c.name in built] for sp in record["splits"]}
+    manifest = _manifest(out, plan, results, classes, layout.setting, record, csv_order)
     try:
         write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     except OSError as exc:
@@ -436,6 +445,7 @@ def _finish(p: _Pending, out: Path, entry, record_json: str, opts: BuildOptions)
         "vggish_sha256": rec["vggish_sha256"], "clips": json.dumps([c.name for c in cs]),
         "skipped": json.dumps(p.skipped), "build_options": record_json,
         "box_columns": json.dumps(["clip_row", "frame", "class", "xmin", "ymin", "xmax", "ymax"]),
+        "mask_decoding": json.dumps(MASK_DECODING[rec["setting"]]),
     }
     boxes = np.concatenate(p.boxes) if p.boxes else np.zeros((0, 7), np.float32)
     p.writer.close(boxes, attrs)
@@ -450,7 +460,9 @@ def _finish(p: _Pending, out: Path, entry, record_json: str, opts: BuildOptions)
             "sha256": digest}
 
 
-def _manifest(out: Path, plan, results, classes, setting, record) -> dict:
+def _manifest(out: Path, plan, results, classes, setting, record, csv_order: dict) -> dict:
+    """``csv_order``: per split, the clip names in metadata CSV row order (the official test loop's
+    order; shards themselves are sorted by name)."""
     splits: dict = {}
     index: dict = {}
     skipped = []
@@ -467,7 +479,8 @@ def _manifest(out: Path, plan, results, classes, setting, record) -> dict:
             index[name] = [sp, shard_name(n), row]
         skipped += [dict(s_, split=sp) for s_ in r["skipped"]]
     return {"schema_version": SCHEMA_VERSION, "toolkit_version": __version__, "setting": setting,
-            "classes": classes, "options": record, "splits": splits, "index": index, "skipped": skipped}
+            "classes": classes, "options": record, "splits": splits, "index": index, "skipped": skipped,
+            "mask_decoding": MASK_DECODING[setting], "csv_order": csv_order}
 
 
 def _summary(out: Path, manifest: dict, results: dict, n_built: int, secs: float) -> dict:

@@ -152,11 +152,19 @@ class Layout:
                     out.append(Clip(name, split, cat, start_i))
             else:
                 out = [Clip(v, s) for v, s in zip(df["video_id"], df["split"])]
+            self._csv_clips = out
             self._clips = sorted(out, key=lambda c: c.name)
         if splits is None:
             return list(self._clips)
         wanted = set(splits)
         return [c for c in self._clips if c.split in wanted]
+
+    def csv_clips(self, splits: Optional[Iterable[str]] = None) -> list[Clip]:
+        """Clips of the chosen splits in metadata CSV row order (the order the official test loop
+        iterates; ``avsprep build`` records it in the manifest)."""
+        self.clips()
+        wanted = None if splits is None else set(splits)
+        return [c for c in self._csv_clips if wanted is None or c.split in wanted]
 
     def clip_index(self) -> dict[str, Clip]:
         return {c.name: c for c in self.clips()}

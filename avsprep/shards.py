@@ -33,7 +33,7 @@ from avsprep.atomic import file_sha256
 from avsprep.errors import DataError, IntegrityError
 from avsprep.findings import Finding
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: masks decoded as the official loaders (MASK_DECODING), CSV order in the manifest
 FRAMES = 5
 FRAME_SIZE = 224
 MEL_SHAPE = (96, 64)
@@ -47,6 +47,12 @@ BOX_COLUMNS = ("clip_row", "frame", "class", "xmin", "ymin", "xmax", "ymax")
 COMPRESSION = {
     "masks": {"compression": "gzip", "compression_opts": 1},
 }
+
+# GT mask decoding per setting, as the official loaders do (reference/avsbench.md 1.4): the PIL
+# mode the PNG is converted to, and the scale that turns the stored uint8 into the float target
+# (S4: Image.convert('1') then ToTensor -> 0/1; MS3: Image.convert('P') then ToTensor -> value/255,
+# soft on anti-aliased masks). Recorded in each shard's ``mask_decoding`` attribute and the manifest.
+MASK_DECODING = {"s4": {"pil_mode": "1", "scale": 1}, "ms3": {"pil_mode": "P", "scale": 255}}
 
 NO_MANIFEST = "no manifest.json: the build did not finish; run avsprep build --resume"
 
@@ -99,7 +105,7 @@ def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0) -> dict
 
 REQUIRED_ATTRS = ("schema_version", "toolkit_version", "split", "setting", "frames", "frame_size",
                   "crop_size", "crop_policy", "audio_source", "resampler", "vggish_sha256",
-                  "clips", "build_options")
+                  "clips", "build_options", "mask_decoding")
 
 
 def _h5():

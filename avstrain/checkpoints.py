@@ -119,3 +119,51 @@ def system_from_checkpoint(ckpt: dict, path: os.PathLike | str = "checkpoint") -
         raise IntegrityError(f"checkpoint {path} does not fit the model its config describes: "
                              f"{str(exc).splitlines()[0]}") from exc
     return model, cfg
+
+
+def init_from(system: AVSSystem, path: os.PathLike | str) -> list[str]:
+    """``train --init-from FILE``: fill ``system`` from an avstrain checkpoint or an official
+    AVSBench state dict (through ``avstrain.convert``), strictly: the AVS model gets every tensor
+    or nothing (DataError naming the tensors). Of the other parts (audio encoder, crop head,
+    audio projection), each one the checkpoint holds and ``system`` has is loaded whole; the
+    rest keep their own initialisation. Returns the names of the parts loaded."""
+    from avstrain.convert import (compare_shapes, detect_backbone, names_line, official_to_ours,
+                                  read_weights, unwrap_state_dict)
+
+    obj = read_weights(path)
+    own = system.avs.state_dict()
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        sd, extra, source = obj["model"], obj, "avstrain checkpoint"
+    else:
+        try:
+            sd = unwrap_state_dict(obj)
+        except ValueError:
+            raise DataError(f"--init-from {path}: holds no state dict; give an avstrain checkpoint or an "
+                            "official AVSBench .pth") from None
+        backbone = detect_backbone(sd)
+        if backbone is None:
+            raise DataError(f"--init-from {path}: neither an avstrain checkpoint nor an official AVSBench "
+                            "Pred_endecoder state dict (no resnet.* / encoder_backbone.* keys)")
+        mapped = official_to_ours(sd, backbone)
+        sd = dict(mapped.state_dict, **{k: None for k in mapped.unexpected})
+        extra, source = {}, f"official AVSBench {backbone} file"
+    got = {k: (tuple(v.shape) if v is not None else None) for k, v in sd.items()}
+    missing, unexpected, wrong = compare_shapes({k: tuple(v.shape) for k, v in own.items()}, got)
+    if missing or unexpected or wrong:
+        parts = [f"{len(missing)} missing: {names_line(missing)}"] if missing else []
+        parts += [f"{len(wrong)} with another shape: {names_line(wrong)}"] if wrong else []
+        parts += [f"{len(unexpected)} unexpected: {names_line(unexpected)}"] if unexpected else []
+        raise DataError(f"--init-from {path} ({source}) does not fit this config's model: "
+                        + "; ".join(parts) + "; make --preset/--set match the checkpoint's model")
+    system.avs.load_state_dict(sd, strict=True)
+    loaded = ["model"]
+    for name in ("audio_encoder", "crop_head", "audio_proj"):
+        mod, part = getattr(system, name), extra.get(name)
+        if mod is not None and part is not None:
+            try:
+                mod.load_state_dict(part, strict=True)
+            except RuntimeError as exc:
+                raise DataError(f"--init-from {path}: its {name} does not fit this config's "
+                                f"({str(exc).splitlines()[0][:200]})") from None
+            loaded.append(name)
+    return loaded

@@ -1,4 +1,4 @@
-"""The ``avstrain`` command line: train, evaluate, predict, report.
+"""The ``avstrain`` command line: train, evaluate, predict, convert, report.
 
 Thin commands: parse options, call ``avstrain.engine`` (train), ``avstrain.evaluation``,
 ``avstrain.prediction`` and ``avstrain.report``, format the result. Domain errors become ``Error: ...`` with exit 1.
@@ -80,7 +80,9 @@ RUN gets config.json (the resolved config), metrics.csv, curves.png, last.pt
 (every epoch) and best.pt (best val mIoU). Config layers: defaults, then
 --preset or --config, then --set and the flags. SIGTERM saves last.pt and
 exits 1; --resume continues exactly with the run's saved config (only --epochs,
---device and workers may change).
+--device and workers may change; repeating the original options is fine).
+The paper presets refuse to start without their pretrained files unless
+--set allow_random_init=true (then config.json and evaluate say so).
 
 Presets: {", ".join(PRESETS)}.
 
@@ -107,15 +109,20 @@ Example:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any config key, e.g. --set channel=64 --set tpavi_stages=0,1 (repeatable).")
-@click.option("--resume", is_flag=True, help="Continue from RUN/last.pt.")
+@click.option("--init-from", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Start from these weights (an avstrain checkpoint, or an official AVSBench "
+              ".pth converted on the fly) with a fresh optimiser at epoch 0; every tensor of the model must "
+              "be in the file.")
+@click.option("--resume", is_flag=True, help="Continue from RUN/last.pt. Options equal to the saved config "
+              "may be repeated; a real change (other than --epochs, --device, workers) is refused.")
 @overwrite_option
 @quiet_option
 @handle_errors
 def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, w_pairwise, w_audio, device,
-          sets, resume, overwrite, quiet):
+          sets, init_from, resume, overwrite, quiet):
     from avstrain import engine
     from avstrain.rundir import saved_config
-    from avstrain.config import parse_set, resolve_config
+    from avstrain.config import parse_set, resolve_config, resume_changes
     from avstrain.dist import env_info
 
     if resume and overwrite:
@@ -123,18 +130,71 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
     setup_logging(quiet or not env_info().is_main)  # under torchrun only rank 0 logs progress
     overrides = parse_set(sets)
     overrides.update({"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
-                      "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device})
+                      "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device,
+                      "init_from": str(init_from) if init_from else None})
     if resume:  # the run's own config, with only what may change between sessions
-        changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUMABLE)
-        if preset or config_file or changed:
-            raise click.UsageError("--resume continues with the run's saved config; only --epochs, --device "
-                                   f"and --set workers=N may be given (got {', '.join(changed) or '--preset/--config'})")
         cfg = saved_config(run, {k: v for k, v in overrides.items() if k in RESUMABLE})
+        given = resolve_config(preset, config_file, overrides) if (preset or config_file) else None
+        changes = resume_changes(cfg, overrides, given, RESUMABLE)
+        if changes:
+            raise click.UsageError("--resume continues with the run's saved config; these differ from it: "
+                                   + ", ".join(changes) + " (only --epochs, --device and --set workers=N "
+                                   "may change; start a new RUN for the rest)")
     else:
         cfg = resolve_config(preset, config_file, overrides)
     row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
     if row and not quiet and env_info().is_main:
         logging.getLogger("avstrain").info("done: %s (best.pt = best val mIoU)", run)
+
+
+# ----------------------------------------------------------------------------- convert
+
+@cli.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", "dst", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write.")
+@click.option("--to", "direction", type=click.Choice(["avstrain", "official"]), default="avstrain",
+              show_default=True, help="avstrain: official AVSBench state dict -> avstrain checkpoint; "
+              "official: avstrain checkpoint -> state dict for the official Pred_endecoder (strict load).")
+@click.option("--backbone", type=click.Choice(["resnet50", "pvt_v2_b5"]), default=None,
+              help="Official model's backbone (default: told by its keys).")
+@click.option("--setting", type=click.Choice(["s4", "ms3"]), default="s4", show_default=True,
+              help="What the official model was trained for (the file cannot tell).")
+@click.option("--vggish-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="torchvggish vggish-10086976.pth to put in the checkpoint as its frozen audio network "
+              "(official files hold none). Without it, evaluate needs shards built with --vggish-weights.")
+@click.option("--imagenet-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="--to official, ResNet-50: write the unused layer3_2/layer4_2 branch from this ImageNet "
+              "file, as the official code initialises it (default: copies of layer3/layer4; logits are the same).")
+@overwrite_option
+@json_option
+@handle_errors
+def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_weights, overwrite, as_json):
+    """Convert official AVSBench checkpoints to avstrain checkpoints, and back.
+
+    Reads SRC with weights_only=True. Prints a key report; exits 1 naming the
+    tensors when one the model needs is missing, unexpected or of the wrong shape.
+
+    \b
+    Example:
+      avstrain convert S4_best.pth -o s4-r50.pt --vggish-weights vggish-10086976.pth
+      avstrain evaluate s4-r50.pt ./shards --json
+      avstrain convert runs/s4-r50/best.pt -o ours_for_test_py.pth --to official
+    """
+    from avsprep.errors import OutputExistsError
+    from avstrain import convert as conv
+
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(f"{dst} exists; use --overwrite to replace it")
+    if direction == "avstrain":
+        report = conv.official_to_checkpoint(src, dst, backbone=backbone, setting=setting,
+                                             vggish_weights=vggish_weights)
+    else:
+        report = conv.checkpoint_to_official(src, dst, unused_branch_weights=imagenet_weights)
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(conv.report_text(report))
 
 
 # ----------------------------------------------------------------------------- evaluate

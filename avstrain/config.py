@@ -39,6 +39,10 @@ class TrainConfig:
     image_size: Optional[int] = None    # model input side (multiple of 32); None = shard frames (224).
                                         # logits are resized back, so losses/metrics use the GT masks
     backbone_weights: Optional[str] = None  # ImageNet resnet50 .pth or original pvt_v2_b5.pth; None = random init
+    init_from: Optional[str] = None     # start from these weights (avstrain checkpoint or official AVSBench .pth;
+                                        # fresh optimiser, epoch 0); `avstrain train --init-from FILE`
+    require_pretrained: bool = False    # the recipe needs pretrained files (paper presets): refuse to start without them
+    allow_random_init: bool = False     # run a require_pretrained config without them anyway (warned, recorded)
     # --- audio
     audio_encoder: str = "auto"         # auto | precomputed (shard audio_vggish) | vggish (frozen) | tiny (trainable)
     vggish_weights: Optional[str] = None  # torchvggish vggish-10086976.pth for audio_encoder=vggish
@@ -67,7 +71,8 @@ class TrainConfig:
     max_eval_clips: Optional[int] = None  # cap val clips (smoke runs); None = all
     # --- hardware
     device: str = "auto"                # auto (cuda if present) | cpu | cuda
-    amp: bool = True                    # bf16 autocast on CUDA (CPU always runs fp32)
+    amp: bool = True                    # bf16 autocast on CUDA for training steps (CPU always runs fp32)
+    eval_amp: bool = False              # bf16 autocast for validation/evaluate/predict too (official: fp32)
     channels_last: bool = True          # channels_last memory format on CUDA
     workers: int = 2                    # DataLoader worker processes (0 = main process)
     # --- logging
@@ -258,3 +263,35 @@ def resolve_config(preset: Optional[str] = None, file: Optional[Path | str] = No
 def from_dict(doc: Mapping[str, Any], source: str = "checkpoint") -> TrainConfig:
     """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint or RUN/config.json)."""
     return _validate(apply(TrainConfig(), doc, source))
+
+
+def resume_changes(saved: TrainConfig, overrides: Mapping[str, Any], given: Optional[TrainConfig] = None,
+                   resumable: typing.Iterable[str] = ()) -> list[str]:
+    """What a ``--resume`` command line changes in the saved config, as ``"key: saved -> given"``.
+
+    ``overrides`` are the flags and ``--set`` values given (None = not given), coerced like any
+    override; ``given`` the config of a ``--preset``/``--config`` given again (every key compared).
+    Keys in ``resumable`` may change. Equal values are no change. Pure."""
+    hints = typing.get_type_hints(TrainConfig)
+    wanted: dict = {}
+    if given is not None:
+        wanted.update(given.to_dict())
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        k = str(key).replace("-", "_")
+        if k not in hints:
+            raise ConfigError(f"unknown config key {key!r} in command-line overrides; valid keys: "
+                              f"{', '.join(field_names())}")
+        wanted[k] = _coerce(k, value, hints[k])
+    out = []
+    for k, v in wanted.items():
+        old = getattr(saved, k)
+        if k in resumable or old == v:
+            continue
+        out.append(f"{k}: {_show(old)} -> {_show(v)}")
+    return out
+
+
+def _show(v: Any) -> str:
+    return "null" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))

@@ -71,11 +71,35 @@ class ShardDataset(Dataset):
         self.has_vggish = bool(reader.has_vggish)
         opts = self.manifest.get("options", {}) if isinstance(self.manifest, dict) else {}
         self.setting = self.manifest.get("setting") or opts.get("setting")  # may be None
+        # stored mask value / scale = the official target (avsprep.shards.MASK_DECODING)
+        self.mask_scale = float((self.manifest.get("mask_decoding") or {}).get("scale", 1))
         self.audio_from = list(audio_from) if audio_from is not None else None
         if self.audio_from is not None and len(self.audio_from) != self._len:
             raise ValueError(f"audio_from has {len(self.audio_from)} entries for {self._len} clips")
         self._reader = reader  # opens its HDF5 files lazily, per process
         self._aug = None
+        self._perm: Optional[list[int]] = None  # view index -> reader row (in_csv_order)
+        self.order_source = "name"
+
+    def in_csv_order(self) -> "ShardDataset":
+        """The same clips indexed in the split's metadata CSV order (recorded by ``avsprep
+        build`` in the manifest), so the official 4-video test batches group the clips the
+        official ``test.py`` groups. Shares this dataset's reader."""
+        order = (self.manifest.get("csv_order") or {}).get(self.split)
+        if order is None:
+            return self
+        pos = {n: i for i, n in enumerate(self.names)}
+        perm = [pos[n] for n in order if n in pos]  # skipped clips are not in the shards
+        perm += [i for i in range(self._len) if i not in set(perm)]  # (defensive: none expected)
+        other = copy.copy(self)
+        other._perm = perm
+        other.names = [self.names[i] for i in perm]
+        other.audio_from = None
+        other.order_source = "metadata CSV"
+        return other
+
+    def _row(self, i: int) -> int:
+        return i if self._perm is None else self._perm[i]
 
     def __len__(self) -> int:
         return self._len
@@ -99,9 +123,9 @@ class ShardDataset(Dataset):
         """``i``: an index, or ``(index, augmentation seed)`` from the training sampler."""
         i, aug_seed = i if isinstance(i, tuple) else (i, None)
         reader = self._reader
-        item = reader[i]
+        item = reader[self._row(i)]
         if self.audio_from is not None and self.audio_from[i] != i:
-            other = reader[self.audio_from[i]]
+            other = reader[self._row(self.audio_from[i])]
             item = dict(item)
             item["audio_logmel"] = other["audio_logmel"]
             if "audio_vggish" in other:
@@ -119,6 +143,7 @@ class ShardDataset(Dataset):
                 out[key] = item[key]
         sample = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
         sample["label"] = torch.tensor(int(item["label"]), dtype=torch.long)
+        sample["mask_scale"] = torch.tensor(self.mask_scale, dtype=torch.float32)
         sample["video"] = str(item["video"])
         sample["index"] = i
         return sample
@@ -156,6 +181,15 @@ def _normalise(x_uint8: torch.Tensor, device, channels_last: bool) -> torch.Tens
     return x
 
 
+def _targets(batch: dict, device) -> torch.Tensor:
+    """Stored masks -> the official loaders' float targets: ``stored / mask_scale`` (S4: PIL '1'
+    values 0/1, scale 1; MS3: PIL 'P' values, scale 255, as ``ToTensor`` divides them)."""
+    m = batch["masks"].to(device, non_blocking=True).float()  # [B,5,S,S]
+    if "mask_scale" in batch:
+        m = m / batch["mask_scale"].to(device).view(-1, 1, 1, 1)
+    return m
+
+
 def to_device(batch: dict, device, channels_last: bool = False, image_size: Optional[int] = None) -> dict:
     """Move a collated batch to ``device``: float conversion and normalisation happen there.
 
@@ -174,7 +208,7 @@ def to_device(batch: dict, device, channels_last: bool = False, image_size: Opti
         frames = frames.contiguous(memory_format=torch.channels_last)
     out = {
         "frames": frames,                                                                      # [B*5,3,s,s]
-        "masks": batch["masks"].to(device, non_blocking=True).reshape(B * T, S, S).float(),    # [B*5,S,S] 0/1
+        "masks": _targets(batch, device).reshape(B * T, S, S),                                 # [B*5,S,S] float
         "mask_valid": batch["mask_valid"].to(device).reshape(B * T),                           # [B*5] bool
         "label": batch["label"].to(device),                                                    # [B]
         "audio_logmel": batch["audio_logmel"].to(device, non_blocking=True)

@@ -34,13 +34,13 @@ from avsprep.atomic import write_text
 from avsprep.clikit import progress
 from avsprep.errors import AvsError
 from avstrain import dist
-from avstrain.checkpoints import load_checkpoint, save_checkpoint, set_rng_state
+from avstrain.checkpoints import init_from, load_checkpoint, save_checkpoint, set_rng_state
 from avstrain.config import TrainConfig, from_dict
 from avstrain.data import ShardDataset, epoch_steps, make_eval_loader, make_loader, set_loader_epoch, to_device
 from avstrain.devices import autocast, pick_device, seed_everything
 from avstrain.evaluation import evaluate
 from avstrain.rundir import plot_curves, prepare_run_dir, write_metrics_csv
-from avstrain.system import build_system, loss_weights, unwrap
+from avstrain.system import build_system, loss_weights, missing_pretrained, random_init_warnings, unwrap
 
 log = logging.getLogger("avstrain")
 
@@ -186,6 +186,21 @@ def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfi
     return {k: vec[j].item() / count for j, k in enumerate(keys)}, step
 
 
+def check_pretrained(cfg: TrainConfig, has_vggish: bool) -> list[str]:
+    """Refuse a ``require_pretrained`` config (the paper presets) whose pretrained files are not
+    given, naming each and its option; with ``allow_random_init`` return the warnings instead."""
+    missing = missing_pretrained(cfg, has_vggish)
+    if not missing:
+        return []
+    if not cfg.allow_random_init:
+        raise AvsError("this recipe needs pretrained files that were not given: " + "; ".join(missing)
+                       + ". Pass them, or --set allow_random_init=true to train from random init anyway")
+    warnings = random_init_warnings(missing)
+    for w in warnings:
+        log.warning(w)
+    return warnings
+
+
 def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | str, resume: bool = False,
           overwrite: bool = False, quiet: bool = False) -> dict:
     """Train on SHARDS/train, validate on SHARDS/val each ``val_every`` epochs, write RUN.
@@ -224,7 +239,11 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
             val_ds = torch.utils.data.Subset(val_ds, range(min(cfg.max_eval_clips, len(val_ds))))
         if cfg.setting == "s4" and getattr(train_ds, "setting", None) == "ms3":
             log.warning("the shards are MS3 but the config says setting=s4")
+        warnings = list(ckpt.get("warnings", [])) if ckpt is not None else check_pretrained(cfg, train_ds.has_vggish)
         model = build_system(cfg, num_classes=len(train_ds.classes), has_vggish=train_ds.has_vggish).to(device)
+        if cfg.init_from and ckpt is None:
+            parts = init_from(unwrap(model), cfg.init_from)
+            log.info("initialised %s from %s (fresh optimiser, epoch 0)", ", ".join(parts), cfg.init_from)
         if device.type == "cuda" and cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -245,7 +264,10 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
             log.info("resuming %s at epoch %d%s", run_dir, start_epoch + 1,
                      f" batch {skip + 1}" if skip else "")
         if info.is_main:
-            write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+            doc = cfg.to_dict()
+            if warnings:
+                doc["warnings"] = warnings  # not a config key: rundir.saved_config drops it
+            write_text(run_dir / "config.json", json.dumps(doc, indent=2) + "\n")
             log.info("training %s on %s: %d train / %d val clips, device %s, %d process(es)",
                      cfg.backbone, shards, len(train_ds), len(val_ds), device, info.world)
 
@@ -258,6 +280,7 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
                              distributed=info.enabled)
         val_loader = make_eval_loader(val_ds, 1, workers=min(cfg.workers, 1), rank=info.rank, world=info.world)
 
+        extra = {"warnings": warnings} if warnings else None
         last_row: dict = history[-1] if history else {}
         with _StopFlag() as stop:
             for epoch in range(start_epoch, cfg.epochs):
@@ -268,7 +291,7 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
                     if info.is_main:
                         save_checkpoint(run_dir / "last.pt", model, optimizer, cfg, epoch, step_now,
                                         batch_in_epoch=batch_in_epoch, best=best, history=history,
-                                        classes=train_ds.classes, partial=record)
+                                        classes=train_ds.classes, partial=record, extra=extra)
                     dist.barrier()
 
                 losses, step = train_one_epoch(ddp_model, optimizer, loader, device, cfg, epoch + 1, step,
@@ -296,10 +319,10 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
                     write_metrics_csv(run_dir / "metrics.csv", history)
                     plot_curves(run_dir / "curves.png", history)
                     save_checkpoint(run_dir / "last.pt", model, optimizer, cfg, epoch + 1, step,
-                                    best=best, history=history, classes=train_ds.classes)
+                                    best=best, history=history, classes=train_ds.classes, extra=extra)
                     if improved:
                         save_checkpoint(run_dir / "best.pt", model, optimizer, cfg, epoch + 1, step,
-                                        best=best, history=history, classes=train_ds.classes)
+                                        best=best, history=history, classes=train_ds.classes, extra=extra)
                     log.info("epoch %d/%d  loss %.4f  %s  val mIoU %s  F %s  %.1fs", epoch + 1, cfg.epochs,
                              row.get("train_total", math.nan),
                              " ".join(f"{k[6:]} {v:.4f}" for k, v in row.items()

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from avsprep.clikit import progress
+from avsprep.errors import DataError
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.config import TrainConfig
 from avstrain.data import ShardDataset, make_eval_loader, to_device
@@ -41,7 +42,8 @@ def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None
     for cpu_batch in progress(loader, quiet=quiet, desc=desc, unit="batch", leave=False):
         batch = to_device(cpu_batch, device, channels_last, cfg.image_size if cfg else None)
         B = batch["batch_size"]
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_cuda and (cfg.amp if cfg else False)):
+        # fp32 unless eval_amp (the official test loop is fp32; amp is for training steps)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_cuda and (cfg.eval_amp if cfg else False)):
             out = m(batch, crops=False, zero_audio=audio_ablation == "zero")
         logits = out["logits"].float().squeeze(1)  # [B*5,1,S,S] -> [B*5,S,S]
         acc.update(logits, batch["masks"], batch["index"], class_ids=cpu_batch["label"],
@@ -90,23 +92,31 @@ def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), p
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
     model.to(dev)
-    ds = ShardDataset(shards, split)
+    ds = ShardDataset(shards, split).in_csv_order()  # official batches follow the metadata CSV
+    if model.audio_kind == "precomputed" and not ds.has_vggish:
+        raise DataError(f"checkpoint {checkpoint} takes VGGish embeddings from the shards, but {shards} has "
+                        "none: build them with avsprep build --vggish-weights, or convert the official file "
+                        "with avstrain convert --vggish-weights FILE")
     doc = evaluate_split(model, cfg, dev, ds, ablations=ablations, per_class=per_class, batch_videos=batch_videos,
                          workers=workers, quiet=quiet, seed=seed, per_clip=per_clip)
     doc["checkpoint"] = str(checkpoint)
+    if ckpt.get("warnings"):
+        doc["warnings"] = list(ckpt["warnings"])
     return doc
 
 
 def evaluate_split(model, cfg, dev, ds, ablations=("none",), per_class: bool = False, batch_videos: int = 4,
                    workers: int = 0, quiet: bool = True, seed: int = 0, per_clip: bool = False) -> dict:
-    """The ``avstrain evaluate`` document of a built model on one ``ShardDataset``."""
+    """The ``avstrain evaluate`` document of a built model on one ``ShardDataset`` (give it
+    ``in_csv_order()`` for the official batches)."""
     split = ds.split
     res = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, classes=ds.classes,
                    quiet=quiet, desc=f"evaluate {split}", per_clip=per_clip)
     doc = {"miou": res["miou"], "fscore": res["fscore"], "miou_dataset": res["miou_dataset"],
            "fscore_dataset": res["fscore_dataset"], "clips": res["clips"], "n_clips": res["clips"],
            "frames": res["frames"], "split": split,
-           "protocol": {**PROTOCOL, "batch_videos": batch_videos}}
+           "protocol": {**PROTOCOL, "batch_videos": batch_videos, "order": ds.order_source,
+                        "precision": "bf16 autocast" if dev.type == "cuda" and cfg.eval_amp else "fp32"}}
     if per_class:
         doc["per_class"] = res["per_class"]
     extra = [a for a in ablations if a != "none"]

@@ -77,9 +77,20 @@ def pr_curves(logits, target, from_prob: bool = False) -> tuple[torch.Tensor, to
     all_sorted = flat.sort(dim=1).values
     pos_sorted = torch.where(yflat > 0, flat, torch.full_like(flat, -1.0)).sort(dim=1).values  # GT pixels only
     n_pred = (hw - torch.searchsorted(all_sorted, th, side="left")).float()  # sum(y_temp)
-    tp = (hw - torch.searchsorted(pos_sorted, th, side="left")).float()  # sum(y_temp * gt)
+    tp = (hw - torch.searchsorted(pos_sorted, th, side="left")).float()  # sum(y_temp * gt), 0/1 gt
+    soft = ((yflat > 0) & (yflat < 1)).any(dim=1)  # MS3 'P'/255 targets on anti-aliased masks
+    if soft.any():
+        tp = torch.where(soft[:, None], _soft_tp(flat, yflat, all_sorted, th), tp)
     gt_sum = yflat.sum(dim=1, keepdim=True)  # [N, 1]
     return tp / (n_pred + 1e-20), tp / (gt_sum + 1e-20), gt_sum[:, 0] > 0
+
+
+def _soft_tp(flat: torch.Tensor, yflat: torch.Tensor, all_sorted: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
+    """``sum(y_temp * gt)`` for soft gt: the gt mass of the pixels with ``prob >= th``, from
+    suffix sums of gt in prob order (float64, then float32; the reference sums in float32)."""
+    ys = torch.gather(yflat.double(), 1, flat.argsort(dim=1, stable=True))  # gt in ascending prob order
+    suffix = torch.cat([ys.flip(1).cumsum(1).flip(1), torch.zeros_like(ys[:, :1])], dim=1)  # [N, H*W+1]
+    return torch.gather(suffix, 1, torch.searchsorted(all_sorted, th, side="left")).float()
 
 
 def f_curves(logits, target, from_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     written = overlays_written = 0
     for cpu_batch in progress(make_eval_loader(ds, batch_videos), quiet=quiet, desc="predict", unit="batch"):
         batch = to_device(cpu_batch, dev, False, cfg.image_size)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.amp):
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.eval_amp):
             logits = model(batch, crops=False)["logits"].float()
         pred = (logits.squeeze(1) > 0).to(torch.uint8).mul_(255).cpu().numpy()  # sigmoid > 0.5 <=> logit > 0
         T_ = pred.shape[0] // batch["batch_size"]

@@ -81,9 +81,10 @@ def run_warnings(cfg: dict, device: str) -> list[str]:
         out.append(f"crop backbone {cfg.get('crop_backbone')} trained from random init (no crop_backbone_weights)")
     if cfg.get("audio_encoder") == "tiny":
         out.append("audio encoder: the tiny trainable one, not VGGish")
+    bf16_eval = device == "cuda" and cfg.get("eval_amp")
     if cfg.get("amp"):
-        out.append("amp=true: training used bf16 autocast if it ran on CUDA; "
-                   f"this report evaluated on {device}" + (" in fp32" if device == "cpu" else ""))
+        out.append("amp=true: training used bf16 autocast if it ran on CUDA")
+    out.append(f"this report evaluated on {device} in " + ("bf16 autocast (eval_amp=true)" if bf16_eval else "fp32"))
     return out
 
 
@@ -288,7 +289,9 @@ def predict_masks(model, cfg, dev, ds, indices: list[int], batch_videos: int = 4
         for s in range(0, len(indices), batch_videos):
             idx = indices[s:s + batch_videos]
             batch = to_device(collate([ds[i] for i in idx]), dev, False, cfg.image_size)
-            logits = model(batch, crops=False)["logits"].float().squeeze(1)  # [B*5,S,S]
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                                enabled=dev.type == "cuda" and bool(getattr(cfg, "eval_amp", False))):
+                logits = model(batch, crops=False)["logits"].float().squeeze(1)  # [B*5,S,S]
             pred = (logits > 0).cpu().numpy().reshape(len(idx), -1, *logits.shape[1:])
             for k, i in enumerate(idx):
                 out[i] = pred[k]
@@ -316,10 +319,12 @@ def build_report(checkpoint, shards, out_dir, split: str = "test", per_gallery: 
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
     model.to(dev)
-    ds = ShardDataset(shards, split)
+    ds = ShardDataset(shards, split).in_csv_order()  # the same batches as avstrain evaluate
     doc = evaluate_split(model, cfg, dev, ds, ablations=("none", "shuffle", "zero"), per_class=True,
                          batch_videos=batch_videos, workers=workers, quiet=quiet, seed=seed, per_clip=True)
     doc["checkpoint"] = str(checkpoint)
+    if ckpt.get("warnings"):
+        doc["warnings"] = list(ckpt["warnings"])
     rows = doc["clips"]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "img").mkdir(exist_ok=True)
@@ -334,7 +339,7 @@ def build_report(checkpoint, shards, out_dir, split: str = "test", per_gallery: 
     run = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint), "epoch": ckpt.get("epoch"),
            "best_miou": ckpt.get("best_miou"), "preset": preset, "preset_differences": diff,
            "shards": str(shards), "device": dev.type, "weights": weight_files(cfg_dict),
-           "warnings": run_warnings(cfg_dict, dev.type)}
+           "warnings": list(ckpt.get("warnings") or []) + run_warnings(cfg_dict, dev.type)}
     history, metrics_csv = read_history(checkpoint, ckpt.get("history", []))
     if metrics_csv is not None:
         write_bytes(out_dir / "metrics.csv", metrics_csv.read_bytes())

@@ -66,6 +66,8 @@ def saved_config(run_dir: os.PathLike | str, overrides: Optional[dict] = None) -
         doc = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); start over with --overwrite") from exc
+    if isinstance(doc, dict):
+        doc.pop("warnings", None)  # recorded beside the config, not a config key
     return apply(from_dict(doc, source=str(path)), {k: v for k, v in (overrides or {}).items() if v is not None},
                  "command-line overrides")
 

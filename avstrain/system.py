@@ -63,6 +63,32 @@ def resolve_audio_encoder(cfg: TrainConfig, has_vggish: bool) -> str:
     return "vggish" if cfg.vggish_weights else "tiny"
 
 
+def missing_pretrained(cfg: TrainConfig, has_vggish: bool) -> list[str]:
+    """The pretrained files a ``require_pretrained`` config lacks, each with the option that
+    supplies it (empty when nothing is missing or the config does not require them). Pure."""
+    if not cfg.require_pretrained:
+        return []
+    missing = []
+    if cfg.backbone != "tiny" and not cfg.backbone_weights and not cfg.init_from:
+        file = "pvt_v2_b5.pth" if cfg.backbone == "pvt_v2_b5" else "resnet50-19c8e357.pth"
+        missing.append(f"ImageNet {cfg.backbone} weights ({file}): --set backbone_weights=FILE "
+                       "(or --init-from CHECKPOINT)")
+    if cfg.crop_losses_on() and cfg.crop_backbone == "resnet50" and not cfg.crop_backbone_weights:
+        missing.append("ImageNet ResNet-50 weights for the crop head (resnet50-19c8e357.pth): "
+                       "--set crop_backbone_weights=FILE")
+    if resolve_audio_encoder(cfg, has_vggish) == "tiny":
+        missing.append("VGGish weights (vggish-10086976.pth): --set vggish_weights=FILE, or shards built "
+                       "with avsprep build --vggish-weights")
+    return missing
+
+
+def random_init_warnings(missing: list[str]) -> list[str]:
+    """The warnings recorded in config.json, the checkpoints and the evaluate JSON of a run that
+    was allowed to start without its recipe's pretrained files."""
+    return [f"allow_random_init: trained without {m.split(':')[0]}; the results are not the recipe's"
+            for m in missing]
+
+
 def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
                  audio_kind: Optional[str] = None) -> AVSSystem:
     """Build the modules named by ``cfg`` (weights loaded from the paths it gives, if any).

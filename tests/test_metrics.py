@@ -218,3 +218,25 @@ def test_accumulator_gather_equals_single_process():
     assert merged.compute() == single.compute()
     merged.all_reduce()  # no process group: a no-op
     assert merged.compute() == single.compute()
+
+
+def test_f_measure_with_soft_targets_matches_the_reference_loop():
+    """MS3 targets are 'P'/255, soft on anti-aliased masks: tp = sum(y_temp * gt) as in the
+    reference ``_eval_pr``, not a count of GT pixels."""
+    import torch
+
+    from avstrain.metrics import f_measure, thresholds
+
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(3, 32, 32, generator=g) * 3
+    gt = (torch.rand(3, 32, 32, generator=g) * 255).round() / 255
+    gt[gt < 0.6] = 0
+    prob = torch.sigmoid(logits)
+    scores = torch.zeros(255)
+    for n in range(3):  # the reference loop, written out
+        y = (prob[n][None] >= thresholds()[:, None, None]).float()  # [255, H, W]
+        tp = (y * gt[n]).sum(dim=(1, 2))
+        prec, rec = tp / (y.sum(dim=(1, 2)) + 1e-20), tp / (gt[n].sum() + 1e-20)
+        f = (1 + 0.3) * prec * rec / (0.3 * prec + rec)
+        scores += torch.nan_to_num(f, nan=0.0)
+    assert f_measure(logits, gt) == pytest.approx((scores / 3).max().item(), abs=1e-6)

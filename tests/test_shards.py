@@ -35,7 +35,7 @@ def _attrs(names, split="train"):
     return {"schema_version": SCHEMA_VERSION, "toolkit_version": "t", "split": split, "setting": "s4",
             "frames": 5, "frame_size": 224, "crop_size": C, "crop_policy": "largest", "audio_source": "pickle",
             "resampler": "", "vggish_sha256": "", "clips": json.dumps(names), "build_options": "{}",
-            "skipped": "[]"}
+            "skipped": "[]", "mask_decoding": json.dumps({"pil_mode": "1", "scale": 1})}
 
 
 def _write(path: Path, clips, planned=None, split="train"):

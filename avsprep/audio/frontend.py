@@ -6,9 +6,10 @@ Steps (``reference/vggish.md`` section 2): mono by channel mean, resample to
 then non-overlapping 96-frame examples.  AVSBench then forces 5 examples per
 clip (repeat the last one when short, keep the first 5 when long).
 
-Resampling: with the optional ``resampy`` package installed we call
+Resampling: ``resampy`` is a regular dependency (setup.cfg), so we call
 ``resampy.resample(x, sr, 16000)`` (``kaiser_best``), which is what torchvggish
-does, so the numbers match.  Without it we use ``scipy.signal.resample_poly`` with
+does, and the numbers match at every sample rate.  Only if it cannot be imported
+(a broken install) do we fall back to ``scipy.signal.resample_poly`` with
 a FIR designed like resampy's kaiser_best (64 zero crossings, Kaiser beta 14.77,
 roll-off 0.948).  That is a documented deviation: not bit-equal to torchvggish
 on resampled input (with scipy's default filter the top mel bands, about

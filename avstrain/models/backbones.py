@@ -46,6 +46,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+_FULL_MODEL = ("tpavi_b", "conv1.conv2d_list", "path1.", "output_conv.", "decoder.", "encoder_backbone.")
+
+
+def refuse_full_model(state_dict: dict, path: str | Path) -> None:
+    """A whole AVSBench / avstrain model given where only a backbone is expected: DataError
+    pointing to ``avstrain convert`` / ``--init-from`` (loading only its trunk would leave
+    the necks, TPAVI and decoder silently random)."""
+    keys = [k[len("module."):] if k.startswith("module.") else k for k in state_dict]
+    if any(k.startswith(_FULL_MODEL) for k in keys):
+        raise DataError(f"{path}: is a full AVSBench model checkpoint, not ImageNet backbone weights; "
+                        "convert it with `avstrain convert` and evaluate it, or start training from it "
+                        "with `avstrain train --init-from FILE`")
+
+
 def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path, what: str) -> None:
     """``load_state_dict(strict=True)`` with a one-line DataError naming the file on mismatch."""
     own = module.state_dict()
@@ -79,11 +93,11 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: st
 def remap_resnet_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map torchvision / AVSBench ResNet-50 keys to ours (torchvision names without ``fc``).
 
-    Pure. Drops ``fc.*`` (the classifier is not part of the backbone). Handles: a ``module.`` prefix (DataParallel); a full official AVSBench
-    checkpoint (keeps only ``resnet.*``, prefix stripped); AVSBench ``B2_ResNet``
-    names ``layer3_1``/``layer4_1`` -> ``layer3``/``layer4`` (the unused
-    ``layer3_2``/``layer4_2`` branch is dropped).
-    """
+    Pure. Drops ``fc.*`` (the classifier is not part of the backbone). Handles: a ``module.``
+    prefix (DataParallel); a bare AVSBench ``B2_ResNet`` (``resnet.*``, prefix stripped;
+    ``layer3_1``/``layer4_1`` -> ``layer3``/``layer4``, the unused ``layer3_2``/``layer4_2``
+    copy dropped). A *full* AVSBench model is refused before this (``refuse_full_model``):
+    its necks, TPAVI and decoder would be left random."""
     sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
     if any(k.startswith("resnet.") for k in sd):
         sd = {k[len("resnet."):]: v for k, v in sd.items() if k.startswith("resnet.")}
@@ -123,7 +137,9 @@ class ResNet50Backbone(nn.Module):
 
     def load_pretrained(self, path: str | Path) -> None:
         """Load ImageNet weights from a torchvision (or AVSBench) ResNet-50 file, strictly."""
-        load_strict(self, remap_resnet_keys(read_state_dict(path)), path, "ResNet-50")
+        sd = read_state_dict(path)
+        refuse_full_model(sd, path)
+        load_strict(self, remap_resnet_keys(sd), path, "ResNet-50")
 
 
 def resnet50_backbone(pretrained: str | Path | None = None, **_: object) -> ResNet50Backbone:
@@ -170,7 +186,9 @@ def _pvt_class():
 
         def load_pretrained(self, path: str | Path) -> None:
             """Load ImageNet weights from the original ``pvt_v2_b5.pth`` (or a timm dict), strictly."""
-            load_strict(self, remap_pvt_keys(read_state_dict(path)), path, "PVT-v2-b5")
+            sd = read_state_dict(path)
+            refuse_full_model(sd, path)
+            load_strict(self, remap_pvt_keys(sd), path, "PVT-v2-b5")
 
     return PVTv2Backbone
 

@@ -1,0 +1,273 @@
+"""avstrain convert: official AVSBench state dicts <-> avstrain checkpoints; no partial loads.
+
+Key layouts come from ``../shared/fixtures/avsbench_official/`` (every key and shape of both
+official models); mapping tests run on meta tensors, so they cost no memory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from avstrain.convert import (compare_shapes, detect_backbone, official_to_ours, ours_to_official,
+                              tpavi_stages_of, unwrap_state_dict)
+from tests.conftest import FIXTURES, need
+
+
+def official_layout(backbone: str) -> list:
+    path = need(FIXTURES / "avsbench_official" / f"state_dict_{backbone}.json")
+    return json.loads(path.read_text())["keys"]
+
+
+def meta_official(backbone: str) -> dict:
+    dt = {"float32": torch.float32, "int64": torch.int64}
+    return {k: torch.empty(shape, dtype=dt[d], device="meta") for k, shape, d in official_layout(backbone)}
+
+
+def our_shapes(backbone: str) -> dict:
+    from avstrain.models import build_avs_model
+
+    with torch.device("meta"):
+        model = build_avs_model(backbone)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "pvt_v2_b5"])
+def test_official_keys_map_onto_every_tensor_of_our_model(backbone):
+    sd = meta_official(backbone)
+    assert detect_backbone(sd) == backbone
+    assert tpavi_stages_of(sd) == [0, 1, 2, 3]
+    m = official_to_ours(sd, backbone)
+    missing, unexpected, wrong = compare_shapes(our_shapes(backbone), {k: tuple(v.shape) for k, v in m.state_dict.items()})
+    assert (missing, unexpected, wrong) == ([], [], [])
+    assert m.unexpected == []
+    if backbone == "resnet50":
+        # the unused layer3_2/layer4_2 branch: 114 + 60 tensors, 22,063,104 parameters
+        assert len(m.dropped) == 174
+        params = [k for k in m.dropped if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+        assert sum(sd[k].numel() for k in params) == 22_063_104
+        assert len(m.state_dict) == 456
+    else:
+        assert m.dropped == [] and len(m.state_dict) == 1190
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "pvt_v2_b5"])
+def test_export_gives_exactly_the_official_keys_and_shapes(backbone):
+    official = {k: tuple(s) for k, s, _ in official_layout(backbone)}
+    ours = official_to_ours(meta_official(backbone), backbone).state_dict
+    back = ours_to_official(ours, backbone)
+    assert compare_shapes(official, {k: tuple(v.shape) for k, v in back.items()}) == ([], [], [])
+
+
+def test_round_trip_keeps_every_used_tensor_and_copies_the_unused_branch():
+    sd = {k: torch.full(tuple(s) if s else (), float(i)) if d == "float32" else torch.tensor(i)
+          for i, (k, s, d) in enumerate(official_layout("resnet50")) if "layer" not in k or "layer1" in k
+          or "layer3_" in k or "layer4_" in k}
+    ours = official_to_ours(sd, "resnet50").state_dict
+    back = ours_to_official(ours, "resnet50")
+    for k, v in sd.items():
+        if "layer3_2" in k or "layer4_2" in k:
+            assert torch.equal(back[k], sd[k.replace("_2.", "_1.")]), k  # written from the used branch
+        else:
+            assert torch.equal(back[k], v), k
+
+
+@pytest.mark.parametrize("wrap", ["plain", "module", "model", "state_dict"])
+def test_unwrap_accepts_the_ways_official_files_are_passed_around(wrap):
+    sd = {"resnet.conv1.weight": torch.zeros(1), "conv1.conv2d_list.0.bias": torch.zeros(1)}
+    obj = {"plain": sd, "module": {f"module.{k}": v for k, v in sd.items()},
+           "model": {"model": sd, "epoch": 3}, "state_dict": {"state_dict": sd}}[wrap]
+    assert list(unwrap_state_dict(obj)) == list(sd)
+
+
+def test_unknown_keys_are_reported_not_dropped():
+    sd = meta_official("resnet50")
+    sd["extra_head.weight"] = torch.empty(3, device="meta")
+    assert official_to_ours(sd, "resnet50").unexpected == ["extra_head.weight"]
+
+
+# --------------------------------------------------------------------------- files and CLI
+
+
+@pytest.fixture(scope="module")
+def official_file(tmp_path_factory):
+    """A random-weight official-format S4 ResNet-50 file (plain state dict, as train.py saves)."""
+    from avstrain.models import build_avs_model
+
+    torch.manual_seed(0)
+    model = build_avs_model("resnet50")
+    sd = ours_to_official(model.state_dict(), "resnet50")
+    order = [k for k, _, _ in official_layout("resnet50")]
+    path = tmp_path_factory.mktemp("official") / "S4_best.pth"
+    torch.save({k: sd[k] for k in order}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_convert_both_ways_through_the_cli(official_file, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
+    from avstrain.cli import cli
+
+    ck, back = tmp_path / "s4.pt", tmp_path / "back.pth"
+    r = CliRunner().invoke(cli, ["convert", str(official_file), "-o", str(ck)])
+    assert r.exit_code == 0, r.output
+    assert "loaded 456 tensors" in r.output and "dropped 174" in r.output
+    src = torch.load(official_file, weights_only=True)
+    model, cfg = system_from_checkpoint(load_checkpoint(ck), ck)
+    assert (cfg.backbone, cfg.setting, cfg.audio_encoder) == ("resnet50", "s4", "precomputed")
+    ours = model.avs.state_dict()
+    assert torch.equal(ours["backbone.layer3.0.conv1.weight"], src["resnet.layer3_1.0.conv1.weight"])
+    assert torch.equal(ours["decoder.output_conv.4.bias"], src["output_conv.4.bias"])
+
+    r = CliRunner().invoke(cli, ["convert", str(ck), "-o", str(back), "--to", "official"])
+    assert r.exit_code == 0, r.output
+    out = torch.load(back, weights_only=True)
+    official = {k: tuple(s) for k, s, _ in official_layout("resnet50")}
+    assert compare_shapes(official, {k: tuple(v.shape) for k, v in out.items()}) == ([], [], [])
+    assert all(torch.equal(out[k], src[k]) for k in src if "_2." not in k)  # same tensors -> same logits
+
+    frames, audio = torch.randn(5, 3, 64, 64), torch.randn(5, 128)
+    with torch.no_grad():
+        a = model.avs.eval()(frames, audio)[0]
+        again, _ = system_from_checkpoint(load_checkpoint(ck), ck)
+        b = again.avs.eval()(frames, audio)[0]
+    assert torch.equal(a, b)
+
+
+def test_convert_names_a_missing_tensor_and_writes_nothing(official_file, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    sd = torch.load(official_file, weights_only=True)
+    del sd["tpavi_b2.theta.weight"]
+    sd = {f"module.{k}": v for k, v in sd.items()}  # DataParallel prefix is fine
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": sd}, bad)
+    r = CliRunner().invoke(cli, ["convert", str(bad), "-o", str(tmp_path / "x.pt")])
+    assert r.exit_code == 1
+    assert "tpavi_b2.theta.weight" in r.output and "missing" in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    import pickle
+
+    from avstrain.convert import ConvertError, read_weights
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    p = tmp_path / "evil.pth"
+    p.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ConvertError, match="weights_only"):
+        read_weights(p)
+
+
+# --------------------------------------------------------------------------- no partial load
+
+
+def test_full_checkpoint_as_backbone_weights_points_to_convert(official_file, tmp_path_factory, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+    from tests.train_helpers import tiny_shards
+
+    shards = tiny_shards(tmp_path_factory.getbasetemp())
+    r = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "run"), "--preset",
+                                 "s4-resnet50-avsbench", "--set", f"backbone_weights={official_file}",
+                                 "--set", "allow_random_init=true", "--quiet"])
+    assert r.exit_code == 1
+    assert "avstrain convert" in r.output and "--init-from" in r.output
+
+
+def _minus_one(sd: dict, key: str) -> dict:
+    sd = dict(sd)
+    del sd[key]
+    return sd
+
+
+def test_backbone_and_crop_weights_lacking_one_tensor_are_refused(tmp_path):
+    from avsprep.errors import DataError
+    from avstrain.models.backbones import ResNet50Backbone
+    from avstrain.models.crop_head import CropHead
+
+    p = tmp_path / "resnet50.pth"
+    torch.save(_minus_one(ResNet50Backbone().state_dict(), "layer2.1.conv2.weight"), p)
+    with pytest.raises(DataError, match="layer2.1.conv2.weight"):
+        ResNet50Backbone().load_pretrained(p)
+    with pytest.raises(DataError, match="layer2.1.conv2.weight"):
+        CropHead(23, pretrained=p)
+
+
+@pytest.mark.slow
+def test_pvt_weights_lacking_one_tensor_are_refused(tmp_path):
+    from avsprep.errors import DataError
+    from avstrain.models.backbones import pvt_v2_b5_backbone
+
+    with torch.device("meta"):
+        keys = pvt_v2_b5_backbone().state_dict()
+    sd = {k: torch.zeros(v.shape) for k, v in keys.items() if k != "stages.2.blocks.7.attn.q.weight"}
+    p = tmp_path / "pvt.pth"
+    torch.save(sd, p)
+    with pytest.raises(DataError, match="stages.2.blocks.7.attn.q.weight"):
+        pvt_v2_b5_backbone(pretrained=p)
+
+
+def test_vggish_weights_lacking_one_tensor_are_refused(tmp_path):
+    from avsprep.audio import VGGish, load_vggish
+    from avsprep.errors import DataError
+
+    p = tmp_path / "vggish.pth"
+    torch.save(_minus_one(VGGish().state_dict(), "embeddings.2.weight"), p)
+    with pytest.raises(DataError, match="embeddings.2.weight"):
+        load_vggish(p)
+
+
+def test_init_from_lacking_one_tensor_is_refused(official_file, tmp_path):
+    from avsprep.errors import DataError
+    from avstrain.checkpoints import init_from
+    from avstrain.config import apply, load_preset
+    from avstrain.system import build_system
+
+    cfg = apply(load_preset("s4-resnet50-avsbench"), {"audio_encoder": "precomputed"}, "test")
+    system = build_system(cfg, num_classes=23, has_vggish=True)
+    assert init_from(system, official_file) == ["model"]
+    src = torch.load(official_file, weights_only=True)
+    assert torch.equal(system.avs.state_dict()["conv3.conv2d_list.1.weight"], src["conv3.conv2d_list.1.weight"])
+    bad = tmp_path / "bad.pth"
+    torch.save(_minus_one(src, "path3.resConfUnit2.conv1.bias"), bad)
+    with pytest.raises(DataError, match="path3.resConfUnit2.conv1.bias"):
+        init_from(system, bad)
+
+
+@pytest.mark.slow
+def test_convert_with_vggish_weights_and_evaluate_needs_embeddings_without(official_file, tmp_path,
+                                                                           tmp_path_factory):
+    from avsprep.audio import VGGish
+    from avsprep.errors import DataError
+    from avstrain.checkpoints import load_checkpoint
+    from avstrain.convert import official_to_checkpoint
+    from avstrain.evaluation import run_evaluate
+    from tests.train_helpers import tiny_shards
+
+    torch.manual_seed(1)
+    vgg = tmp_path / "vggish.pth"
+    torch.save(VGGish().state_dict(), vgg)
+    with_audio = tmp_path / "a.pt"
+    report = official_to_checkpoint(official_file, with_audio, vggish_weights=vgg)
+    assert report["audio"] == "vggish" and report["loaded"] == 456
+    ck = load_checkpoint(with_audio)
+    assert ck["audio_kind"] == "vggish"
+    src = torch.load(vgg, weights_only=True)
+    assert all(torch.equal(ck["audio_encoder"][f"net.{k}"], v) for k, v in src.items())
+
+    plain = tmp_path / "p.pt"
+    official_to_checkpoint(official_file, plain)
+    shards = tiny_shards(tmp_path_factory.getbasetemp())  # built without --vggish-weights
+    with pytest.raises(DataError, match="--vggish-weights"):
+        run_evaluate(plain, shards, device="cpu")

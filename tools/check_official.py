@@ -1,0 +1,150 @@
+"""Check avstrain against the official AVSBench code on the demo data (CPU, a few minutes).
+
+Needs a checkout of OpenNLPLab/AVSBench (it is imported from there, never copied):
+
+    python tools/check_official.py --official /path/to/AVSBench [--clips 40] [--work DIR]
+
+What it does, with random weights (no weight files are needed):
+1. writes a demo S4 root whose metadata CSV is shuffled (not in name order, like the real CSV);
+2. builds the official ``Pred_endecoder`` (ResNet-50, TPAVI 0-3, va) and its VGGish, saves the
+   state dict as the official ``train.py`` does, and runs the official test loop (``S4Dataset``,
+   ``mask_iou``, ``Eval_Fmeasure``, batches of 4 videos in CSV order) on the test split;
+3. ``avsprep build``, ``avstrain convert --vggish-weights``, ``avstrain evaluate --json``;
+4. ``avstrain convert --to official``, a strict ``load_state_dict`` into a fresh official model,
+   and the largest logit difference on one clip.
+
+Prints one JSON line last. The official loader runs one video per call (its N x N TPAVI needs
+about 1 GB per video at stage 0); the official batches of 4 are then formed from those logits,
+which is the same computation as its test loop (no layer mixes videos in eval mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torchvision
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _easydict_shim() -> None:
+    """The official config uses easydict; a dict with attribute access is all it needs."""
+    try:
+        import easydict  # noqa: F401
+    except ImportError:
+        class EasyDict(dict):
+            __getattr__ = dict.__getitem__
+            __setattr__ = dict.__setitem__
+
+        sys.modules["easydict"] = types.SimpleNamespace(EasyDict=EasyDict)
+
+
+def _run(*args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", *args], env=env, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--official", required=True, type=Path, help="OpenNLPLab/AVSBench checkout")
+    ap.add_argument("--clips", type=int, default=40, help="demo clips (test split gets ~1/7)")
+    ap.add_argument("--work", type=Path, default=Path("check-official"), help="scratch folder")
+    args = ap.parse_args()
+    w = args.work.resolve()
+    w.mkdir(parents=True, exist_ok=True)
+    root = w / "root"
+    if not (root / "s4_meta_data.csv").is_file():
+        from avsprep.synth import write_demo
+
+        write_demo(root, clips=args.clips, seed=5, quiet=True)
+        meta = root / "s4_meta_data.csv"
+        df = pd.read_csv(meta, dtype=str, keep_default_na=False)
+        df.iloc[np.random.default_rng(1).permutation(len(df))].to_csv(meta, index=False)
+
+    _easydict_shim()
+    sys.path.insert(0, str(args.official / "avs_scripts" / "avs_s4"))
+    torch.Tensor.cuda = lambda self, *a, **k: self  # the official metric calls .cuda(); stay on CPU
+    from config import cfg  # official
+
+    cfg.DATA.ANNO_CSV = str(root / "s4_meta_data.csv")
+    cfg.DATA.DIR_IMG = str(root / "s4_data" / "visual_frames")
+    cfg.DATA.DIR_AUDIO_LOG_MEL = str(root / "s4_data" / "audio_log_mel")
+    cfg.DATA.DIR_MASK = str(root / "s4_data" / "gt_masks")
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50().state_dict(), w / "r50.pth")
+    from avsprep.audio import VGGish
+
+    torch.save(VGGish().state_dict(), w / "vggish_random.pth")
+    cfg.TRAIN.PRETRAINED_RESNET50_PATH = str(w / "r50.pth")
+    cfg.TRAIN.PRETRAINED_VGGISH_MODEL_PATH = str(w / "vggish_random.pth")
+    from dataloader import S4Dataset  # official
+    from model import ResNet_AVSModel  # official
+    from torchvggish import vggish  # official
+    from utils.utility import Eval_Fmeasure, mask_iou  # official
+
+    def official_model():
+        return ResNet_AVSModel.Pred_endecoder(channel=256, config=cfg, tpavi_stages=[0, 1, 2, 3],
+                                              tpavi_va_flag=True)
+
+    model = official_model()
+    with torch.no_grad():
+        for p in model.parameters():  # W_z's BN starts at 0 (TPAVI = LayerNorm): perturb so audio matters
+            p.add_(0.02 * torch.randn_like(p))
+    model.eval()
+    torch.save(model.state_dict(), w / "S4_best.pth")
+    audio_net = vggish.VGGish(cfg, torch.device("cpu")).eval()
+    ds = S4Dataset("test")
+    ds.df_split.columns = range(ds.df_split.shape[1])  # its row[0] is positional only on old pandas
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, shuffle=False)
+    outs, masks, names = [], [], []
+    with torch.no_grad():
+        for imgs, audio, mask, _cat, video in loader:
+            b, t, c, h, wd = imgs.shape
+            out = model(imgs.view(b * t, c, h, wd), audio_net(audio.view(-1, *audio.shape[2:])))[0]
+            outs.append(out.squeeze(1))
+            masks.append(mask.view(b * t, h, wd))
+            names += list(video)
+    (w / "fm").mkdir(exist_ok=True)
+    mi, fs = [], []
+    for s in range(0, len(outs), 4):  # test.sh: --test_batch_size 4, in CSV order
+        o, g = torch.cat(outs[s:s + 4]), torch.cat(masks[s:s + 4])
+        mi.append(float(mask_iou(o, g)))
+        fs.append(float(Eval_Fmeasure(o, g, str(w / "fm"))))
+
+    if not (w / "shards" / "manifest.json").is_file():
+        _run("avsprep", "import", "--root", str(root), "-o", str(w / "boxes.csv"))
+        _run("avsprep", "build", str(w / "boxes.csv"), "--root", str(root), "-o", str(w / "shards"), "--quiet")
+    _run("avstrain", "convert", str(w / "S4_best.pth"), "-o", str(w / "ours.pt"), "--vggish-weights",
+         str(w / "vggish_random.pth"), "--overwrite")
+    ours = json.loads(_run("avstrain", "evaluate", str(w / "ours.pt"), str(w / "shards"), "--split", "test",
+                           "--json", "--device", "cpu"))
+    _run("avstrain", "convert", str(w / "ours.pt"), "-o", str(w / "back.pth"), "--to", "official", "--overwrite")
+    back = official_model()
+    back.load_state_dict(torch.load(w / "back.pth", weights_only=True), strict=True)
+    back.eval()
+    imgs, audio, *_ = next(iter(loader))
+    with torch.no_grad():
+        a = audio_net(audio.view(-1, *audio.shape[2:]))
+        diff = (model(imgs.view(-1, 3, 224, 224), a)[0] - back(imgs.view(-1, 3, 224, 224), a)[0]).abs().max()
+    off = {"miou": float(np.mean(mi)), "fscore": float(np.mean(fs))}
+    print(json.dumps({"metric": "official_test_loop_vs_avstrain_evaluate", "clips": len(names),
+                      "csv_is_name_order": names == sorted(names),
+                      "miou_official": off["miou"], "miou_ours": ours["miou"],
+                      "fscore_official": off["fscore"], "fscore_ours": ours["fscore"],
+                      "miou_absdiff": abs(off["miou"] - ours["miou"]),
+                      "fscore_absdiff": abs(off["fscore"] - ours["fscore"]),
+                      "to_official_strict_load": True, "to_official_logits_maxabs": float(diff)}))
+
+
+if __name__ == "__main__":
+    main()
