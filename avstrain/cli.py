@@ -200,8 +200,9 @@ def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_wei
 # ----------------------------------------------------------------------------- evaluate
 
 PER_CLIP_HELP = """Also write one row per clip to FILE.csv: video, class, frames,
-iou, fscore (real audio), iou_ABL/fscore_ABL per ablation, gap and
-shuffle_audio_from. iou = mean of the per-frame IoUs over the clip's frames with
+iou, fscore (real audio), iou_ABL/fscore_ABL per ablation, gap,
+shuffle_audio_from and shuffle_audio_class (a partner of the clip's own class
+makes the same kind of sound: a gap near 0 is then expected). iou = mean of the per-frame IoUs over the clip's frames with
 a GT mask (frame-weighted, the column's mean is miou_dataset; with 5 GT frames
 per clip the plain mean is); fscore = max over thresholds of the clip's mean F
 curve; gap = iou - iou_shuffle (the listening gap: near 0 or below, the

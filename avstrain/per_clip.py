@@ -46,8 +46,9 @@ def per_clip_rows(names: Sequence[str], classes: Sequence[str], real: dict[int, 
                   ablations: Optional[dict[str, dict[int, dict]]] = None,
                   audio_from: Optional[Sequence[int]] = None) -> list[dict]:
     """One row per evaluated clip, in dataset order: ``video, class, frames, iou, fscore``, then
-    ``iou_<ablation>, fscore_<ablation>`` per ablation, and with shuffle ``gap`` and
-    ``shuffle_audio_from`` (the clip whose audio it was given)."""
+    ``iou_<ablation>, fscore_<ablation>`` per ablation, and with shuffle ``gap``,
+    ``shuffle_audio_from`` (the clip whose audio it was given) and ``shuffle_audio_class``
+    (that clip's class: when it is the clip's own class the gap is near 0 by construction)."""
     ablations = ablations or {}
     rows = []
     for i in sorted(real):
@@ -60,7 +61,11 @@ def per_clip_rows(names: Sequence[str], classes: Sequence[str], real: dict[int, 
         if "shuffle" in ablations:
             row["gap"] = row["iou"] - row["iou_shuffle"]
             if audio_from is not None:
-                row["shuffle_audio_from"] = names[audio_from[i]]
+                j = audio_from[i]
+                row["shuffle_audio_from"] = names[j]
+                cj = int(real[j].get("label", -1)) if j in real else -1
+                # same class: the swapped audio is the same kind of sound, so a gap near 0 is expected
+                row["shuffle_audio_class"] = classes[cj] if 0 <= cj < len(classes) else str(cj)
         rows.append(row)
     return rows
 

@@ -163,13 +163,16 @@ def render_html(f: ReportFacts) -> str:
              f"<style>{CSS}</style></head><body>", f"<h1>{e(f.title)}</h1>"]
     # headline: the point of the method
     n_deaf = sum(1 for r in m["clips"] if r["gap"] < NO_LISTEN_GAP)
+    n_same = sum(1 for r in m["clips"] if r["gap"] < NO_LISTEN_GAP and r.get("shuffle_audio_class") == r["class"])
     parts.append(
         '<p class="headline" id="headline">'
         f"<b>Listening gap</b> (IoU with real audio minus IoU with another clip's audio), mean over "
         f"{check['clips']} {e(m['split'])} clips: <b>{_fmt(check['mean_gap'])}</b> = miou_dataset "
         f"{_fmt(m['miou_dataset'])} &minus; shuffled-audio miou_dataset {_fmt(shuf.get('miou_dataset'))}. "
-        f"{n_deaf} of {check['clips']} clips have a gap below {NO_LISTEN_GAP}: there the model segments "
-        f"the same thing whatever it hears. Per-clip table: <a href=\"{e(f.files['per_clip_csv'])}\">"
+        f"{n_deaf} of {check['clips']} clips have a gap below {NO_LISTEN_GAP}: their prediction barely changes "
+        f"when the audio is swapped. {n_same} of them got the audio of a clip of their own class (the same kind "
+        f"of sound, so no change is expected); the other {n_deaf - n_same} show a model that did not listen. "
+        f"Per-clip table: <a href=\"{e(f.files['per_clip_csv'])}\">"
         f"{e(f.files['per_clip_csv'])}</a>; all numbers: <a href=\"{e(f.files['results_json'])}\">"
         f"{e(f.files['results_json'])}</a>.</p>")
     # the run
@@ -235,7 +238,7 @@ def render_html(f: ReportFacts) -> str:
             r = g.row
             info = (f"<b>{e(r['video'])}</b><br>{e(r['class'])}<br>IoU {_fmt(r['iou'])}<br>"
                     f"IoU shuffled {_fmt(r['iou_shuffle'])}<br>gap {_fmt(r['gap'])}<br>"
-                    f"audio of {e(r.get('shuffle_audio_from', ''))}")
+                    f"audio of {e(r.get('shuffle_audio_from', ''))}<br>({e(r.get('shuffle_audio_class', ''))})")
             parts.append(f"<tr><td>{info}</td><td><img src=\"{e(g.real_png)}\" alt=\"{e(r['video'])} real\"></td>"
                          f"<td><img src=\"{e(g.shuffle_png)}\" alt=\"{e(r['video'])} shuffled\"></td>"
                          f"<td><img src=\"{e(g.logmel_png)}\" alt=\"{e(r['video'])} log-mel\"></td></tr>")

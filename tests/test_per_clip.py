@@ -43,6 +43,7 @@ def test_frame_weighted_mean_is_miou_dataset_and_gap_is_the_difference():
     rows = per_clip_rows(["a", "-b", "c"], ["k0", "k1", "k2"], real, {"shuffle": shuf}, audio_from=[1, 2, 0])
     assert [r["video"] for r in rows] == ["a", "-b", "c"] and rows[1]["class"] == "k1"
     assert [r["shuffle_audio_from"] for r in rows] == ["-b", "c", "a"]
+    assert [r["shuffle_audio_class"] for r in rows] == ["k1", "k2", "k0"]
     for r in rows:
         assert r["gap"] == r["iou"] - r["iou_shuffle"]
     s = summary(rows)
