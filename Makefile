@@ -2,8 +2,10 @@
 PY ?= python3
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
+LIKE ?= ../shared/avsbench_meta/s4_meta_data.csv
+REHEARSAL_ARGS ?=
 
-.PHONY: install test test-slow demo robustness bench clean
+.PHONY: install test test-slow demo robustness bench rehearsal clean
 
 install:
 	@$(PY) -m pip install -q -e '.[test]'
@@ -23,6 +25,10 @@ robustness: install
 bench: install
 	$(PY) tools/bench_build.py
 	$(PY) tools/bench_loader.py
+
+# The whole pipeline at a real split's size (S4: 4,932 clips; many minutes on 2 cores).
+rehearsal: install
+	$(PY) tools/rehearsal.py --like $(LIKE) $(REHEARSAL_ARGS)
 
 clean:
 	rm -rf $(DEMO_OUT) build *.egg-info .pytest_cache

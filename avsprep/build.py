@@ -32,6 +32,7 @@ from avsprep.atomic import commit, tmp_path_for, write_text
 from avsprep.clikit import check_output_dir, progress
 from avsprep.crops import clamp_boxes, crop_and_resize, rescale_boxes, select_box
 from avsprep.errors import DataError, IntegrityError
+from avsprep.integrity import VERIFIED, record_entry, write_record
 from avsprep.shards import (
     FRAME_SIZE, FRAMES, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
     check_shard_file, file_sha256,
@@ -203,7 +204,7 @@ def _boxes_by_video(df, names: set) -> dict:
 
 def _clear_previous(out: Path) -> None:
     """``--overwrite``: remove only what a build writes (manifest, split folders, temp files)."""
-    for p in [out / MANIFEST, *out.glob(f".{MANIFEST}.tmp-*")]:
+    for p in [out / MANIFEST, *out.glob(f".{MANIFEST}.tmp-*"), out / VERIFIED, *out.glob(f".{VERIFIED}.tmp-*")]:
         p.unlink(missing_ok=True)
     for sp in SPLIT_ORDER:
         if (out / sp).is_dir():
@@ -272,6 +273,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     if opts.overwrite:
         _clear_previous(out)
     (out / MANIFEST).unlink(missing_ok=True)  # a build in progress never carries a manifest
+    (out / VERIFIED).unlink(missing_ok=True)  # nor a verification record
     for p in out.glob(f".{MANIFEST}.tmp-*"):
         p.unlink()
     planned_files = {out / sp / shard_name(n) for sp, n, _ in plan}
@@ -318,6 +320,9 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
         write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     except OSError as exc:
         raise _write_error(out, exc) from exc
+    # every listed shard was hashed by this build (written, or kept by --resume): record it
+    write_record(out, {e["file"]: record_entry(out / e["file"], e["sha256"])
+                       for v in manifest["splits"].values() for e in v["shards"]})
     secs = time.perf_counter() - t0
     return _summary(out, manifest, results, n_todo, secs)
 

@@ -14,7 +14,7 @@ import click
 from avsprep import __version__
 from avsprep.clikit import (
     check_output_dir, check_output_file, echo_json, handle_errors, json_option,
-    overwrite_option, progress, quiet_option, setup_logging, strict_option,
+    overwrite_option, quiet_option, setup_logging, strict_option,
 )
 
 SETTINGS = click.Choice(["s4", "ms3"])
@@ -34,6 +34,10 @@ def cli():
       avsprep validate boxes.csv --root ./demo-data
       avsprep build boxes.csv --root ./demo-data -o ./shards
 
+    \b
+    Annotating: avsprep propose (box proposals from masks to check in
+    labelImg), avsprep export (the table back as labelImg VOC or YOLO files).
+
     Clip ids that start with '-' work as values; put '--' before a positional
     argument that starts with '-'.
     """
@@ -47,36 +51,50 @@ def cli():
 @click.option("--setting", type=SETTINGS, default=None,
               help="s4 or ms3; inferred from the metadata CSV when omitted.")
 @click.option("--annotations", "-a", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder searched (recursively) for labelImg XML files. "
+              default=None, help="Folder searched (recursively) for annotation files. "
                                  "Default: the frames folder under ROOT.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Box table to write (CSV).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "voc", "yolo", "createml"]), default="auto",
+              show_default=True,
+              help="Which files to read: auto (by extension, then content), or only Pascal-VOC .xml, "
+                   "YOLO .txt (+ classes.txt / obj.names / data.yaml beside or above) or CreateML .json. "
+                   "Files of the other formats are listed as skipped.")
+@click.option("--box-convention", type=click.Choice(["auto", "labelimg", "zero-based"]), default="auto",
+              show_default=True,
+              help="How VOC coordinates are read, once for the whole import: labelimg = 1-based integers "
+                   "(xmin-1, ymin-1, xmax, ymax), zero-based = edges as written; auto = labelimg only when "
+                   "every coordinate of every VOC file is an integer and none is 0 at the left/top edge.")
 @overwrite_option
 @json_option
 @quiet_option
 @handle_errors
-def import_cmd(root, setting, annotations, output, overwrite, as_json, quiet):
-    """Read every labelImg (Pascal-VOC) XML and write the box table.
+def import_cmd(root, setting, annotations, output, fmt, box_convention, overwrite, as_json, quiet):
+    """Read every annotation file (labelImg VOC XML, YOLO, CreateML) and write the box table.
 
-    Each XML is matched to (split, category, video, frame) by its own file
-    stem ({name}_{k} for S4, {id}.mp4_{k} for MS3); paths inside the XML are
-    never opened. Unreadable or hostile files become findings, never crashes;
-    they are printed and saved beside the table as OUTPUT.findings.json so
-    `validate` reports them too.
+    Each file (each image of a CreateML file) is matched to (split, category,
+    video, frame) by its own file stem ({name}_{k} for S4, {id}.mp4_{k} for
+    MS3); paths inside the files are never opened. YOLO boxes are converted
+    on the real frame size. Nothing is silently ignored: every file is read,
+    counted as a frame image or class file, or named in a finding. Findings
+    are printed and saved beside the table as OUTPUT.findings.json (with the
+    box-convention decision) so `validate` reports them too.
 
-    Exit 1 when an XML file cannot be read at all (not XML, DOCTYPE/ENTITY,
-    over 1 MiB, not <annotation>); box and label problems are left to
-    `validate`.
+    Exit 1 when a file cannot be read at all (not XML, DOCTYPE/ENTITY, over
+    1 MiB, another tool's format such as LabelMe/CVAT/dlib, undecodable
+    bytes); box and label problems are left to `validate`.
 
     \b
     Example:
       avsprep import --root ./demo-data -o boxes.csv
+      avsprep import --root R -a ./yolo-export --format yolo -o boxes.csv
     """
     from avsprep.importer import run_import
 
     setup_logging(quiet or as_json)
     check_output_file(output, overwrite)
-    summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json)
+    summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json,
+                         fmt=fmt, box_convention=box_convention)
     if as_json:
         echo_json(summary)
     else:
@@ -113,13 +131,96 @@ def validate(table, root, split, size_policy, max_findings, strict, as_json, qui
     from avsprep.validate import run_validate
 
     setup_logging(quiet or as_json)
-    report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy)
+    report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy, strict=strict)
     code = report.exit_code(strict=strict)
     if as_json:
         echo_json(report.to_dict(strict=strict))
     else:
         click.echo(report.format_text(max_findings=max_findings))
     raise SystemExit(code)
+
+
+# ----------------------------------------------------------------------------- propose
+
+@cli.command()
+@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help=ROOT_HELP)
+@click.option("--from", "source", type=click.Choice(["masks"]), default="masks", show_default=True,
+              help="Where boxes come from: masks = the bounding box of each GT mask (S4: frame 1 of train "
+                   "clips and every val/test frame; MS3: every frame). Boxes from a trained model: "
+                   "`avstrain predict CKPT SHARDS --labelimg DIR`.")
+@click.option("--annotations", "-a", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Annotation folder to write into (mirroring the frame folders); frames with an "
+                   "annotation file of any format anywhere under it are skipped. Default: next to the frames.")
+@click.option("--setting", type=SETTINGS, default=None, help="s4 or ms3; inferred when omitted.")
+@click.option("--split", type=SPLITS, multiple=True, help="Split(s) to propose for (repeatable). Default: all.")
+@click.option("--all-blobs", is_flag=True,
+              help="One box per connected blob of the mask (default: the largest blob only).")
+@click.option("--dry-run", is_flag=True, help="List the files that would be written; write nothing.")
+@json_option
+@quiet_option
+@handle_errors
+def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_json, quiet):
+    """Write labelImg XML box proposals for frames that have no annotation file yet.
+
+    Files are in labelImg's exact format with `verified` unset, so an annotator
+    opens the folder in labelImg, corrects each box and saves (Space marks it
+    verified). An existing annotation file of any format (XML, YOLO .txt,
+    CreateML .json) is never overwritten or touched; a second run writes
+    nothing. `validate` counts the frames whose proposals are still unchecked.
+
+    \b
+    Example:
+      avsprep propose --root ./demo-data --from masks --dry-run
+    """
+    from avsprep.propose import run_propose
+
+    setup_logging(quiet or as_json)
+    summary = run_propose(root, source=source, annotations=annotations, setting=setting, all_blobs=all_blobs,
+                          dry_run=dry_run, splits=list(split) or None, quiet=quiet or as_json)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
+
+
+# ----------------------------------------------------------------------------- export
+
+@cli.command()
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "to", type=click.Choice(["voc", "yolo"]), default="voc", show_default=True,
+              help="voc: labelImg Pascal-VOC XML (byte-identical to labelImg's own files); "
+                   "yolo: labelImg YOLO .txt files plus one classes.txt at the top of OUT.")
+@click.option("--root", "-r", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="AVSBench root: frame sizes are read from it for rows that carry none (YOLO/CreateML "
+                   "imports, <size> 0x0).")
+@click.option("--classes", "classes_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="YOLO class order (classes.txt, obj.names or data.yaml), e.g. "
+                                 "annotations/predefined_classes.txt. Default: labels in table order.")
+@overwrite_option
+@json_option
+@handle_errors
+def export(table, out, to, root, classes_file, overwrite, as_json):
+    """Write the box table back as labelImg files, one per annotated frame.
+
+    Files go where the table's xml column says (relative to OUT), so a table
+    can be fixed, converted and re-imported. A file written by labelImg,
+    imported and exported, comes back byte-identical.
+
+    \b
+    Example:
+      avsprep export boxes.csv --to yolo ./yolo-labels --classes annotations/predefined_classes.txt
+    """
+    from avsprep.export import run_export
+
+    setup_logging(as_json)
+    check_output_dir(out, overwrite=overwrite, what="OUT")
+    summary = run_export(table, out, to=to, root=root, classes_file=classes_file)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
 
 
 # ----------------------------------------------------------------------------- build
@@ -160,7 +261,7 @@ def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_
     Example:
       avsprep build boxes.csv --root ./demo-data -o ./shards --workers 2
     """
-    from avsprep.shards import BuildOptions, build_shards
+    from avsprep.build import BuildOptions, build_shards
 
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
@@ -194,7 +295,7 @@ def verify(shards, as_json, quiet):
     from avsprep.shards import verify_shards
 
     setup_logging(quiet or as_json)
-    findings = verify_shards(shards, quiet=quiet or as_json)
+    findings = verify_shards(shards, quiet=quiet or as_json, record=True)
     errors = [f for f in findings if f.severity == "error"]
     if as_json:
         echo_json({"ok": not errors, "findings": [f.to_dict() for f in findings]})
@@ -239,11 +340,17 @@ def inspect(shards, clip, png, as_json):
 @click.option("--clips", type=click.IntRange(3), default=192, show_default=True,
               help="Total clips, split 4:1:1 into train/val/test.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--like", "like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A real AVSBench metadata CSV (s4_meta_data.csv or ms3_meta_data.csv): the demo gets "
+                   "its clip names, categories, splits and size (S4: 4,932 clips, 23 classes); "
+                   "--clips is then ignored.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes writing clips in parallel; the output is byte-identical for any N.")
 @overwrite_option
 @quiet_option
 @handle_errors
-def demo(out, clips, seed, overwrite, quiet):
-    """Write the synthetic demo dataset in exact AVSBench S4 layout.
+def demo(out, clips, seed, like, workers, overwrite, quiet):
+    """Write the synthetic demo dataset in exact AVSBench layout (S4, or MS3 with --like).
 
     Each frame shows two objects of different classes; only one makes the
     sound and only the audio says which. Includes the metadata CSV, frames,
@@ -251,14 +358,15 @@ def demo(out, clips, seed, overwrite, quiet):
     boxing the sounding object. OUT becomes the AVSBench root.
 
     \b
-    Example:
+    Examples:
       avsprep demo ./demo-data --clips 192 --seed 0
+      avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
     """
     from avsprep.synth import write_demo
 
     setup_logging(quiet)
     check_output_dir(out, overwrite=overwrite, what="OUT")
-    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet)
+    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like)
     click.echo(summary["text"])
 
 

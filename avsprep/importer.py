@@ -1,14 +1,23 @@
-"""``avsprep import``: every labelImg XML under a folder -> the box table + reader findings.
+"""``avsprep import``: every annotation file under a folder -> the box table + reader findings.
 
-Each XML is matched to (split, category, video, frame) by its own file stem
-(``{name}_{k}`` for S4, ``{id}.mp4_{k}`` for MS3) against the clips in the
-metadata CSV; ``<path>`` and ``<folder>`` inside the XML are never opened.
-Problems are findings, saved beside the table as ``TABLE.findings.json`` so
-``validate`` reports them too.
+Formats (``--format auto|voc|yolo|createml``; auto goes by extension, then
+content): Pascal-VOC XML (:mod:`avsprep.voc`), YOLO txt with its class file
+(:mod:`avsprep.formats.yolo`), CreateML JSON (:mod:`avsprep.formats.createml`).
+Each file (each image entry of a CreateML file) is matched to (split, category,
+video, frame) by its own file stem (``{name}_{k}`` for S4, ``{id}.mp4_{k}`` for
+MS3) against the clips in the metadata CSV; ``<path>`` and ``<folder>`` inside
+the files are never opened. Nothing under the folder is silently ignored: a
+file is read, or counted as a frame image / class file, or named in a finding.
 
-Exit code: 1 when at least one XML file could not be read at all (not XML,
-hostile, too large, not a VOC annotation); 0 otherwise. Box-level problems are
-left to ``validate`` to judge.
+The VOC box convention is decided once for the whole import
+(:mod:`avsprep.convention`, ``--box-convention``), reported, and recorded per
+row in ``source_convention``. Problems are findings, saved beside the table as
+``TABLE.findings.json`` (with the convention decision and the YOLO class lists)
+so ``validate`` reports them too.
+
+Exit code: 1 when at least one annotation file could not be read at all (not
+XML, hostile, too large, another tool's format, undecodable); 0 otherwise.
+Box-level problems are left to ``validate`` to judge.
 """
 
 from __future__ import annotations
@@ -17,18 +26,24 @@ import json
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from avsprep.atomic import write_text
 from avsprep.clikit import progress
+from avsprep.convention import ZERO_BASED, decide
 from avsprep.errors import DataError
 from avsprep.findings import Finding
+from avsprep.formats import createml, yolo
 from avsprep.layout import Layout, parse_frame_stem
 from avsprep.table import from_records, sidecar_path, write_table
-from avsprep.voc import UNREADABLE_CODES, read_voc_file, with_place
+from avsprep.voc import UNREADABLE_CODES, VocResult, read_voc_file, with_place
 
 MAX_LISTED = 20  # findings printed in the text summary; the sidecar and --json hold all
+FORMATS = ("auto", "voc", "yolo", "createml")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+MAX_TXT_BYTES = 1 << 20
 
 
 def find_xml_files(folder: Path) -> list[Path]:
@@ -58,22 +73,210 @@ def _xml_stem(path: Path) -> str:
     return name[:-4] if name.lower().endswith(".xml") else name
 
 
-def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True):
-    """Read and match every XML; returns (table DataFrame, findings, stats dict)."""
+def find_annotation_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (dotfiles included), sorted for determinism."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        found += [Path(dirpath) / n for n in filenames]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def classify(path: Path, fmt: str = "auto") -> str:
+    """``voc``, ``yolo``, ``createml``, ``classes``, ``image``, ``skipped`` (other --format) or ``other``."""
+    name = path.name.lower()
+    kind = "other"
+    if name.endswith(".xml"):
+        kind = "voc"
+    elif name in yolo.CLASS_FILES:
+        kind = "classes"
+    elif name.endswith(".txt"):
+        kind = "yolo"
+    elif name.endswith(".json"):
+        kind = "createml"
+    elif name.endswith(IMAGE_EXTS):
+        kind = "image"
+    if kind in ("voc", "yolo", "createml") and fmt not in ("auto", kind):
+        return "skipped"
+    return kind
+
+
+@dataclass
+class _Entry:
+    """One frame's annotation as read from a file, before matching and the convention decision."""
+
+    rel: str
+    stem: str
+    kind: str
+    voc: Optional[VocResult] = None
+    boxes: list = field(default_factory=list)  # (label, x0, y0, x1, y1, difficult) for yolo/createml
+    verified: bool = False
+    filename: str = ""
+    yolo_rows: Optional[list] = None
+    class_file: Optional[str] = None
+
+
+def _read_text(path: Path, rel: str, limit: int, findings: list) -> Optional[str]:
+    try:
+        if path.stat().st_size > limit:
+            findings.append(Finding("file-too-large", "error", f"over the {limit}-byte limit; not read", rel))
+            return None
+        data = path.read_bytes()
+    except OSError as exc:
+        findings.append(Finding("file-unreadable", "error", f"cannot open ({exc.strerror or exc})", rel))
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        findings.append(Finding("file-unreadable", "error", "not UTF-8 text; re-save it as UTF-8", rel))
+        return None
+
+
+def _frame_size(layout: Layout, clip, k: int, cache: dict) -> Optional[tuple[int, int]]:
+    key = (clip.name, k)
+    if key not in cache:
+        from PIL import Image
+
+        try:
+            with Image.open(layout.frame_path(clip, k)) as im:
+                cache[key] = tuple(im.size)
+        except (OSError, ValueError):
+            cache[key] = None
+    return cache[key]
+
+
+def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: str = "auto",
+                       box_convention: str = "auto", earlier_classes: Optional[dict] = None):
+    """Read and match every annotation file; returns (table, findings, stats, decision, class lists)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     clips = layout.clip_index()
-    files = find_xml_files(ann_dir)
-    rows: list[dict] = []
+    files = find_annotation_files(ann_dir)
     findings: list[Finding] = []
-    seen: dict[tuple[str, int], str] = {}
     stats = Counter()
-    for path in progress(files, quiet=quiet, desc="import", unit="xml"):
+    entries: list[_Entry] = []
+    class_lists: dict[str, list[str]] = {}
+    other_ext = Counter()
+
+    def class_names(path: Path) -> tuple[Optional[str], Optional[list[str]]]:
+        cf = yolo.find_class_file(path, ann_dir)
+        return (None, None) if cf is None else register(cf)
+
+    def register(cf: Path) -> tuple[str, list[str]]:
+        rel = _display(cf, layout.root, ann_dir)
+        if rel not in class_lists:
+            text = _read_text(cf, rel, MAX_TXT_BYTES, findings)
+            names = yolo.parse_class_text(text, cf.name) if text is not None else None
+            if names is None:
+                findings.append(Finding("yolo-class-file-bad", "error",
+                                        "cannot read class names from it (one name per line, or YAML 'names')",
+                                        rel))
+            class_lists[rel] = names or []
+        return rel, class_lists[rel]
+
+    for path in progress(files, quiet=quiet, desc="import", unit="file"):
         rel = _display(path, layout.root, ann_dir)
+        kind = classify(path, fmt)
+        stats["files_seen"] += 1
+        if kind == "image":
+            stats["images"] += 1
+            continue
+        if kind == "classes":
+            stats["class_files"] += 1
+            register(path)  # parse it now (reports a bad class file even if unused)
+            continue
+        if kind == "skipped":
+            findings.append(Finding("file-skipped", "info", f"not read: --format {fmt}", rel))
+            stats["skipped"] += 1
+            continue
+        if kind == "other":
+            other_ext[path.suffix.lower() or path.name] += 1
+            findings.append(Finding("file-not-annotation", "info",
+                                    "not an annotation file (.xml, .txt, .json) nor a frame image; not read",
+                                    rel))
+            continue
         stats["files"] += 1
-        res = read_voc_file(path, name=rel)
-        stem = _xml_stem(path)
-        if not res.readable and stem.startswith("._"):
-            stem = stem[2:]  # an AppleDouble "._x_1.xml" is about frame x_1 (YouTube ids have no '.')
-        parsed = parse_frame_stem(stem, layout.setting)
+        stats[kind] += 1
+        stem = path.name.rsplit(".", 1)[0]
+        if kind == "voc":
+            res = read_voc_file(path, name=rel)
+            if not res.readable and stem.startswith("._"):
+                stem = stem[2:]  # an AppleDouble "._x_1.xml" is about frame x_1 (YouTube ids have no '.')
+            entries.append(_Entry(rel, stem, kind, voc=res, verified=res.verified))
+        elif kind == "yolo":
+            text = _read_text(path, rel, MAX_TXT_BYTES, findings)
+            if text is None:
+                stats["unreadable"] += 1
+                continue
+            yres = yolo.parse_yolo(text, rel)
+            if not yres.readable:
+                if parse_frame_stem(stem, layout.setting) is None:  # an image list, labelmap, README
+                    findings.append(Finding("file-not-annotation", "info",
+                                            "a text file that is not YOLO labels (image list, label map, "
+                                            "notes) nor named like a frame; not read", rel))
+                    stats["files"] -= 1
+                    stats[kind] -= 1
+                    continue
+                findings.extend(yres.findings)
+                stats["unreadable"] += 1
+                continue
+            cf, names = class_names(path)
+            e = _Entry(rel, stem, kind, yolo_rows=yres.boxes, class_file=cf)
+            e.voc = VocResult(findings=yres.findings)
+            if cf is None and yres.boxes:
+                e.voc.readable = False
+                e.voc.findings.append(Finding("yolo-no-class-file", "error",
+                                              "YOLO boxes but no classes.txt, obj.names or data.yaml beside or "
+                                              "above the file; put labelImg's classes.txt next to it", rel))
+            entries.append(e)
+        else:
+            text = _read_text(path, rel, createml.MAX_JSON_BYTES, findings)
+            if text is None:
+                stats["unreadable"] += 1
+                continue
+            cres = createml.parse_createml(text, rel)
+            if not cres.readable and cres.findings and cres.findings[0].severity == "info":
+                findings.extend(cres.findings)  # e.g. Label Studio's notes.json beside a YOLO export
+                stats["files"] -= 1
+                stats[kind] -= 1
+                continue
+            if not cres.readable:
+                findings.extend(cres.findings)
+                stats["unreadable"] += 1
+                continue
+            findings.extend(cres.findings)
+            for img in cres.images:
+                base = img.image.replace("\\", "/").rsplit("/", 1)[-1]
+                e = _Entry(rel, base.rsplit(".", 1)[0] if "." in base else base, kind, verified=img.verified,
+                           filename=img.image, boxes=[(lb, x0, y0, x1, y1, 0) for lb, x0, y0, x1, y1 in img.boxes])
+                e.voc = VocResult()
+                entries.append(e)
+
+    # class lists: one per folder tree; they must agree with each other and with an earlier import
+    distinct = {tuple(v) for v in class_lists.values() if v}
+    if len(distinct) > 1:
+        findings.append(Finding("yolo-classes-differ", "warning",
+                                f"{len(class_lists)} class files list different classes "
+                                f"({', '.join(sorted(class_lists))}); each folder's boxes use their own file"))
+    for cf, names in class_lists.items():
+        before = (earlier_classes or {}).get(cf)
+        if before is not None and list(before) != list(names):
+            findings.append(Finding("yolo-classes-changed", "warning",
+                                    f"class list differs from the earlier import of this folder "
+                                    f"(was {before[:6]}, now {names[:6]}); class indices may now mean "
+                                    "other classes: check the boxes", cf))
+
+    # the one box-convention decision of this import
+    evidence = {e.rel: e.voc.not_labelimg for e in entries
+                if e.kind == "voc" and e.voc.readable and e.voc.raw_boxes}
+    decision = decide(evidence, box_convention)
+
+    rows: list[dict] = []
+    seen: dict[tuple[str, int], str] = {}
+    sizes: dict = {}
+    for e in entries:
+        res = e.voc
+        parsed = parse_frame_stem(e.stem, layout.setting)
         clip = clips.get(parsed[0]) if parsed else None
         video, frame = (parsed if parsed else (None, None))
         findings.extend(with_place(f, clip.name if clip else video, frame) for f in res.findings)
@@ -82,42 +285,84 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True):
             continue
         if parsed is None:
             pattern = "{name}_{k}" if layout.setting == "s4" else "{id}.mp4_{k}"
+            what = f"image {e.filename!r}" if e.kind == "createml" else "file name"
             findings.append(Finding("xml-bad-name", "warning",
-                                    f"file name is not a frame name ({pattern}.xml, k = 1..5); not imported",
-                                    rel))
+                                    f"{what} is not a frame name ({pattern}, k = 1..5); not imported", e.rel))
             continue
         if clip is None:
             findings.append(Finding("xml-no-clip", "warning",
                                     f"video {video!r} is not listed in {layout.meta_path.name}; not imported",
-                                    rel, video, frame))
+                                    e.rel, video, frame))
             continue
         key = (clip.name, frame)
         if key in seen:
             findings.append(Finding("xml-duplicate-frame", "error",
-                                    f"a second XML for this frame (first: {seen[key]}); ignored, "
-                                    "keep only one", rel, clip.name, frame))
+                                    f"a second annotation file for this frame (first: {seen[key]}); ignored, "
+                                    "keep only one", e.rel, clip.name, frame))
             continue
-        seen[key] = rel
+        boxes: list[tuple] = []
+        convention = ZERO_BASED
+        base = {"xml_folder": "", "xml_filename": e.filename, "xml_path": "", "xml_depth": "",
+                "xml_database": "", "xml_width": math.nan, "xml_height": math.nan}
+        if e.kind == "voc":
+            convention = decision.convention
+            boxes = [(b.label, b.xmin, b.ymin, b.xmax, b.ymax, b.difficult) for b in res.boxes_as(convention)]
+            base.update({"xml_folder": res.folder or "", "xml_filename": res.filename or "",
+                         "xml_path": res.path or "", "xml_depth": res.depth_text or "",
+                         "xml_database": res.database or "",
+                         "xml_width": math.nan if res.width is None else float(res.width),
+                         "xml_height": math.nan if res.height is None else float(res.height)})
+        elif e.kind == "yolo":
+            names = class_lists.get(e.class_file or "", [])
+            size = _frame_size(layout, clip, frame, sizes) if e.yolo_rows else None
+            if e.yolo_rows and size is None:
+                findings.append(Finding("yolo-no-frame", "error",
+                                        "YOLO boxes are fractions of the frame size, but the frame image "
+                                        f"{layout.frame_path(clip, frame).name} cannot be read; not imported",
+                                        e.rel, clip.name, frame))
+                stats["unreadable"] += 1
+                continue
+            for n, b in enumerate(e.yolo_rows or [], start=1):
+                if b.cls >= len(names):
+                    findings.append(Finding("yolo-class-unknown", "error",
+                                            f"box {n}: class index {b.cls} but {e.class_file} lists "
+                                            f"{len(names)} class(es); box skipped", e.rel, clip.name, frame))
+                    continue
+                boxes.append((names[b.cls], *yolo.to_pixel_edges(b, *size), 0))
+        else:
+            boxes = list(e.boxes)
+        seen[key] = e.rel
         stats["frames"] += 1
-        base = {
-            "split": clip.split, "category": clip.category or "", "video": clip.name, "frame": frame,
-            "xml": rel,
-            "xml_width": math.nan if res.width is None else float(res.width),
-            "xml_height": math.nan if res.height is None else float(res.height),
-            "source_convention": res.convention, "verified": res.verified,
-        }
-        if not res.boxes:
+        stats[f"frames_{e.kind}"] += 1
+        base.update({"split": clip.split, "category": clip.category or "", "video": clip.name, "frame": frame,
+                     "xml": e.rel, "source_convention": convention, "verified": e.verified})
+        if not boxes:
             stats["frames_no_box"] += 1
             rows.append({**base, "label": "", "xmin": math.nan, "ymin": math.nan,
                          "xmax": math.nan, "ymax": math.nan, "difficult": 0})
-        for b in res.boxes:
+        for label, x0, y0, x1, y1, diff in boxes:
             stats["boxes"] += 1
-            rows.append({**base, "label": b.label, "xmin": b.xmin, "ymin": b.ymin,
-                         "xmax": b.xmax, "ymax": b.ymax, "difficult": b.difficult})
-    return from_records(rows), findings, stats
+            rows.append({**base, "label": label, "xmin": float(x0), "ymin": float(y0),
+                         "xmax": float(x1), "ymax": float(y1), "difficult": diff})
+    stats["other_ext"] = dict(other_ext)  # type: ignore[assignment]
+    return from_records(rows), findings, stats, decision, class_lists
 
 
-def run_import(root, output, setting: Optional[str] = None, annotations=None, quiet: bool = False) -> dict:
+def _found_text(stats) -> str:
+    parts = []
+    if stats["images"]:
+        parts.append(f"{stats['images']} image(s)")
+    if stats["class_files"]:
+        parts.append(f"{stats['class_files']} class file(s)")
+    if stats["skipped"]:
+        parts.append(f"{stats['skipped']} file(s) of another --format")
+    for ext, n in sorted(stats["other_ext"].items()):
+        parts.append(f"{n} {ext}")
+    return ", ".join(parts) if parts else "nothing"
+
+
+def run_import(root, output, setting: Optional[str] = None, annotations=None, quiet: bool = False,
+               fmt: str = "auto", box_convention: str = "auto") -> dict:
     """Write the box table at ``output`` and the findings sidecar; return a summary dict."""
     layout = Layout.from_root(root, setting)
     layout.clips()  # read and check the metadata before walking the tree
@@ -125,23 +370,29 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
     if not ann_dir.is_dir():
         raise DataError(f"{ann_dir} does not exist; put the labelImg XMLs next to the frames "
                         "or pass --annotations DIR")
-    table, findings, stats = import_annotations(layout, ann_dir, quiet=quiet)
-    if stats["files"] == 0:
-        raise DataError(f"no .xml files under {ann_dir}; save labelImg annotations there "
-                        "or pass --annotations DIR")
     output = Path(output)
-    write_table(table, output)
     sidecar = sidecar_path(output)
+    earlier = _earlier_classes(sidecar)
+    table, findings, stats, decision, class_lists = import_annotations(
+        layout, ann_dir, quiet=quiet, fmt=fmt, box_convention=box_convention, earlier_classes=earlier)
+    if stats["files"] == 0:
+        kinds = "annotation files (.xml, .txt, .json)" if fmt == "auto" else f"{fmt} files"
+        raise DataError(f"no {kinds} under {ann_dir} (found {_found_text(stats)}); save the labelImg "
+                        "annotations there or pass --annotations DIR")
+    write_table(table, output)
     write_text(sidecar, json.dumps({"table": output.name, "root": str(layout.root), "setting": layout.setting,
+                                    "box_convention": decision.to_dict(), "yolo_classes": class_lists,
                                     "findings": [f.to_dict() for f in findings]}, indent=1,
                                    ensure_ascii=False) + "\n")
     by_sev = Counter(f.severity for f in findings)
     unreadable = sum(1 for f in findings if f.code in UNREADABLE_CODES)
     exit_code = 1 if unreadable else 0
     lines = [
-        f"Read {stats['files']} XML file(s) under {ann_dir} ({layout.setting}): "
+        f"Read {stats['files']} annotation file(s) under {ann_dir} ({layout.setting}; {stats['voc']} VOC, "
+        f"{stats['yolo']} YOLO, {stats['createml']} CreateML; also {_found_text(stats)}): "
         f"{stats['boxes']} box(es) on {stats['frames']} frame(s), {stats['frames_no_box']} frame(s) with no box.",
         f"Wrote {len(table)} row(s) to {output} (findings: {sidecar.name}).",
+        f"VOC {decision.describe()}." if decision.files_with_boxes else "No VOC box: no box convention to decide.",
         f"Findings: {by_sev['error']} error(s), {by_sev['warning']} warning(s), {by_sev['info']} info.",
     ]
     shown = [f for f in findings if f.severity != "info"]
@@ -156,6 +407,20 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
         "table": str(output), "findings_file": str(sidecar),
         "files": stats["files"], "frames": stats["frames"], "rows": len(table), "boxes": stats["boxes"],
         "frames_no_box": stats["frames_no_box"], "unreadable": unreadable,
+        "by_format": {k: stats[k] for k in ("voc", "yolo", "createml")},
+        "frames_by_format": {k: stats[f"frames_{k}"] for k in ("voc", "yolo", "createml")},
+        "images": stats["images"], "class_files": stats["class_files"],
+        "box_convention": decision.to_dict(), "yolo_classes": class_lists,
         "by_severity": {s: by_sev[s] for s in ("error", "warning", "info")},
         "findings": [f.to_dict() for f in findings],
     }
+
+
+def _earlier_classes(sidecar: Path) -> dict:
+    """The YOLO class lists recorded by an earlier import to the same table (empty if none)."""
+    try:
+        doc = json.loads(sidecar.read_text(encoding="utf-8"))
+        got = doc.get("yolo_classes") or {}
+        return {k: list(v) for k, v in got.items() if isinstance(v, list)}
+    except (OSError, ValueError, AttributeError):
+        return {}

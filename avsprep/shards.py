@@ -75,13 +75,6 @@ class BuildOptions:
     setting: Optional[str] = None
 
 
-def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> dict:
-    """Build the shards and the manifest (see ``avsprep.build.build_shards``)."""
-    from avsprep.build import build_shards as _build
-
-    return _build(table, root, out, opts, quiet=quiet)
-
-
 # ------------------------------------------------------------------------------- schema
 
 def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0) -> dict:
@@ -342,10 +335,15 @@ class ShardSet:
     ``len(s)``, ``s[i]`` -> dict of arrays for clip i, ``s.index(name)``,
     ``s.names``, ``s.classes``, ``s.manifest``, ``s.has_vggish``. HDF5 files are
     opened lazily and per process (safe in DataLoader workers after fork).
-    ``verify=True`` checks every shard's sha256 against the manifest first.
+
+    ``verify=True``: every shard must exist with the manifest's byte size, and
+    a shard not covered by a valid verification record (``avsprep.integrity``)
+    is hashed against the manifest the first time this process reads from it,
+    before any of its clips is returned. ``verify="full"`` hashes every shard
+    at open (the old rule). ``verify=False`` checks nothing.
     """
 
-    def __init__(self, directory: os.PathLike | str, split: Optional[str] = None, verify: bool = False):
+    def __init__(self, directory: os.PathLike | str, split: Optional[str] = None, verify=False):
         self.dir = Path(directory)
         self.manifest = read_manifest(self.dir)
         self.classes: list[str] = list(self.manifest["classes"])
@@ -365,16 +363,49 @@ class ShardSet:
                 self.names.append(name)
         self._by_name = {n: i for i, n in enumerate(self.names)}
         self.has_vggish = bool(self.manifest["options"].get("vggish_sha256"))
+        # -- integrity (see avsprep.integrity and docs/RELIABILITY.md) --------------------
+        self._unhashed: set[int] = set()
         if verify:
+            from avsprep.integrity import untrusted
+
             for entry in self.shards:
                 path = self.dir / entry["file"]
                 if not path.is_file():
                     raise IntegrityError(f"shard {path} is missing; rebuild with avsprep build --resume")
-                if file_sha256(path) != entry["sha256"]:
-                    raise IntegrityError(f"shard {path} does not match its sha256 in the manifest; "
-                                         "it is corrupt: rebuild with avsprep build --overwrite")
+                size = path.stat().st_size
+                if "bytes" in entry and size != entry["bytes"]:
+                    raise IntegrityError(f"shard {path} has {size} bytes, the manifest says {entry['bytes']}; "
+                                         "it is truncated or replaced: rebuild with avsprep build --resume")
+            self._unhashed = (set(range(len(self.shards))) if verify == "full"
+                              else set(untrusted(self.dir, self.shards)))
+            if verify == "full":
+                for si in sorted(self._unhashed):
+                    self._check_hash(si)
+        # ------------------------------------------------------------------------------
         self._files: dict[int, _OpenShard] = {}
         self._pid = os.getpid()
+
+    def _check_hash(self, si: int) -> None:
+        """Hash shard ``si`` against the manifest (once per process); IntegrityError naming it."""
+        path = self.dir / self.shards[si]["file"]
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            raise IntegrityError(f"shard {path} cannot be read ({exc}); rebuild with avsprep build --resume") from exc
+        if digest != self.shards[si]["sha256"]:
+            raise IntegrityError(f"shard {path} does not match its sha256 in the manifest; "
+                                 "it is corrupt: rebuild with avsprep build --overwrite")
+        self._unhashed.discard(si)
+
+    def hash_unverified(self) -> None:
+        """Hash now every shard not covered by the verification record (raises naming the first bad one)."""
+        for si in sorted(self._unhashed):
+            self._check_hash(si)
+
+    @property
+    def unhashed(self) -> list[int]:
+        """Shards this process will hash before reading from them (not covered by the record)."""
+        return sorted(self._unhashed)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -391,6 +422,8 @@ class ShardSet:
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(si)
         if f is None:
+            if si in self._unhashed:
+                self._check_hash(si)
             path = self.dir / self.shards[si]["file"]
             try:
                 f = _OpenShard(path)
@@ -434,9 +467,15 @@ class ShardSet:
 
 # ------------------------------------------------------------------------------- verify
 
-def verify_shards(directory: os.PathLike | str, quiet: bool = True) -> list[Finding]:
-    """Every shard against the manifest: presence, byte size, sha256, clip count, schema, index."""
+def verify_shards(directory: os.PathLike | str, quiet: bool = True, record: bool = False) -> list[Finding]:
+    """Every shard against the manifest: presence, byte size, sha256, clip count, schema, index.
+
+    ``record``: shards that pass are written to the verification record
+    (``avsprep.integrity``), so readers trust them without hashing; shards
+    that fail are removed from it.
+    """
     from avsprep.clikit import progress
+    from avsprep.integrity import file_identity, read_record, write_record
 
     directory = Path(directory)
     mpath = directory / MANIFEST
@@ -446,6 +485,8 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True) -> list[Find
         return [Finding("manifest-missing" if isinstance(exc, DataError) else "manifest-invalid",
                         "error", str(exc).split(": ", 1)[-1], file=str(mpath))]
     findings: list[Finding] = []
+    passed: dict[str, dict] = {}
+    failed: set[str] = set()
     listed = set()
     index = manifest.get("index", {})
     entries = [(sp, e) for sp, v in manifest["splits"].items() for e in v["shards"]]
@@ -459,7 +500,9 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True) -> list[Find
         if not path.is_file():
             err("shard-missing", "listed in the manifest but missing; run avsprep build --resume")
             continue
-        size = path.stat().st_size
+        before = len(findings)
+        ident = file_identity(path)
+        size = ident["bytes"]
         if size != entry["bytes"]:
             err("shard-size", f"{size} bytes, manifest says {entry['bytes']}; the file is truncated or replaced")
         digest = file_sha256(path)
@@ -474,6 +517,10 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True) -> list[Find
             if where != [sp, Path(entry["file"]).name, row]:
                 err("manifest-index", f"clip {name!r} is at row {row} but the index says {where}")
                 break
+        if len(findings) == before and file_identity(path) == ident:
+            passed[entry["file"]] = dict(ident, sha256=digest)
+        else:
+            failed.add(entry["file"])
     n_index = sum(len(e["clips"]) for _, e in entries)
     if n_index != len(index):
         findings.append(Finding("manifest-index", "error",
@@ -483,4 +530,9 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True) -> list[Find
             if p.resolve() not in listed:
                 findings.append(Finding("shard-unlisted", "warning",
                                         "shard file not in the manifest (left from another build?)", file=str(p)))
+    if record:
+        files = {e["file"] for _, e in entries}
+        keep = {k: v for k, v in read_record(directory).items() if k in files and k not in failed}
+        keep.update(passed)
+        write_record(directory, keep)
     return findings

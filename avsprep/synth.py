@@ -25,6 +25,7 @@ import numpy as np
 
 from avsprep.atomic import write_bytes, write_text
 from avsprep.clikit import progress
+from avsprep.errors import DataError
 
 SIZE = 224              # frame width and height (AVSBench frames are 224x224)
 FRAMES = 5              # frames (and one-second audio examples) per clip
@@ -87,6 +88,13 @@ class ClipSpec:
     distractor: str
     objects: tuple            # (sounding ObjectTrack, distractor ObjectTrack)
     seed: tuple               # entropy for the clip's own texture/noise/audio RNG
+    sigs: tuple = ()          # (sounding, distractor) Signature; () = SIGNATURES[obj.cls]
+    start: int = 0            # the metadata CSV's ``start`` column
+    setting: str = "s4"       # "s4" or "ms3" (layout, mask frames, box label)
+
+    def signature(self, j: int) -> Signature:
+        """How object ``j`` (0 = sounding) looks and sounds."""
+        return self.sigs[j] if self.sigs else SIGNATURES[self.objects[j].cls]
 
 
 # --------------------------------------------------------------------------- planning
@@ -178,6 +186,89 @@ def plan_demo(clips: int = 192, seed: int = 0, classes: int = 4) -> list[ClipSpe
     return specs
 
 
+# --------------------------------------------------------------------------- --like a real metadata CSV
+
+_SHAPES = ("disc", "square", "triangle", "cross", "ring", "diamond", "hbar", "xcross")
+
+
+def signatures_for(categories: list[str]) -> tuple[Signature, ...]:
+    """One distinct look and sound per category, in the given order.
+
+    A category that has a hand-tuned demo signature keeps it; the others get a
+    shape, a hue on the golden-angle wheel, a pitch spaced on the mel scale
+    (250 Hz to 5.5 kHz, inside VGGish's 125-7500 Hz band) and a pulse rate.
+    """
+    import colorsys
+
+    known = {sig.category: sig for sig in SIGNATURES}
+    n = len(categories)
+    mel = np.linspace(2595 * np.log10(1 + 250 / 700), 2595 * np.log10(1 + 5500 / 700), max(n, 2))
+    pitches = 700 * (10 ** (mel / 2595) - 1)
+    out = []
+    for i, cat in enumerate(categories):
+        if cat in known:
+            out.append(known[cat])
+            continue
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.8, 0.9)
+        out.append(Signature(cat, _SHAPES[i % len(_SHAPES)], (int(r * 255), int(g * 255), int(b * 255)),
+                             float(round(pitches[i], 1)), float((i * 3) % 9)))
+    return tuple(out)
+
+
+def read_like(path) -> tuple[str, list[tuple[str, int, str, str]]]:
+    """A real AVSBench metadata CSV -> (setting, [(name, start, category, split)] in file order).
+
+    MS3 rows (``video_id,split``) get category ``""`` and start 0.
+    """
+    from avsprep.layout import read_metadata
+
+    path = Path(path)
+    setting = "ms3" if path.name.startswith("ms3") else "s4"
+    df = read_metadata(path, setting)
+    if setting == "s4":
+        rows = [(n, int(st or 0), c, sp) for n, st, c, sp in
+                zip(df["name"], df["start"], df["category"], df["split"])]
+    else:
+        rows = [(v, 0, "", sp) for v, sp in zip(df["video_id"], df["split"])]
+    if not rows:
+        raise DataError(f"{path}: no clips listed; pass s4_meta_data.csv or ms3_meta_data.csv as shipped")
+    return setting, rows
+
+
+def plan_like(rows: list[tuple[str, int, str, str]], seed: int = 0, setting: str = "s4") -> list[ClipSpec]:
+    """Demo clips with the names, starts, categories and splits of a real metadata CSV, in its order.
+
+    S4: the sounding object is the clip's category, the distractor another of
+    the CSV's categories (cycled, so pairs stay balanced). MS3 has no category:
+    each clip gets a sounding class and a distractor from the 8 demo
+    signatures, and its boxes are labelled ``sounding``.
+    """
+    if setting == "s4":
+        cats = sorted({r[2] for r in rows})
+        if len(cats) < 2:
+            raise DataError("--like: the metadata CSV needs at least 2 categories; "
+                            "pass s4_meta_data.csv or ms3_meta_data.csv as shipped")
+        sigs = signatures_for(cats)
+    else:
+        cats = [s.category for s in SIGNATURES]
+        sigs = SIGNATURES
+    k = len(cats)
+    cls_of = {c: i for i, c in enumerate(cats)}
+    child_seeds = np.random.SeedSequence(seed).spawn(len(rows))
+    seen = [0] * k
+    specs = []
+    for i, (name, start, cat, split) in enumerate(rows):
+        clip_rng = np.random.default_rng(child_seeds[i])
+        cls = cls_of[cat] if setting == "s4" else int(clip_rng.integers(0, k))
+        other = (cls + 1 + seen[cls] % (k - 1)) % k
+        seen[cls] += 1
+        specs.append(ClipSpec(name=name, split=split, category=cat or "sounding",
+                              distractor=cats[other], objects=_tracks(clip_rng, cls, other),
+                              seed=(seed, i), sigs=(sigs[cls], sigs[other]), start=int(start),
+                              setting=setting))
+    return specs
+
+
 # --------------------------------------------------------------------------- rendering
 
 _GRID_Y, _GRID_X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5  # pixel centres
@@ -233,7 +324,7 @@ def render_frames(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
         img = background + rng.normal(0, 6, background.shape).astype(np.float32)
         img += np.float32(rng.uniform(-3, 3))   # slight exposure drift
         for j, obj in enumerate(spec.objects):
-            sig = SIGNATURES[obj.cls]
+            sig = spec.signature(j)
             m = shape_mask(sig.shape, *obj.centre(k), obj.radius)
             colour = np.asarray(sig.rgb, np.float32) * obj.shade
             img[m] = colour + rng.normal(0, 6, (int(m.sum()), 3)).astype(np.float32)
@@ -245,7 +336,7 @@ def render_frames(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
 def render_audio(spec: ClipSpec) -> np.ndarray:
     """The clip's 5-s mono track as int16 [80000]: the sounding class's tone + faint noise."""
     rng = np.random.default_rng([*spec.seed, 2])
-    sig = SIGNATURES[spec.objects[0].cls]
+    sig = spec.signature(0)
     t = np.arange(int(SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
     f0 = sig.f0 * rng.uniform(0.97, 1.03)
     wave = np.zeros_like(t)
@@ -279,41 +370,12 @@ def labelimg_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def labelimg_xml(folder: str, filename: str, path: str | None, width: int, height: int,
                  depth: int, objects=(), verified: bool = False) -> bytes:
-    """The bytes labelImg 1.8.6's ``PascalVocWriter`` writes for one image.
+    """The bytes labelImg 1.8.6's ``PascalVocWriter`` writes for one image (see
+    :mod:`avsprep.formats.labelimg_xml`). ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)``."""
+    from avsprep.formats.labelimg_xml import XmlFile, XmlObject, labelimg_xml_bytes
 
-    ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)`` tuples. As in
-    labelImg: no XML declaration, TAB indentation (its pretty-printer turns
-    every pair of spaces into a TAB, text included), LF, trailing newline, and
-    ``truncated`` computed from the coordinates.
-    """
-    from lxml import etree
-
-    top = etree.Element("annotation")
-    if verified:
-        top.set("verified", "yes")
-    etree.SubElement(top, "folder").text = folder
-    etree.SubElement(top, "filename").text = filename
-    if path is not None:
-        etree.SubElement(top, "path").text = path
-    source = etree.SubElement(top, "source")
-    etree.SubElement(source, "database").text = "Unknown"
-    size = etree.SubElement(top, "size")
-    etree.SubElement(size, "width").text = str(width)
-    etree.SubElement(size, "height").text = str(height)
-    etree.SubElement(size, "depth").text = str(depth)
-    etree.SubElement(top, "segmented").text = "0"
-    for name, xmin, ymin, xmax, ymax, difficult in objects:
-        obj = etree.SubElement(top, "object")
-        etree.SubElement(obj, "name").text = name
-        etree.SubElement(obj, "pose").text = "Unspecified"
-        edge = (int(float(ymax)) == int(height) or int(float(ymin)) == 1
-                or int(float(xmax)) == int(width) or int(float(xmin)) == 1)
-        etree.SubElement(obj, "truncated").text = "1" if edge else "0"
-        etree.SubElement(obj, "difficult").text = str(bool(difficult) & 1)
-        box = etree.SubElement(obj, "bndbox")
-        for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
-            etree.SubElement(box, tag).text = str(value)
-    return etree.tostring(top, pretty_print=True, encoding="utf-8").replace(b"  ", b"\t")
+    return labelimg_xml_bytes(XmlFile(folder, filename, width, height, depth, path=path, verified=verified,
+                                      objects=[XmlObject(*o) for o in objects]))
 
 
 # --------------------------------------------------------------------------- audio files
@@ -366,14 +428,18 @@ def _png_bytes(array: np.ndarray, mode: str) -> bytes:
 
 
 def clip_files(spec: ClipSpec) -> dict[str, object]:
-    """Relative paths (under the S4 root) of one clip's files, AVSBench layout."""
-    rel = f"{spec.split}/{spec.category}"
-    data = "s4_data"
+    """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.layout``."""
+    from avsprep.layout import Clip, Layout
+
+    lay = Layout(Path("."), spec.setting)
+    clip = Clip(spec.name, spec.split, spec.category if spec.setting == "s4" else None)
     return {
-        "frames_dir": f"{data}/visual_frames/{rel}/{spec.name}",
-        "masks_dir": f"{data}/gt_masks/{rel}/{spec.name}",
-        "wav": f"{data}/audio_wav/{rel}/{spec.name}.wav",
-        "pkl": f"{data}/audio_log_mel/{rel}/{spec.name}.pkl",
+        "frames_dir": lay.frame_path(clip, 1).parent.as_posix(),
+        "masks_dir": lay.mask_path(clip, 1).parent.as_posix(),
+        "wav": lay.wav_path(clip).as_posix(),
+        "pkl": lay.logmel_path(clip).as_posix(),
+        "frame_stems": [lay.frame_stem(clip, k) for k in range(1, FRAMES + 1)],
+        "mask_names": [lay.mask_path(clip, k).name for k in range(1, FRAMES + 1)],
     }
 
 
@@ -386,17 +452,17 @@ def _write_clip(root: Path, spec: ClipSpec) -> None:
     frames_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
     frames, masks = render_frames(spec)
-    mask_frames = [1] if spec.split == "train" else list(range(1, FRAMES + 1))
+    mask_frames = [1] if (spec.split == "train" and spec.setting == "s4") else list(range(1, FRAMES + 1))
     for k in range(1, FRAMES + 1):
-        stem = f"{spec.name}_{k}"
+        stem = files["frame_stems"][k - 1]
         png = frames_dir / f"{stem}.png"
         write_bytes(png, _png_bytes(frames[k - 1], "RGB"))
         box = labelimg_box(masks[k - 1, 0])
         objects = [(spec.category, *box, 0)] if box else []
         write_bytes(frames_dir / f"{stem}.xml",
-                    labelimg_xml(spec.name, png.name, os.path.abspath(png), SIZE, SIZE, 3, objects))
+                    labelimg_xml(frames_dir.name, png.name, os.path.abspath(png), SIZE, SIZE, 3, objects))
         if k in mask_frames:
-            write_bytes(masks_dir / f"{stem}.png",
+            write_bytes(masks_dir / files["mask_names"][k - 1],
                         _png_bytes(masks[k - 1, 0].astype(np.uint8) * 255, "L"))
     pcm = render_audio(spec)
     for key in ("wav", "pkl"):
@@ -406,31 +472,70 @@ def _write_clip(root: Path, spec: ClipSpec) -> None:
     write_bytes(root / files["pkl"], logmel_pickle_bytes(examples))
 
 
+def _write_clips(args) -> int:
+    """Worker entry: write a batch of clips; returns how many."""
+    root, specs = args
+    for spec in specs:
+        _write_clip(Path(root), spec)
+    return len(specs)
+
+
 def metadata_csv(specs: list[ClipSpec]) -> str:
-    """``s4_meta_data.csv`` text: header ``name,start,category,split``, start 0."""
-    rows = ["name,start,category,split"]
-    rows += [f"{s.name},0,{s.category},{s.split}" for s in specs]
+    """The metadata CSV text, in ``specs`` order: S4 ``name,start,category,split``, MS3 ``video_id,split``."""
+    if specs and specs[0].setting == "ms3":
+        rows = ["video_id,split"] + [f"{s.name},{s.split}" for s in specs]
+    else:
+        rows = ["name,start,category,split"]
+        rows += [f"{s.name},{s.start},{s.category},{s.split}" for s in specs]
     return "\n".join(rows) + "\n"
 
 
-def write_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
-               classes: int = 4) -> dict:
-    """Write the demo dataset with OUT as the AVSBench S4 root (the folder of ``s4_meta_data.csv``).
+def _batches(specs: list, size: int) -> list[list]:
+    return [specs[i:i + size] for i in range(0, len(specs), size)]
 
+
+def write_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
+               classes: int = 4, workers: int = 1, like=None) -> dict:
+    """Write the demo dataset with OUT as the AVSBench root (the folder of the metadata CSV).
+
+    ``like``: a real AVSBench metadata CSV (``s4_meta_data.csv`` or
+    ``ms3_meta_data.csv``); the demo then has its clip names, categories,
+    splits and size, and ``clips``/``classes`` are ignored. ``workers``
+    processes write clips in parallel; every clip's bytes depend on its own
+    seed only, so the output is byte-identical for any ``workers``.
     Existing files of the same names are replaced; the caller decides whether
     a non-empty OUT is acceptable.
     """
     root = Path(out)
-    specs = plan_demo(clips, seed, classes)
+    if like is not None:
+        setting, rows = read_like(like)
+        specs = plan_like(rows, seed, setting)
+    else:
+        setting = "s4"
+        specs = plan_demo(clips, seed, classes)
     root.mkdir(parents=True, exist_ok=True)
-    for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
-        _write_clip(root, spec)
-    write_text(root / "s4_meta_data.csv", metadata_csv(specs))
-    counts = split_counts(clips)
-    names = demo_classes(classes)
-    text = (f"Wrote a synthetic AVSBench S4 dataset at {root}: {clips} clips "
+    if workers <= 1:
+        for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
+            _write_clip(root, spec)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        bar = progress(total=len(specs), quiet=quiet, desc="demo", unit="clip")
+        jobs = [(str(root), b) for b in _batches(specs, 16)]
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for n in pool.map(_write_clips, jobs):
+                bar.update(n)
+        bar.close()
+    meta = "ms3_meta_data.csv" if setting == "ms3" else "s4_meta_data.csv"
+    write_text(root / meta, metadata_csv(specs))
+    counts = {sp: sum(s.split == sp for s in specs) for sp in SPLITS}
+    names = sorted({s.category for s in specs}) if like is not None else demo_classes(classes)
+    what = f"like {Path(like).name}" if like is not None else "synthetic"
+    text = (f"Wrote a {what} AVSBench {setting.upper()} dataset at {root}: {len(specs)} clips "
             f"(train {counts['train']}, val {counts['val']}, test {counts['test']}), "
-            f"{classes} classes ({', '.join(names)}); each frame shows two objects, "
-            f"only the audio says which one sounds; one labelImg XML per frame boxes it. "
-            f"Next: avsprep import --root {root} -o boxes.csv")
-    return {"text": text, "root": str(root), "clips": counts, "classes": names, "seed": seed}
+            f"{len(names)} classes ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); "
+            f"each frame shows two objects, only the audio says which one sounds; "
+            f"one labelImg XML per frame boxes it. Next: avsprep import --root {root} -o boxes.csv")
+    return {"text": text, "root": str(root), "clips": counts, "classes": names, "seed": seed,
+            "setting": setting}

@@ -19,11 +19,15 @@ import pandas as pd
 from avsprep.atomic import atomic_write
 from avsprep.errors import DataError
 
-COLUMNS = [
+REQUIRED_COLUMNS = [
     "split", "category", "video", "frame", "xml", "xml_width", "xml_height", "label",
     "xmin", "ymin", "xmax", "ymax", "difficult", "source_convention", "verified",
 ]
-TEXT_COLUMNS = ["split", "category", "video", "xml", "label", "source_convention"]
+# What else the annotation file said, so `avsprep export` writes it back byte-identical
+# (``xml_path`` empty: the file had no <path>). Optional: older tables read with "" here.
+FILE_COLUMNS = ["xml_folder", "xml_filename", "xml_path", "xml_depth", "xml_database"]
+COLUMNS = REQUIRED_COLUMNS + FILE_COLUMNS
+TEXT_COLUMNS = ["split", "category", "video", "xml", "label", "source_convention"] + FILE_COLUMNS
 FLOAT_COLUMNS = ["xml_width", "xml_height", "xmin", "ymin", "xmax", "ymax"]
 INT_COLUMNS = ["frame", "difficult"]
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
@@ -40,7 +44,9 @@ def sidecar_path(table: Path | str) -> Path:
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    df = df[COLUMNS].copy()
+    df = df.reindex(columns=COLUMNS).copy()
+    for c in FILE_COLUMNS:
+        df[c] = [("" if not isinstance(v, str) else v) for v in df[c]]
     for c in TEXT_COLUMNS:
         df[c] = df[c].astype(object)
     for c in FLOAT_COLUMNS:
@@ -85,7 +91,10 @@ def read_table(path: Path | str) -> pd.DataFrame:
         raise DataError(f"{path} is empty; expected a box table written by `avsprep import`") from None
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot read the box table ({str(exc).splitlines()[0]})") from exc
-    missing = [c for c in COLUMNS if c not in raw.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    for c in FILE_COLUMNS:
+        if c not in raw.columns:
+            raw[c] = ""
     if missing:
         raise DataError(f"{path}: not a box table, missing column(s) {', '.join(missing)}; "
                         "write it with `avsprep import`")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
+from avsprep.formats.labelimg_xml import is_unchecked_proposal
 from avsprep.findings import SEVERITIES, Finding, exit_code as findings_exit_code
 from avsprep.layout import FRAMES, Clip, Layout
 from avsprep.table import read_table, sidecar_path
@@ -35,6 +36,31 @@ CODES: dict[str, tuple[str, str]] = {
     "xml-too-large": ("error", "over the size limit for one frame's XML (1 MiB)"),
     "xml-entity": ("error", "DOCTYPE/ENTITY declaration: possible XXE or entity bomb, refused"),
     "xml-not-annotation": ("error", "root element is not <annotation>"),
+    "xml-labelme": ("error", "a MIT LabelMe polygon XML, not Pascal VOC"),
+    "xml-rotated-box": ("error", "a roLabelImg file with rotated boxes only"),
+    "xml-cvat-task": ("error", "a CVAT for images/video task file, not one VOC file per frame"),
+    "xml-dlib": ("error", "a dlib imglab dataset XML"),
+    "xml-encoding": ("error", "bytes cannot be decoded; the likely encoding is named"),
+    "encoding-mismatch": ("warning", "UTF-8 bytes under another encoding declaration; read as UTF-8"),
+    "yolo-unreadable": ("error", "a .txt that is not YOLO labels (e.g. an image list)"),
+    "yolo-bad-row": ("error", "a YOLO row that is not 'class cx cy w h'; row skipped"),
+    "yolo-polygon": ("warning", "a YOLOv8-seg polygon row, read as its bounding box"),
+    "yolo-not-normalised": ("warning", "YOLO values outside 0..1"),
+    "yolo-no-class-file": ("error", "YOLO boxes with no classes.txt / obj.names / data.yaml"),
+    "yolo-class-file-bad": ("error", "a class file with no readable class names"),
+    "yolo-class-unknown": ("error", "YOLO class index outside the class file; box skipped"),
+    "yolo-classes-differ": ("warning", "class files of one import list different classes"),
+    "yolo-classes-changed": ("warning", "a class file differs from the earlier import of the folder"),
+    "yolo-no-frame": ("error", "YOLO boxes but the frame image (its size) cannot be read"),
+    "json-unreadable": ("error", "not valid JSON"),
+    "json-not-createml": ("error", "JSON of another tool (COCO, labelme, Label Studio, VoTT)"),
+    "json-bad-box": ("error", "a CreateML box without x/y/width/height; box skipped"),
+    "file-too-large": ("error", "an annotation file over the size limit"),
+    "file-unreadable": ("error", "an annotation file that cannot be opened or is not UTF-8"),
+    "file-not-annotation": ("info", "a file under the annotation folder that is no annotation nor frame"),
+    "file-skipped": ("info", "an annotation file of another format than --format"),
+    "frame-unchecked-proposal": ("info", "box proposals (avsprep propose / predict --labelimg) not yet "
+                                         "checked in labelImg; a warning under --strict"),
     "xml-bad-name": ("warning", "file stem is not a frame name ({name}_{k} / {id}.mp4_{k})"),
     "xml-no-clip": ("warning", "the video is not listed in the metadata CSV"),
     "xml-duplicate-frame": ("error", "two XML files for the same frame"),
@@ -46,6 +72,8 @@ CODES: dict[str, tuple[str, str]] = {
     "difficult-bad-value": ("warning", "<difficult> is not 0/1, read as 0"),
     "object-part-ignored": ("info", "<part> boxes inside an object are not read"),
     "box-missing-coord": ("error", "<bndbox> lacks a coordinate; box skipped"),
+    "box-rotated": ("error", "a roLabelImg rotated box (<robndbox>) among normal boxes; not read"),
+    "box-polygon": ("error", "a polygon object among boxes; not read"),
     "box-bad-coord": ("error", "a coordinate is not a number; box skipped"),
     # validate
     "box-not-finite": ("error", "NaN or infinite coordinate (Datumaro: InvalidValue)"),
@@ -154,6 +182,8 @@ class Report:
                   f"({s['frames_no_box']} with no box); boxes: {s['boxes']}; "
                   "boxes per annotated frame: "
                   + (", ".join(f"{n} box(es) x{c}" for n, c in s["boxes_per_frame"].items()) or "-")]
+        if s.get("unchecked_proposals"):
+            lines.append(f"unchecked box proposals: {s['unchecked_proposals']} frame(s)")
         c = self.counts()
         lines.append(f"findings: {c['error']} error(s), {c['warning']} warning(s), {c['info']} info")
         if self.findings and max_findings > 0:
@@ -176,7 +206,8 @@ def _sort_key(f: Finding):
 
 def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], Optional[tuple[int, int]]],
                    classes: list[str], setting: str = "s4", size_policy: str = "rescale",
-                   splits: Optional[Iterable[str]] = None, extra_findings: Iterable[Finding] = ()) -> Report:
+                   splits: Optional[Iterable[str]] = None, extra_findings: Iterable[Finding] = (),
+                   strict: bool = False) -> Report:
     """Pure core: check ``df`` (a box table) against ``clips``; real sizes from ``frame_sizes``.
 
     ``frame_sizes[(video, k)]`` is (width, height), or None / absent when
@@ -205,6 +236,7 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
     bpf = Counter()
     labels = Counter()
     n_boxes = n_frames = n_nobox = 0
+    unchecked: list[tuple[str, int]] = []
 
     for clip in clips:
         rows = rows_by_clip.get(clip.name, [])
@@ -240,6 +272,8 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
         for k in sorted(frames):
             n_frames += 1
             frows = frames[k]
+            if is_unchecked_proposal(getattr(frows[0], "xml_database", ""), bool(frows[0].verified)):
+                unchecked.append((clip.name, k))
             boxes = [r for r in frows if not all(math.isnan(getattr(r, c)) for c in ("xmin", "ymin", "xmax", "ymax"))]
             bpf[len(boxes)] += 1
             if not boxes:
@@ -251,8 +285,15 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
                          size_policy, findings, labels)
             n_boxes += len(boxes)
 
+    if unchecked:
+        shown = ", ".join(f"{c} frame {k}" for c, k in unchecked[:3]) + (" ..." if len(unchecked) > 3 else "")
+        findings.append(_finding("frame-unchecked-proposal",
+                                 f"{len(unchecked)} frame(s) still carry unchecked box proposals ({shown}); "
+                                 "open them in labelImg, fix the box, press Space (verify) and save",
+                                 severity="warning" if strict else "info"))
     findings.sort(key=_sort_key)
     summary = {
+        "unchecked_proposals": len(unchecked),
         "setting": setting, "splits": splits, "coverage": cov, "per_split": per_split,
         "per_class": per_class,
         "frames_expected": FRAMES * len(clips), "frames_annotated": n_frames, "frames_no_box": n_nobox,
@@ -376,7 +417,8 @@ def load_sidecar(table_path: Path) -> list[Finding]:
                          path.name)]
 
 
-def run_validate(table_path, root, splits: Optional[list[str]] = None, size_policy: str = "rescale") -> Report:
+def run_validate(table_path, root, splits: Optional[list[str]] = None, size_policy: str = "rescale",
+                 strict: bool = False) -> Report:
     """Read the table, the metadata and the frame sizes; check; return the report."""
     table_path = Path(table_path)
     layout = Layout.from_root(root)
@@ -390,7 +432,7 @@ def run_validate(table_path, root, splits: Optional[list[str]] = None, size_poli
     extra = [f for f in load_sidecar(table_path) if f.clip is None or f.clip not in index or f.clip in wanted]
     report = validate_table(df, clips, sizes, layout.classes(), setting=layout.setting,
                             size_policy=size_policy, splits=splits or None,
-                            extra_findings=extra + image_findings)
+                            extra_findings=extra + image_findings, strict=strict)
     report.summary["table"] = str(table_path)
     report.summary["root"] = str(layout.root)
     return report

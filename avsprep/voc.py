@@ -11,25 +11,16 @@ order, ``<Difficult>`` in any case, empty ``<difficult/>`` (read as 0 with a
 warning), ``<occluded>``, ``<part>``, ``<attributes>`` (ignored), a missing
 ``<size>`` or a 0x0 one (reported), float and negative coordinates.
 
-**Box convention (the one place it is defined).** Inside avsprep a box is
-``(xmin, ymin, xmax, ymax)`` as floats in *pixel edges*: 0-based, ``xmax``
-exclusive, so a box over a W x H image is ``(0, 0, W, H)``. Files come in two
-conventions, decided once per file by :func:`detect_convention`:
+**Box convention.** Boxes come out in the internal convention (float pixel
+edges, 0-based, ``xmax`` exclusive); the rule that turns file coordinates into
+edges, and how it is decided once per import, is defined in
+:mod:`avsprep.convention` and nowhere else. :func:`read_voc` alone decides per
+file; ``avsprep import`` reads every file first and then applies one decision
+to all of them (:meth:`VocResult.boxes_as`).
 
-* ``labelimg-1based``: every coordinate is written as an integer and every
-  ``xmin``/``ymin`` is >= 1. This is what labelImg's GUI writes (it raises
-  ``xmin``/``ymin`` below 1 to 1 and truncates to int). It is read with the
-  VOC-devkit meaning, 1-based inclusive pixels: edges = ``(xmin - 1, ymin - 1,
-  xmax, ymax)``, so labelImg's full-frame box ``1,1,W,H`` becomes exactly
-  ``(0, 0, W, H)``. (labelImg's canvas is really 0-based edges with 0 raised
-  to 1, so a box not touching the left/top edge may sit up to one pixel left
-  of where it was drawn; one pixel at 224 px, and the devkit reading is what
-  every VOC tool assumes.)
-* ``zero-based``: any coordinate written with a decimal point, any 0, or any
-  negative value (CVAT, Roboflow, labelme, VoTT, scripts). Taken as edges as
-  they are.
-
-:func:`to_edges` applies the rule; nothing else converts coordinates.
+Files that are not Pascal VOC (MIT LabelMe, roLabelImg, CVAT task files, dlib)
+and mis-declared or undeclared encodings get findings that name the cause
+(:mod:`avsprep.formats.sniff`).
 """
 
 from __future__ import annotations
@@ -45,13 +36,16 @@ from avsprep.findings import Finding
 
 MAX_XML_BYTES = 1 << 20  # 1 MiB: a labelImg file for one frame is ~1 KB per box
 
-LABELIMG_1BASED = "labelimg-1based"
-ZERO_BASED = "zero-based"
+from avsprep.convention import (  # noqa: F401  (re-exported: the names callers know)
+    LABELIMG_1BASED, ZERO_BASED, detect_convention, not_labelimg_reason, to_edges,
+)
+from avsprep.formats import sniff
 
 # Reader finding codes (the full list, with validate's, is avsprep.validate.CODES).
-UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation"})
-
-_INT_TEXT = re.compile(r"^[+-]?[0-9]+$")
+UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation",
+                              "xml-labelme", "xml-rotated-box", "xml-cvat-task", "xml-dlib", "xml-encoding",
+                              "yolo-unreadable", "yolo-no-class-file", "yolo-class-file-bad", "yolo-no-frame",
+                              "json-unreadable", "json-not-createml", "file-unreadable", "file-too-large"})
 _HOSTILE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
 _APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07"
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
@@ -82,6 +76,22 @@ class VocResult:
     convention: str = ZERO_BASED
     findings: list[Finding] = field(default_factory=list)
     readable: bool = True
+    folder: Optional[str] = None
+    path: Optional[str] = None
+    database: Optional[str] = None
+    depth_text: Optional[str] = None
+    # (label, difficult, file values, file texts) per box, before any convention is applied
+    raw_boxes: list[tuple[str, int, tuple[float, float, float, float], tuple[str, str, str, str]]] = \
+        field(default_factory=list)
+
+    @property
+    def not_labelimg(self) -> Optional[str]:
+        """Why this file cannot be labelImg 1-based output (None: it can, or it has no box)."""
+        return not_labelimg_reason([t for *_, t in self.raw_boxes])
+
+    def boxes_as(self, convention: str) -> list[VocBox]:
+        """The file's boxes read with ``convention`` (the import's decision)."""
+        return [VocBox(label, *to_edges(*vals, convention), diff) for label, diff, vals, _ in self.raw_boxes]
 
 
 def _parser(encoding: Optional[str] = None):
@@ -112,26 +122,6 @@ def _text(el) -> Optional[str]:
     if el is None:
         return None
     return "".join(el.itertext())
-
-
-def detect_convention(raw: list[tuple[str, str, str, str]]) -> str:
-    """The file's convention from its coordinate texts (see the module docstring)."""
-    if not raw:
-        return ZERO_BASED
-    for quad in raw:
-        if not all(_INT_TEXT.match(t.strip()) for t in quad):
-            return ZERO_BASED
-        if float(quad[0]) < 1 or float(quad[1]) < 1:  # float: int() caps at 4300 digits
-            return ZERO_BASED
-    return LABELIMG_1BASED
-
-
-def to_edges(xmin: float, ymin: float, xmax: float, ymax: float,
-             convention: str) -> tuple[float, float, float, float]:
-    """File coordinates -> internal edges: the single conversion rule."""
-    if convention == LABELIMG_1BASED:
-        return xmin - 1.0, ymin - 1.0, xmax, ymax
-    return xmin, ymin, xmax, ymax
 
 
 def _size_value(size_el, name: str, file: str, findings: list) -> Optional[int]:
@@ -175,8 +165,12 @@ def _stem(file: str) -> str:
     return name[:-4] if name.lower().endswith(".xml") else name
 
 
-def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_XML_BYTES) -> VocResult:
-    """Parse one labelImg/VOC XML document (pure: no file access). Never raises on bad data."""
+def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_XML_BYTES,
+             convention: Optional[str] = None) -> VocResult:
+    """Parse one labelImg/VOC XML document (pure: no file access). Never raises on bad data.
+
+    ``convention`` None decides from this file alone (:func:`detect_convention`).
+    """
     from lxml import etree
 
     res = VocResult()
@@ -197,14 +191,31 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
     if _HOSTILE.search(data) or (b"\x00" in data[:4] and _HOSTILE.search(data.replace(b"\x00", b""))):
         return fail("xml-entity", "has a DOCTYPE/ENTITY declaration (possible XXE or entity bomb); "
                                   "refused. labelImg never writes one: re-save the file with labelImg")
+    declared = sniff.declared_encoding(data)
+    force = None
+    if declared and declared not in sniff.UTF8_NAMES and not declared.startswith("utf") \
+            and sniff.is_utf8_non_ascii(data):
+        force = "utf-8"
+        f.append(Finding("encoding-mismatch", "warning",
+                         f"declares encoding {declared!r} but the bytes are UTF-8; read as UTF-8 "
+                         "(fix the declaration or re-save the file)", file))
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, _parser(force))
     except etree.XMLSyntaxError as first:
         # labelImg's own reader forces UTF-8 whatever the declaration says; try that too.
         try:
             root = etree.fromstring(data, _parser("utf-8"))
         except (etree.XMLSyntaxError, ValueError, LookupError):
             msg = str(first).splitlines()[0] if str(first) else type(first).__name__
+            if "encoding" in msg.lower() or "utf-8" in msg.lower() or "bytes" in msg.lower():
+                guess = sniff.guess_encoding(data)
+                said = f"declared {declared!r}" if declared else "no encoding declared"
+                if guess and (declared is None or declared in sniff.UTF8_NAMES):
+                    return fail("xml-encoding", f"bytes are not UTF-8 ({said}); they look like {guess}: "
+                                                f"re-save the file as UTF-8, or declare "
+                                                f"<?xml version=\"1.0\" encoding=\"{guess}\"?>")
+                return fail("xml-encoding", f"cannot decode the bytes ({said}: {msg[:120]}); "
+                                            "re-save the file as UTF-8")
             return fail("xml-unreadable", f"not well-formed XML ({msg[:160]})")
     except (ValueError, LookupError) as exc:  # e.g. unknown encoding name
         return fail("xml-unreadable", f"cannot decode ({str(exc)[:160]})")
@@ -213,16 +224,27 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
     if docinfo.doctype or docinfo.internalDTD is not None:
         return fail("xml-entity", "has a DOCTYPE declaration; refused (re-save the file with labelImg)")
     if _local(root) != "annotation":
+        known = sniff.foreign_root(root)
+        if known:
+            return fail(*known)
         return fail("xml-not-annotation", f"root element is <{_local(root) or '?'}>, not <annotation>; "
-                                          "not a Pascal-VOC file")
+                                          "not a Pascal-VOC file (export as PASCAL VOC or YOLO)")
+    known = sniff.foreign_annotation(root)
+    if known:
+        return fail(*known)
 
     res.verified = (root.get("verified") or "").strip().lower() == "yes"
     fn = _text(_child(root, "filename"))
     res.filename = fn.strip() if fn is not None else None
+    res.folder = _text(_child(root, "folder"))
+    res.path = _text(_child(root, "path"))
+    src = _child(root, "source")
+    res.database = _text(_child(src, "database")) if src is not None else None
     if res.filename:
         want = _stem(file)
-        got = res.filename.rsplit(".", 1)[0] if "." in res.filename else res.filename
-        if want not in (res.filename, got) and file != "<bytes>":
+        base = re.split(r"[\\/]", res.filename)[-1]  # CVAT writes the task's sub-folder
+        got = base.rsplit(".", 1)[0] if "." in base else base
+        if want not in (base, got) and file != "<bytes>":
             f.append(Finding("filename-mismatch", "warning",
                              f"<filename> is {res.filename!r} but the file is named {Path(file).name!r}; "
                              "matched by the file name (was the XML copied from another frame?)", file))
@@ -234,13 +256,13 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
         res.width = _size_value(size, "width", file, f)
         res.height = _size_value(size, "height", file, f)
         res.depth = _size_value(size, "depth", file, f)
+        res.depth_text = _text(_child(size, "depth"))
         if res.width == 0 or res.height == 0:
             f.append(Finding("size-zero", "warning",
                              f"<size> is {res.width}x{res.height} (labelImg could not decode the image); "
                              "boxes are checked against the real frame", file))
 
     raw: list[tuple[str, str, str, str]] = []
-    pending: list[tuple[str, int, tuple[float, float, float, float]]] = []
     parts = 0
     for i, obj in enumerate((c for c in root if _local(c) == "object"), start=1):
         label = _text(_child(obj, "name"))
@@ -248,6 +270,15 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
         if any(_local(c) == "part" for c in obj):
             parts += 1
         bnd = _child(obj, "bndbox")
+        if bnd is None and _child(obj, "robndbox") is not None:
+            f.append(Finding("box-rotated", "error",
+                             f"object {i} ({label!r}): a rotated box (<robndbox>, roLabelImg); not read: "
+                             "redraw it as a normal box", file))
+            continue
+        if bnd is None and (_child(obj, "polygon") is not None or _child(obj, "segm") is not None):
+            f.append(Finding("box-polygon", "error",
+                             f"object {i} ({label!r}): a polygon (LabelMe), not a box; not read", file))
+            continue
         texts = [_text(_child(bnd, k)) if bnd is not None else None for k in _COORDS]
         missing = [k for k, t in zip(_COORDS, texts) if t is None or not t.strip()]
         if missing:
@@ -267,15 +298,13 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
                              "(Datumaro: InvalidValue); box skipped", file))
             continue
         raw.append(tuple(t.strip() for t in texts))  # type: ignore[arg-type]
-        pending.append((label, _difficult(obj, file, i, f), vals))  # type: ignore[arg-type]
+        res.raw_boxes.append((label, _difficult(obj, file, i, f), vals, raw[-1]))  # type: ignore[arg-type]
 
     if parts:
         f.append(Finding("object-part-ignored", "info",
                          f"{parts} object(s) carry <part> boxes; only the object's own box is read", file))
-    res.convention = detect_convention(raw)
-    for label, diff, vals in pending:
-        x0, y0, x1, y1 = to_edges(*vals, res.convention)
-        res.boxes.append(VocBox(label, x0, y0, x1, y1, diff))
+    res.convention = convention or detect_convention(raw)
+    res.boxes = res.boxes_as(res.convention)
     return res
 
 

@@ -285,17 +285,23 @@ def format_table(doc: dict) -> str:
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--output", "-o", "masks", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the PNG masks.")
+@click.option("--output", "-o", "masks", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the PNG masks (may be left out with --labelimg).")
 @click.option("--split", default="test", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--labelimg", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write box proposals (bounding box of the largest predicted blob) as labelImg XML "
+                   "for the frames without a GT mask (S4 train frames 2-5), in the frame-folder layout "
+                   "(SPLIT/CATEGORY/VIDEO/VIDEO_K.xml); pass ROOT/s4_data/visual_frames to put them next "
+                   "to the frames. Existing annotation files (XML, YOLO, CreateML) are never touched.")
 @click.option("--overlay", is_flag=True,
               help="Also write each frame with its predicted mask painted over it (cyan stripes) and the GT "
-                   "outline (white on black) where the frame has a GT mask, under MASKS/overlays/ with the same names.")
+                   "outline (white on black) where the frame has a GT mask, under MASKS/overlays/ with the same "
+                   "names (needs --output).")
 @overwrite_option
 @quiet_option
 @handle_errors
-def predict(checkpoint, shards, masks, split, device, overlay, overwrite, quiet):
+def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwrite, quiet):
     """Write predicted masks as single-channel 0/255 PNGs named like the GT masks.
 
     S4: MASKS/SPLIT/CATEGORY/VIDEO/VIDEO_K.png; MS3: MASKS/SPLIT/VIDEO/VIDEO_K.png
@@ -304,14 +310,21 @@ def predict(checkpoint, shards, masks, split, device, overlay, overwrite, quiet)
     \b
     Example:
       avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --split test
+      avstrain predict runs/demo/best.pt ./shards --split train --labelimg ./proposals
       avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --overlay
     """
     from avsprep.clikit import check_output_dir
     from avstrain.prediction import run_predict
 
     setup_logging(quiet)
-    check_output_dir(masks, overwrite=overwrite, what="MASKS")
-    summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet, overlay=overlay)
+    if masks is None and labelimg is None:
+        raise click.UsageError("give --output MASKS, --labelimg DIR, or both")
+    if overlay and masks is None:
+        raise click.UsageError("--overlay writes under MASKS/overlays/: give --output MASKS")
+    if masks is not None:
+        check_output_dir(masks, overwrite=overwrite, what="MASKS")
+    summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet, labelimg=labelimg,
+                          overlay=overlay)
     click.echo(summary["text"])
 
 

@@ -63,7 +63,11 @@ class ShardDataset(Dataset):
         self.shards_dir = Path(shards_dir)
         self.split = split
         self.augment = augment
-        reader = ShardSet(self.shards_dir, split=split, verify=True)  # sha256 vs manifest (DESIGN 11)
+        # Integrity (DESIGN 11, docs/RELIABILITY.md): shards covered by the verification record that
+        # build/verify wrote are trusted without hashing; any other is hashed here, in the opening
+        # process, so a corrupt shard stops training with its name before a DataLoader worker starts.
+        reader = ShardSet(self.shards_dir, split=split, verify=True)
+        reader.hash_unverified()
         self._len = len(reader)
         self.names = list(reader.names)
         self.classes = list(reader.classes)

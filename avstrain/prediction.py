@@ -15,11 +15,14 @@ from avstrain.devices import pick_device
 
 @torch.no_grad()
 def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = "auto", batch_videos: int = 4,
-                quiet: bool = False, overlay: bool = False) -> dict:
+                quiet: bool = False, labelimg=None, overlay: bool = False) -> dict:
     """``avstrain predict``: sigmoid > 0.5 masks as 0/255 single-channel PNGs named like the GT
     (S4 ``OUT/split/category/video/video_k.png``, MS3 ``OUT/split/video/video_k.png``, k = 1..5).
-    ``overlay``: also each frame with the mask painted over it (and the GT outline where the
-    frame has a GT mask) at the same path under ``OUT/overlays/``."""
+
+    ``labelimg``: also (or only, when ``out_dir`` is None) write box proposals of the frames that
+    have no GT mask as labelImg XML under that folder (:mod:`avsprep.propose`; existing annotation
+    files are never touched). ``overlay``: also each frame with the mask painted over it (and the
+    GT outline where the frame has a GT mask) at the same path under ``OUT/overlays/``."""
     from PIL import Image
 
     from avsprep.atomic import write_bytes
@@ -29,8 +32,13 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     dev = pick_device(device)
     model.to(dev).eval()
     ds = ShardDataset(shards, split)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else None
     written = overlays_written = 0
+    proposals = None
+    if labelimg is not None:
+        from avsprep.propose import ProposalWriter, propose_predicted
+
+        proposals = ProposalWriter(Path(labelimg), "model")
     for cpu_batch in progress(make_eval_loader(ds, batch_videos), quiet=quiet, desc="predict", unit="batch"):
         batch = to_device(cpu_batch, dev, False, cfg.image_size)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.eval_amp):
@@ -38,6 +46,13 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
         pred = (logits.squeeze(1) > 0).to(torch.uint8).mul_(255).cpu().numpy()  # sigmoid > 0.5 <=> logit > 0
         T_ = pred.shape[0] // batch["batch_size"]
         for b, video in enumerate(batch["video"]):
+            if proposals is not None:
+                category = ds.classes[int(cpu_batch["label"][b])]
+                for t in range(T_):
+                    if not bool(cpu_batch["mask_valid"][b][t]):
+                        propose_predicted(proposals, cfg.setting, split, category, video, t + 1, pred[b * T_ + t])
+            if out_dir is None:
+                continue
             if cfg.setting == "s4":
                 folder = out_dir / split / ds.classes[int(cpu_batch["label"][b])] / video
             else:
@@ -50,10 +65,19 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
                 written += 1
             if overlay:
                 overlays_written += write_overlays(out_dir, folder, video, cpu_batch, b, pred[b * T_:(b + 1) * T_])
-    text = f"wrote {written} masks for {len(ds)} clips under {out_dir / split}"
-    if overlay:
+    text = f"wrote {written} masks for {len(ds)} clips under {out_dir / split}" if out_dir is not None else ""
+    out = {"masks": written, "clips": len(ds)}
+    if overlay and out_dir is not None:
         text += f"; {overlays_written} overlays under {out_dir / OVERLAY_DIR / split}"
-    return {"text": text, "masks": written, "clips": len(ds), "overlays": overlays_written}
+        out["overlays"] = overlays_written
+    if proposals is not None:
+        c = proposals.counts
+        text += ("\n" if text else "") + (f"wrote {c['written']} box proposal(s) (frames without a GT mask) under "
+                                           f"{labelimg}; skipped {c['skipped_existing']} frame(s) that already "
+                                           "have an annotation file")
+        out.update(proposals=c["written"], proposal_boxes=c["boxes"], skipped_existing=c["skipped_existing"])
+    out["text"] = text
+    return out
 
 
 OVERLAY_DIR = "overlays"

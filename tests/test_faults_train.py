@@ -48,7 +48,7 @@ class Evil:
 def train_shards(demo_root, tmp_path_factory) -> Path:
     """Shards (train + val) of the session's demo dataset, built in-process."""
     from avsprep.importer import run_import
-    from avsprep.shards import BuildOptions, build_shards
+    from avsprep.build import BuildOptions, build_shards
 
     tmp = tmp_path_factory.mktemp("trainfaults")
     run_import(demo_root, tmp / "boxes.csv", quiet=True)
@@ -170,9 +170,15 @@ def test_shardset_verify_refuses_tampered_shard(train_shards, tmp_path):
     from avsprep.shards import ShardSet
 
     copy, victim = _tamper(train_shards, tmp_path)
-    ShardSet(train_shards, verify=True)  # the untouched folder passes
+    ok = ShardSet(train_shards, verify=True)  # the untouched folder passes
+    assert ok[0]["video"] == ok.names[0]
     with pytest.raises(IntegrityError) as exc:
-        ShardSet(copy, verify=True)
+        ShardSet(copy, verify="full")
+    assert victim.name in str(exc.value) and "\n" not in str(exc.value)
+    lazy = ShardSet(copy, verify=True)  # a copy is not covered by the record: hashed before first use
+    assert lazy.unhashed  # every copied shard
+    with pytest.raises(IntegrityError) as exc:
+        lazy[0]
     assert victim.name in str(exc.value) and "\n" not in str(exc.value)
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from avsprep.errors import DataError
-from avsprep.table import COLUMNS, box_rows, boxes_for, empty_table, from_records, read_table, write_table
+from avsprep.table import COLUMNS, FILE_COLUMNS, REQUIRED_COLUMNS, box_rows, boxes_for, empty_table, from_records, read_table, write_table
 
 
 def row(**kw):
@@ -21,8 +21,10 @@ def row(**kw):
 
 
 def test_columns_are_the_design_schema():
-    assert COLUMNS == ["split", "category", "video", "frame", "xml", "xml_width", "xml_height", "label",
+    assert REQUIRED_COLUMNS == ["split", "category", "video", "frame", "xml", "xml_width", "xml_height", "label",
                        "xmin", "ymin", "xmax", "ymax", "difficult", "source_convention", "verified"]
+    assert COLUMNS == REQUIRED_COLUMNS + FILE_COLUMNS
+    assert FILE_COLUMNS == ["xml_folder", "xml_filename", "xml_path", "xml_depth", "xml_database"]
     assert list(empty_table().columns) == COLUMNS and len(empty_table()) == 0
 
 
@@ -69,3 +71,12 @@ def test_bad_tables_name_file_line_and_column(tmp_path):
     p.write_text("")
     with pytest.raises(DataError, match="empty"):
         read_table(p)
+
+
+def test_tables_without_the_file_columns_still_read(tmp_path):
+    p = tmp_path / "old.csv"
+    write_table(from_records([row()]), p)
+    import pandas as pd
+    pd.read_csv(p, dtype=str, keep_default_na=False)[REQUIRED_COLUMNS].to_csv(p, index=False)
+    back = read_table(p)
+    assert list(back.columns) == COLUMNS and back.xml_path.tolist() == [""] and back.label.tolist() == ["helicopter"]

@@ -117,6 +117,32 @@ def test_predict_writes_gt_named_pngs(shards, run, tmp_path):
     assert again.exit_code == 1 and "--overwrite" in again.output
 
 
+def test_predict_labelimg_proposals_for_frames_without_gt_mask(shards, run, tmp_path):
+    from avsprep.shards import ShardSet
+    from avsprep.voc import read_voc_file
+
+    ss = ShardSet(shards, split="train")
+    out = tmp_path / "proposals"
+    first = f"{ss.names[0]}_2"
+    human = out / "train" / ss.classes[ss[0]["label"]] / ss.names[0] / f"{first}.txt"
+    human.parent.mkdir(parents=True)
+    human.write_text("")  # a human YOLO file for one frame: never touched, no XML beside it
+    res = CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards), "--split", "train",
+                                   "--labelimg", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.xml"))
+    no_mask = sorted(f"train/{ss.classes[ss[i]['label']]}/{ss.names[i]}/{ss.names[i]}_{k}.xml"
+                     for i in range(len(ss)) for k in range(1, 6) if not ss[i]["mask_valid"][k - 1])
+    assert files == [f for f in no_mask if not f.endswith(f"/{first}.xml")] and human.read_text() == ""
+    doc = read_voc_file(out / files[0])
+    assert doc.readable and doc.database == "avsprep-propose:model" and not doc.verified
+    assert all(b.label == files[0].split("/")[1] for b in doc.boxes)
+    again = CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards), "--split", "train",
+                                     "--labelimg", str(out)])
+    assert again.exit_code == 0 and "wrote 0 box proposal(s)" in again.output
+    assert CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards)]).exit_code == 2
+
+
 def test_resume_without_last_pt(shards, tmp_path):
     res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "new"), "--resume"])
     assert res.exit_code == 1 and "nothing to resume" in res.output

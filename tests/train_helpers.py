@@ -14,7 +14,7 @@ def tiny_shards(base: Path) -> Path:
     """Demo dataset (12 clips: 8 train / 2 val / 2 test) built into shards with 32 px crops,
     once per test session (``base`` is the session's basetemp)."""
     from avsprep.importer import run_import
-    from avsprep.shards import BuildOptions, build_shards
+    from avsprep.build import BuildOptions, build_shards
     from avsprep.synth import write_demo
 
     out = base / "avstrain-shards"

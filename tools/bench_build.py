@@ -10,6 +10,13 @@ run, for two dataset sizes, to show that memory stays flat. Both load the pickle
 ``avsprep.audio.load_logmel_pickle`` (no torch import since it rebuilds float tensors
 with numpy), so neither pays the torch import any more.
 
+The floor (one process, nothing else): the same clips' frames and masks decoded with PIL, the
+largest box of each frame cropped and resized (``avsprep.crops``), the log-mel pickle loaded;
+nothing written, no table look-ups (boxes grouped once up front). It is what decoding the inputs
+costs on one core. It is read in CPU time (user + sys of every process, per extra clip of the large
+set), which a loaded machine disturbs far less than wall time: ``per_core_vs_floor`` = floor CPU ms
+per clip / ours, so 1.0 means our build costs a core no more than decoding the inputs does.
+
 Progress goes to stderr; the last stdout line is one JSON document.
 
     python tools/bench_build.py [--small 48] [--large 192] [--workers 2]
@@ -62,23 +69,53 @@ with h5py.File(out, "w") as f:
         g.create_dataset("label", data=layout.classes().index(clip.category))
 """
 
+FLOOR = r"""
+import sys, collections, numpy as np
+from PIL import Image
+from avsprep.layout import Layout
+from avsprep.table import read_table
+from avsprep.audio import load_logmel_pickle
+from avsprep.crops import crop_and_resize, select_box
+root, table = sys.argv[1:3]
+layout = Layout.from_root(root)
+df = read_table(table).dropna(subset=["xmin"])
+boxes = collections.defaultdict(list)
+for v, k, x0, y0, x1, y1 in zip(df.video, df.frame, df.xmin, df.ymin, df.xmax, df.ymax):
+    boxes[(v, int(k))].append((x0, y0, x1, y1))
+n = 0
+for clip in layout.clips():
+    for k in range(1, 6):
+        with Image.open(layout.frame_path(clip, k)) as im:
+            full = np.asarray(im.convert("RGB"))
+        b = boxes.get((clip.name, k))
+        if b:
+            crop_and_resize(full, select_box(np.asarray(b, np.float64), "largest"), 224)
+    for k in layout.mask_frames(clip):
+        with Image.open(layout.mask_path(clip, k)) as im:
+            np.asarray(im.convert("L")) > 127
+    load_logmel_pickle(layout.logmel_path(clip))
+    n += 1
+assert n == len(layout.clips())
+"""
+
 RUSAGE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+          "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+          "print(u.ru_maxrss, r.returncode, u.ru_utime + u.ru_stime)")
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def timed(cmd: list[str], env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB of the largest process) of ``cmd`` run in a child."""
+def timed(cmd: list[str], env: dict) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MiB of the largest process, CPU seconds of all its processes) of ``cmd``."""
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", RUSAGE, *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     last = res.stdout.strip().splitlines()[-1].split()
     if last[1] != "0":
         raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
-    return wall, int(last[0]) / 1024
+    return wall, int(last[0]) / 1024, float(last[2])
 
 
 def main() -> None:
@@ -101,15 +138,18 @@ def main() -> None:
             write_demo(root, clips=n, seed=0, quiet=True)
             run_import(root, table, quiet=True)
             log(f"[{size}] baseline (naive h5py, 1 process) ...")
-            b_wall, b_rss = timed([sys.executable, "-c", BASELINE, str(root), str(table), str(tmp / f"naive-{n}.h5")],
+            b_wall, b_rss, b_cpu = timed([sys.executable, "-c", BASELINE, str(root), str(table), str(tmp / f"naive-{n}.h5")],
                                   env)
+            log(f"[{size}] floor (decode + crop + resize, 1 process, nothing written) ...")
+            f_wall, _, f_cpu = timed([sys.executable, "-c", FLOOR, str(root), str(table)], env)
             log(f"[{size}] ours (avsprep build --workers {args.workers}) ...")
-            o_wall, o_rss = timed([sys.executable, "-m", "avsprep", "build", str(table), "--root", str(root),
+            o_wall, o_rss, o_cpu = timed([sys.executable, "-m", "avsprep", "build", str(table), "--root", str(root),
                                    "-o", str(tmp / f"shards-{n}"), "--workers", str(args.workers),
                                    "--clips-per-shard", str(args.clips_per_shard), "-q"], env)
             naive_mib = (tmp / f"naive-{n}.h5").stat().st_size / 2**20
             ours_mib = sum(p.stat().st_size for p in (tmp / f"shards-{n}").rglob("*.h5")) / 2**20
-            figures[size] = dict(clips=n, ours_s=o_wall, base_s=b_wall, ours_rss=o_rss, base_rss=b_rss,
+            figures[size] = dict(clips=n, ours_s=o_wall, base_s=b_wall, floor_s=f_wall, ours_rss=o_rss, base_rss=b_rss,
+                                 ours_cpu=o_cpu, floor_cpu=f_cpu, base_cpu=b_cpu,
                                  ours_mib=ours_mib, naive_mib=naive_mib)
             log(f"[{size}] ours {n / o_wall:.1f} clips/s ({o_wall:.1f} s, {o_rss:.0f} MiB peak, {ours_mib:.0f} MiB out); "
                 f"baseline {n / b_wall:.1f} clips/s ({b_wall:.1f} s, {b_rss:.0f} MiB peak, {naive_mib:.0f} MiB out)")
@@ -118,11 +158,21 @@ def main() -> None:
     # marginal rate: the extra clips over the extra seconds; the fixed start-up cancels out
     ours = extra / max(big["ours_s"] - small["ours_s"], 1e-9)
     base = extra / max(big["base_s"] - small["base_s"], 1e-9)
+    # the floor is read per core: CPU seconds per extra clip (user + sys of every process), which a
+    # loaded machine disturbs far less than wall time
+    cpu_ms = {k: 1000 * (big[f"{k}_cpu"] - small[f"{k}_cpu"]) / extra for k in ("ours", "floor", "base")}
     e2e_ours, e2e_base = big["clips"] / big["ours_s"], big["clips"] / big["base_s"]
     print(json.dumps({
         "metric": "build_clips_per_s", "unit": "clips/s", "ours": round(ours, 2), "baseline": round(base, 2),
         "ratio": round(ours / base, 3), "workers": args.workers,
         "method": "marginal rate (large-small clips)/(large-small wall s); end-to-end figures below",
+        "floor_cpu_ms_per_clip": round(cpu_ms["floor"], 2), "ours_cpu_ms_per_clip": round(cpu_ms["ours"], 2),
+        "baseline_cpu_ms_per_clip": round(cpu_ms["base"], 2),
+        "floor_clips_per_core_s": round(1000 / cpu_ms["floor"], 2),
+        "ours_clips_per_core_s": round(1000 / cpu_ms["ours"], 2),
+        "per_core_vs_floor": round(cpu_ms["floor"] / cpu_ms["ours"], 3),
+        "floor": "one process: decode frames + masks, crop + resize the largest box, load the log-mel pickle; "
+                 "per_core_vs_floor = floor CPU ms per clip / ours (1.0 = our build costs no more than decoding)",
         "end_to_end_ours_large": round(e2e_ours, 2), "end_to_end_baseline_large": round(e2e_base, 2),
         "end_to_end_ratio_large": round(e2e_ours / e2e_base, 3),
         "clips_small": figures["small"]["clips"], "clips_large": big["clips"],

@@ -157,7 +157,8 @@ def disk_full(work: Path) -> dict:
 
 def bad_inputs(work: Path) -> dict:
     from avsprep.errors import AvsError
-    from avsprep.shards import BuildOptions, ShardSet, build_shards
+    from avsprep.build import BuildOptions, build_shards
+    from avsprep.shards import ShardSet
     from tests.test_faults_build import BAD_KINDS, _corrupt, finished_looking_problems
 
     root, table = work / "root", work / "boxes.csv"

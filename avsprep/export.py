@@ -1,0 +1,135 @@
+"""``avsprep export TABLE --to voc|yolo DIR``: the box table written back as labelImg files.
+
+One file per annotated frame, at the place the table's ``xml`` column names
+(relative to DIR; the extension becomes ``.xml`` or ``.txt``), so a table can be
+fixed, converted and re-imported. VOC files go through labelImg's own byte
+format (:mod:`avsprep.formats.labelimg_xml`) with the coordinates turned back
+into the file's convention (:func:`avsprep.convention.from_edges`): a file
+written by labelImg, imported and exported, comes back byte-identical. YOLO
+files are ``class cx cy w h`` rows (labelImg's ``%.6f``) with one
+``classes.txt`` at the top of DIR. Frames without a box give a file with no
+object (VOC) or an empty file (YOLO), as labelImg saves them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path, PurePosixPath
+from typing import Optional
+
+from avsprep.atomic import write_bytes, write_text
+from avsprep.convention import coord_texts, from_edges
+from avsprep.errors import DataError
+from avsprep.formats import yolo
+from avsprep.formats.labelimg_xml import XmlFile, XmlObject, labelimg_xml_bytes
+from avsprep.table import read_table
+
+TARGETS = ("voc", "yolo")
+
+
+def _out_rel(xml: str, video: str, frame: int, shared: bool, filename: str) -> PurePosixPath:
+    """Where a frame's file goes under DIR (without extension)."""
+    p = PurePosixPath(xml.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts:
+        p = PurePosixPath(p.name)
+    stem = p.name.rsplit(".", 1)[0] if "." in p.name else p.name
+    if shared:  # one CreateML file held several frames: name each by its image
+        base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+        stem = base.rsplit(".", 1)[0] if base else f"{video}_{frame}"
+    return p.parent / stem
+
+
+def _int_text(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def export_table(df, out_dir: Path, to: str = "voc", classes: Optional[list[str]] = None,
+                 frame_sizes: Optional[dict] = None) -> dict:
+    """Write every frame of ``df``; return a summary. ``frame_sizes[(video, k)] = (w, h)`` fills in
+    frames whose table rows carry no size (YOLO/CreateML imports)."""
+    if to not in TARGETS:
+        raise ValueError(f"to must be one of {TARGETS}, got {to!r}")
+    out_dir = Path(out_dir)
+    frames: "OrderedDict[tuple[str, int], list]" = OrderedDict()
+    per_xml: dict[str, set] = {}
+    for r in df.itertuples(index=False):
+        frames.setdefault((r.video, int(r.frame)), []).append(r)
+        per_xml.setdefault(r.xml, set()).add((r.video, int(r.frame)))
+    class_list = list(classes or [])
+    added: list[str] = []
+    written = boxes = 0
+    seen_paths: dict[str, tuple[str, int]] = {}
+    for (video, k), rows in frames.items():
+        first = rows[0]
+        rel = _out_rel(first.xml, video, k, len(per_xml[first.xml]) > 1, first.xml_filename)
+        key = rel.as_posix()
+        if key in seen_paths:
+            raise DataError(f"{video} frame {k} and {seen_paths[key][0]} frame {seen_paths[key][1]} would both "
+                            f"be written to {key}; fix the xml column of the table")
+        seen_paths[key] = (video, k)
+        real = (frame_sizes or {}).get((video, k))
+        w, h = first.xml_width, first.xml_height
+        if not (math.isfinite(w) and math.isfinite(h)):
+            if real is None:
+                raise DataError(f"{first.xml} ({video} frame {k}): the table has no image size for this frame; "
+                                "pass --root so the size is read from the frame")
+            w, h = real
+        brows = [r for r in rows if not all(math.isnan(getattr(r, c)) for c in ("xmin", "ymin", "xmax", "ymax"))]
+        boxes += len(brows)
+        if to == "voc":
+            objs = [XmlObject(r.label, *coord_texts(from_edges(r.xmin, r.ymin, r.xmax, r.ymax,
+                                                               r.source_convention)), int(r.difficult))
+                    for r in brows]
+            filename = first.xml_filename or f"{rel.name}.png"
+            doc = XmlFile(first.xml_folder or video, filename, _int_text(w), _int_text(h),
+                          first.xml_depth or "3", path=first.xml_path or None,
+                          database=first.xml_database or "Unknown", verified=bool(first.verified), objects=objs)
+            target = out_dir / (key + ".xml")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(target, labelimg_xml_bytes(doc))
+        else:
+            if not (w > 0 and h > 0):
+                if real is None:
+                    raise DataError(f"{first.xml} ({video} frame {k}): image size {w}x{h}; pass --root so "
+                                    "the real frame size is used")
+                w, h = real
+            lines = []
+            for r in brows:
+                if r.label not in class_list:
+                    class_list.append(r.label)
+                    added.append(r.label)
+                lines.append(yolo.yolo_line(class_list.index(r.label),
+                                            *yolo.from_pixel_edges(r.xmin, r.ymin, r.xmax, r.ymax, w, h)))
+            target = out_dir / (key + ".txt")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_text(target, "".join(lines))
+        written += 1
+    if to == "yolo":
+        write_text(out_dir / "classes.txt", "".join(c + "\n" for c in class_list))
+    text = (f"Wrote {written} {to.upper()} file(s) ({boxes} box(es)) under {out_dir}"
+            + (f", with classes.txt ({len(class_list)} classes)" if to == "yolo" else "") + ".")
+    if added and classes:
+        text += f"\nLabels not in the class list, appended: {', '.join(added[:10])}"
+    return {"text": text, "files": written, "boxes": boxes, "to": to, "output": str(out_dir),
+            "classes": class_list if to == "yolo" else None}
+
+
+def run_export(table, out_dir, to: str = "voc", root=None, classes_file=None) -> dict:
+    """Read the table (and the frame sizes under ``root`` when given) and export it."""
+    df = read_table(table)
+    classes = None
+    if classes_file is not None:
+        classes = yolo.parse_class_text(Path(classes_file).read_text(encoding="utf-8"), Path(classes_file).name)
+        if not classes:
+            raise DataError(f"{classes_file}: no class names in it (one per line, or YAML 'names')")
+    sizes = None
+    if root is not None:
+        from avsprep.layout import Layout
+        from avsprep.validate import read_frame_sizes
+
+        layout = Layout.from_root(root)
+        index = layout.clip_index()
+        keys = [(index[v], int(k)) for v, k in zip(df["video"], df["frame"]) if v in index and 1 <= int(k) <= 5]
+        sizes, _ = read_frame_sizes(layout, keys)
+    return export_table(df, out_dir, to=to, classes=classes, frame_sizes=sizes)
