@@ -1,7 +1,7 @@
-"""The ``avstrain`` command line: train, evaluate, predict, convert.
+"""The ``avstrain`` command line: train, evaluate, predict, convert, report.
 
-Thin commands: parse options, call ``avstrain.engine`` (train), ``avstrain.evaluation``
-and ``avstrain.prediction``, format the result. Domain errors become ``Error: ...`` with exit 1.
+Thin commands: parse options, call ``avstrain.engine`` (train), ``avstrain.evaluation``,
+``avstrain.prediction`` and ``avstrain.report``, format the result. Domain errors become ``Error: ...`` with exit 1.
 """
 
 from __future__ import annotations
@@ -199,6 +199,17 @@ def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_wei
 
 # ----------------------------------------------------------------------------- evaluate
 
+PER_CLIP_HELP = """Also write one row per clip to FILE.csv: video, class, frames,
+iou, fscore (real audio), iou_ABL/fscore_ABL per ablation, gap,
+shuffle_audio_from and shuffle_audio_class (a partner of the clip's own class
+makes the same kind of sound: a gap near 0 is then expected). iou = mean of the per-frame IoUs over the clip's frames with
+a GT mask (frame-weighted, the column's mean is miou_dataset; with 5 GT frames
+per clip the plain mean is); fscore = max over thresholds of the clip's mean F
+curve; gap = iou - iou_shuffle (the listening gap: near 0 or below, the
+prediction does not depend on the sound). Implies the shuffle ablation. With
+--json, "clips" becomes this list of rows ("n_clips" is always the count)."""
+
+
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -206,6 +217,8 @@ def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_wei
 @click.option("--audio-ablation", default="none", show_default=True, metavar="LIST",
               help="Comma-separated: none, shuffle (audio of another clip), zero (zeroed audio features).")
 @click.option("--per-class", is_flag=True, help="Add mIoU and F-score per class.")
+@click.option("--per-clip", "per_clip_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.csv", help=PER_CLIP_HELP)
 @click.option("--batch-videos", type=click.IntRange(1), default=4, show_default=True,
               help="Videos per batch for the official per-batch F-score protocol.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -213,15 +226,19 @@ def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_wei
 @json_option
 @quiet_option
 @handle_errors
-def evaluate(checkpoint, shards, split, audio_ablation, per_class, batch_videos, device, workers, as_json, quiet):
+def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv, batch_videos, device, workers,
+             as_json, quiet):
     """AVSBench mIoU and F-score of CHECKPOINT on SHARDS/SPLIT, with audio ablations.
 
     "miou"/"fscore" follow the official protocol (mean over batches of
     --batch-videos videos); "miou_dataset"/"fscore_dataset" pool all frames.
+    "clips" and "n_clips" are the clip count ("clips" is the per-clip list
+    under --per-clip).
 
     \b
     Example:
       avstrain evaluate runs/demo/best.pt ./shards --audio-ablation shuffle,zero --json
+      avstrain evaluate runs/demo/best.pt ./shards --per-clip clips.csv
     """
     from avstrain.evaluation import run_evaluate
 
@@ -230,13 +247,23 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, batch_videos,
     if bad:
         raise click.BadParameter(f"{', '.join(bad)}; choose from {', '.join(ABLATIONS)}",
                                  param_hint="--audio-ablation")
+    if per_clip_csv is not None and "shuffle" not in ablations:
+        ablations.append("shuffle")  # the listening gap needs it
     setup_logging(quiet or as_json)
     doc = run_evaluate(checkpoint, shards, split=split, ablations=ablations, per_class=per_class,
-                       batch_videos=batch_videos, device=device, workers=workers, quiet=quiet or as_json)
+                       batch_videos=batch_videos, device=device, workers=workers, quiet=quiet or as_json,
+                       per_clip=per_clip_csv is not None)
+    if per_clip_csv is not None:
+        from avsprep.atomic import write_text
+        from avstrain.per_clip import rows_to_csv
+
+        write_text(per_clip_csv, rows_to_csv(doc["clips"]))
     if as_json:
         echo_json(doc)
     else:
         click.echo(format_table(doc))
+        if per_clip_csv is not None:
+            click.echo(f"per-clip rows ({doc['n_clips']} clips): {per_clip_csv}")
 
 
 def format_table(doc: dict) -> str:
@@ -248,7 +275,7 @@ def format_table(doc: dict) -> str:
     for name, r in doc.get("per_class", {}).items():
         rows.append((f"class {name}", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
     w = max(len(r[0]) for r in rows)
-    lines = [f"{doc['split']}: {doc['clips']} clips, {doc['frames']} frames with a GT mask"]
+    lines = [f"{doc['split']}: {doc['n_clips']} clips, {doc['frames']} frames with a GT mask"]
     lines += [f"{a:<{w}}  {b:>7}  {c:>7}" for a, b, c in rows]
     return "\n".join(lines)
 
@@ -267,10 +294,14 @@ def format_table(doc: dict) -> str:
                    "for the frames without a GT mask (S4 train frames 2-5), in the frame-folder layout "
                    "(SPLIT/CATEGORY/VIDEO/VIDEO_K.xml); pass ROOT/s4_data/visual_frames to put them next "
                    "to the frames. Existing annotation files (XML, YOLO, CreateML) are never touched.")
+@click.option("--overlay", is_flag=True,
+              help="Also write each frame with its predicted mask painted over it (cyan stripes) and the GT "
+                   "outline (white on black) where the frame has a GT mask, under MASKS/overlays/ with the same "
+                   "names (needs --output).")
 @overwrite_option
 @quiet_option
 @handle_errors
-def predict(checkpoint, shards, masks, split, device, labelimg, overwrite, quiet):
+def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwrite, quiet):
     """Write predicted masks as single-channel 0/255 PNGs named like the GT masks.
 
     S4: MASKS/SPLIT/CATEGORY/VIDEO/VIDEO_K.png; MS3: MASKS/SPLIT/VIDEO/VIDEO_K.png
@@ -280,6 +311,7 @@ def predict(checkpoint, shards, masks, split, device, labelimg, overwrite, quiet
     Example:
       avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --split test
       avstrain predict runs/demo/best.pt ./shards --split train --labelimg ./proposals
+      avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --overlay
     """
     from avsprep.clikit import check_output_dir
     from avstrain.prediction import run_predict
@@ -287,7 +319,58 @@ def predict(checkpoint, shards, masks, split, device, labelimg, overwrite, quiet
     setup_logging(quiet)
     if masks is None and labelimg is None:
         raise click.UsageError("give --output MASKS, --labelimg DIR, or both")
+    if overlay and masks is None:
+        raise click.UsageError("--overlay writes under MASKS/overlays/: give --output MASKS")
     if masks is not None:
         check_output_dir(masks, overwrite=overwrite, what="MASKS")
-    summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet, labelimg=labelimg)
+    summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet, labelimg=labelimg,
+                          overlay=overlay)
     click.echo(summary["text"])
+
+
+# ----------------------------------------------------------------------------- report
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (index.html, PNGs, per_clip.csv, results.json).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--per-gallery", type=click.IntRange(1), default=6, show_default=True,
+              help="Clips in each gallery (worst IoU, smallest listening gap, best IoU).")
+@click.option("--batch-videos", type=click.IntRange(1), default=4, show_default=True,
+              help="Videos per batch for the official per-batch metrics.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
+@overwrite_option
+@quiet_option
+@handle_errors
+def report(checkpoint, shards, out_dir, split, per_gallery, batch_videos, device, workers, overwrite, quiet):
+    """Write a static HTML report of CHECKPOINT on SHARDS/SPLIT to DIR/index.html.
+
+    It evaluates with real, shuffled and zeroed audio and shows: the run
+    (closest preset, resolved config, weight files with sha256, warnings,
+    curves from RUN/metrics.csv), the metrics (official per-batch and
+    per-dataset, per class, audio ablations), the per-clip listening gap
+    (IoU real - IoU shuffled, as `evaluate --per-clip`; table in
+    DIR/per_clip.csv) and three galleries: worst IoU, smallest listening gap,
+    best IoU. No scripts or network: open index.html in any browser. The last
+    line printed is the path of index.html.
+
+    \b
+    Example:
+      avstrain report runs/demo/best.pt ./shards -o runs/demo/report
+    """
+    from avsprep.clikit import check_output_dir
+    from avstrain.report import build_report
+
+    setup_logging(quiet)
+    check_output_dir(out_dir, overwrite=overwrite, what="DIR")
+    res = build_report(checkpoint, shards, out_dir, split=split, per_gallery=per_gallery, device=device,
+                       batch_videos=batch_videos, workers=workers, quiet=quiet)
+    s = res["summary"]
+    if not quiet:
+        click.echo(f"{s['clips']} clips: mean listening gap {s['mean_gap']:.4f} (miou_dataset "
+                   f"{res['miou_dataset']:.4f} - shuffled {res['shuffle_miou_dataset']:.4f}); "
+                   f"per-clip table {res['per_clip_csv']}")
+    click.echo(res["index"])

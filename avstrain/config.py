@@ -75,6 +75,8 @@ class TrainConfig:
     eval_amp: bool = False              # bf16 autocast for validation/evaluate/predict too (official: fp32)
     channels_last: bool = True          # channels_last memory format on CUDA
     workers: int = 2                    # DataLoader worker processes (0 = main process)
+    # --- logging
+    tensorboard: bool = False           # also write RUN/tb/ event files (optional extra: avsprep[tensorboard])
 
     def to_dict(self) -> dict:
         return asdict(self)

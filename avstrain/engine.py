@@ -118,13 +118,14 @@ def set_lr(optimizer, lr: float) -> None:
 
 def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfig, epoch: int,
                     start_step: int, skip_batches: int = 0, stop: Optional[_StopFlag] = None,
-                    quiet: bool = False, on_stop=None, partial: Optional[dict] = None) -> tuple[dict, int]:
+                    quiet: bool = False, on_stop=None, partial: Optional[dict] = None,
+                    on_step=None) -> tuple[dict, int]:
     """One pass over the training loader; returns (mean loss per term, global step).
 
     ``partial``: the ``epoch_partial`` record of a checkpoint saved mid-epoch, whose loss sums
     this pass continues. Stops (``TrainingStopped``) on a non-finite loss, naming the epoch and
     step, and on SIGTERM after the current step, once ``on_stop(batch_in_epoch, step, partial)``
-    has saved last.pt.
+    has saved last.pt. ``on_step(step, terms, lr)``: called after each optimizer step (TensorBoard).
     """
     model.train()
     m = unwrap(model)
@@ -160,9 +161,12 @@ def train_one_epoch(model: nn.Module, optimizer, loader, device, cfg: TrainConfi
                     + "; lower the learning rate (--lr) or check the shards with avsprep verify")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            set_lr(optimizer, lr_at(cfg, step, total_steps))
+            lr = lr_at(cfg, step, total_steps)
+            set_lr(optimizer, lr)
             optimizer.step()
             step += 1
+            if on_step is not None:
+                on_step(step, terms, lr)
             n += 1
             for k, v in terms.items():  # "total" and each term, floats already
                 sums[k] = sums.get(k, 0.0) + v
@@ -210,8 +214,15 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
     device = pick_device(cfg.device)
     info = dist.init(device.type)
     try:
+        tb = None
+        if cfg.tensorboard:
+            from avstrain.tensorboard_log import TensorBoardLog, require_tensorboard
+
+            require_tensorboard()  # every rank: a missing extra fails before any work
         if info.is_main:
             prepare_run_dir(run_dir, resume, overwrite)
+            if cfg.tensorboard:
+                tb = TensorBoardLog(run_dir)
         dist.barrier()
         ckpt = None
         if resume:
@@ -285,7 +296,8 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
 
                 losses, step = train_one_epoch(ddp_model, optimizer, loader, device, cfg, epoch + 1, step,
                                                skip_batches=skip, stop=stop, quiet=quiet or not info.is_main,
-                                               on_stop=on_stop, partial=partial)
+                                               on_stop=on_stop, partial=partial,
+                                               on_step=tb.step if tb is not None else None)
                 skip, partial = 0, None
                 row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in losses.items()}}
                 if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
@@ -299,6 +311,10 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
                 improved = "val_miou" in row and row["val_miou"] > best
                 if improved:
                     best = row["val_miou"]
+                if tb is not None:
+                    tb.epoch(epoch + 1, row)
+                    if "val_miou" in row:
+                        tb.overlays(epoch + 1, model, cfg, device, val_ds)
                 if info.is_main:
                     write_metrics_csv(run_dir / "metrics.csv", history)
                     plot_curves(run_dir / "curves.png", history)
@@ -316,4 +332,6 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
                 dist.barrier()
         return last_row
     finally:
+        if tb is not None:
+            tb.close()
         dist.shutdown()

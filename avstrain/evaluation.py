@@ -21,7 +21,7 @@ from avstrain.system import unwrap
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None, batch_videos: int = 4,
              audio_ablation: str = "none", classes: Optional[list] = None, quiet: bool = True,
-             desc: str = "eval") -> dict:
+             desc: str = "eval", per_clip: bool = False) -> dict:
     """AVSBench metrics of ``model`` over ``loader`` (``avstrain.metrics.MetricAccumulator``).
 
     ``miou``/``fscore``: official protocol, videos in dataset order in batches of
@@ -29,7 +29,8 @@ def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None
     frames pooled. Only frames with a GT mask count. Each rank records its videos by
     dataset index and the records are gathered, so DDP evaluation equals a single process.
     ``audio_ablation``: none | zero (zeroed audio features); shuffle is the dataset's job
-    (``ShardDataset.with_audio_from``).
+    (``ShardDataset.with_audio_from``). ``per_clip``: also ``"per_clip"``, dataset index ->
+    that clip's ``iou``, ``fscore``, ``frames`` (``avstrain.per_clip.clip_metrics``).
     """
     from avstrain.metrics import MetricAccumulator
 
@@ -49,6 +50,10 @@ def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None
                    frame_valid=batch["mask_valid"].reshape(B, -1))
     acc.all_reduce()
     result = acc.compute()
+    if per_clip:
+        from avstrain.per_clip import records_to_clips
+
+        result["per_clip"] = records_to_clips(acc.videos)
     if "per_class" in result:
         names = classes or []
         result["per_class"] = {(names[c] if 0 <= c < len(names) else str(c)): v
@@ -78,8 +83,11 @@ PROTOCOL = {
 
 def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), per_class: bool = False,
                  batch_videos: int = 4, device: str = "auto", workers: int = 0, quiet: bool = True,
-                 seed: int = 0) -> dict:
-    """``avstrain evaluate``: metrics of a checkpoint on one split, plus audio ablations."""
+                 seed: int = 0, per_clip: bool = False) -> dict:
+    """``avstrain evaluate``: metrics of a checkpoint on one split, plus audio ablations.
+
+    ``per_clip``: ``"clips"`` becomes the list of per-clip rows (``avstrain.per_clip``);
+    ``"n_clips"`` is the clip count either way."""
     ckpt = load_checkpoint(checkpoint)
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
@@ -89,29 +97,47 @@ def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), p
         raise DataError(f"checkpoint {checkpoint} takes VGGish embeddings from the shards, but {shards} has "
                         "none: build them with avsprep build --vggish-weights, or convert the official file "
                         "with avstrain convert --vggish-weights FILE")
-    classes = ds.classes if per_class else None
-    res = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, classes=classes,
-                   quiet=quiet, desc=f"evaluate {split}")
-    doc = {"miou": res["miou"], "fscore": res["fscore"], "miou_dataset": res["miou_dataset"],
-           "fscore_dataset": res["fscore_dataset"], "clips": res["clips"], "frames": res["frames"],
-           "split": split, "checkpoint": str(checkpoint),
-           "protocol": {**PROTOCOL, "batch_videos": batch_videos, "order": ds.order_source,
-                        "precision": "bf16 autocast" if dev.type == "cuda" and cfg.eval_amp else "fp32"}}
+    doc = evaluate_split(model, cfg, dev, ds, ablations=ablations, per_class=per_class, batch_videos=batch_videos,
+                         workers=workers, quiet=quiet, seed=seed, per_clip=per_clip)
+    doc["checkpoint"] = str(checkpoint)
     if ckpt.get("warnings"):
         doc["warnings"] = list(ckpt["warnings"])
+    return doc
+
+
+def evaluate_split(model, cfg, dev, ds, ablations=("none",), per_class: bool = False, batch_videos: int = 4,
+                   workers: int = 0, quiet: bool = True, seed: int = 0, per_clip: bool = False) -> dict:
+    """The ``avstrain evaluate`` document of a built model on one ``ShardDataset`` (give it
+    ``in_csv_order()`` for the official batches)."""
+    split = ds.split
+    res = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, classes=ds.classes,
+                   quiet=quiet, desc=f"evaluate {split}", per_clip=per_clip)
+    doc = {"miou": res["miou"], "fscore": res["fscore"], "miou_dataset": res["miou_dataset"],
+           "fscore_dataset": res["fscore_dataset"], "clips": res["clips"], "n_clips": res["clips"],
+           "frames": res["frames"], "split": split,
+           "protocol": {**PROTOCOL, "batch_videos": batch_videos, "order": ds.order_source,
+                        "precision": "bf16 autocast" if dev.type == "cuda" and cfg.eval_amp else "fp32"}}
     if per_class:
         doc["per_class"] = res["per_class"]
     extra = [a for a in ablations if a != "none"]
     if extra:
         doc["ablations"] = {}
+    clip_ablations, audio_from = {}, None
     for name in extra:
         if name == "shuffle":
-            ds_a = ds.with_audio_from(derangement(len(ds), seed))
+            audio_from = derangement(len(ds), seed)
+            ds_a = ds.with_audio_from(audio_from)
             r = evaluate(model, make_eval_loader(ds_a, batch_videos, workers), dev, cfg, batch_videos, quiet=quiet,
-                         desc="audio shuffle")
+                         desc="audio shuffle", per_clip=per_clip)
         else:
             r = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, audio_ablation=name,
-                         quiet=quiet, desc=f"audio {name}")
+                         quiet=quiet, desc=f"audio {name}", per_clip=per_clip)
         doc["ablations"][name] = {"miou": r["miou"], "fscore": r["fscore"],
                                   "miou_dataset": r["miou_dataset"], "fscore_dataset": r["fscore_dataset"]}
+        if per_clip:
+            clip_ablations[name] = r["per_clip"]
+    if per_clip:  # --per-clip: "clips" is the list of rows, "n_clips" the count (DESIGN 13)
+        from avstrain.per_clip import per_clip_rows
+
+        doc["clips"] = per_clip_rows(ds.names, ds.classes, res["per_clip"], clip_ablations, audio_from)
     return doc

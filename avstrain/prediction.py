@@ -15,13 +15,14 @@ from avstrain.devices import pick_device
 
 @torch.no_grad()
 def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = "auto", batch_videos: int = 4,
-                quiet: bool = False, labelimg=None) -> dict:
+                quiet: bool = False, labelimg=None, overlay: bool = False) -> dict:
     """``avstrain predict``: sigmoid > 0.5 masks as 0/255 single-channel PNGs named like the GT
     (S4 ``OUT/split/category/video/video_k.png``, MS3 ``OUT/split/video/video_k.png``, k = 1..5).
 
     ``labelimg``: also (or only, when ``out_dir`` is None) write box proposals of the frames that
     have no GT mask as labelImg XML under that folder (:mod:`avsprep.propose`; existing annotation
-    files are never touched)."""
+    files are never touched). ``overlay``: also each frame with the mask painted over it (and the
+    GT outline where the frame has a GT mask) at the same path under ``OUT/overlays/``."""
     from PIL import Image
 
     from avsprep.atomic import write_bytes
@@ -32,7 +33,7 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     model.to(dev).eval()
     ds = ShardDataset(shards, split)
     out_dir = Path(out_dir) if out_dir is not None else None
-    written = 0
+    written = overlays_written = 0
     proposals = None
     if labelimg is not None:
         from avsprep.propose import ProposalWriter, propose_predicted
@@ -62,8 +63,13 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
                 Image.fromarray(pred[b * T_ + t]).save(buf, format="PNG")
                 write_bytes(folder / f"{video}_{t + 1}.png", buf.getvalue())
                 written += 1
+            if overlay:
+                overlays_written += write_overlays(out_dir, folder, video, cpu_batch, b, pred[b * T_:(b + 1) * T_])
     text = f"wrote {written} masks for {len(ds)} clips under {out_dir / split}" if out_dir is not None else ""
     out = {"masks": written, "clips": len(ds)}
+    if overlay and out_dir is not None:
+        text += f"; {overlays_written} overlays under {out_dir / OVERLAY_DIR / split}"
+        out["overlays"] = overlays_written
     if proposals is not None:
         c = proposals.counts
         text += ("\n" if text else "") + (f"wrote {c['written']} box proposal(s) (frames without a GT mask) under "
@@ -72,3 +78,24 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
         out.update(proposals=c["written"], proposal_boxes=c["boxes"], skipped_existing=c["skipped_existing"])
     out["text"] = text
     return out
+
+
+OVERLAY_DIR = "overlays"
+
+
+def write_overlays(out_dir: Path, folder: Path, video: str, cpu_batch: dict, b: int, pred) -> int:
+    """``--overlay``: clip ``b``'s frames with its predicted 0/255 masks ``pred [5,S,S]`` painted
+    over them and the GT outline where ``mask_valid``; written beside the masks' tree under
+    ``OUT/overlays/``. Returns the number of files."""
+    from avsprep.atomic import write_bytes
+    from avstrain.overlays import overlay, png_bytes
+
+    target = out_dir / OVERLAY_DIR / folder.relative_to(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    frames = cpu_batch["frames"][b].numpy()          # [5,S,S,3] uint8
+    gts = cpu_batch["masks"][b].numpy()              # [5,S,S] 0/1
+    valid = cpu_batch["mask_valid"][b].numpy()       # [5] bool
+    for t in range(len(pred)):
+        img = overlay(frames[t], pred[t] > 0, gts[t] if valid[t] else None)
+        write_bytes(target / f"{video}_{t + 1}.png", png_bytes(img))
+    return len(pred)

@@ -86,4 +86,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                                     "or --resume to continue")
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)  # TensorBoard events of the old run
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ for name, label in (("shuffle", "shuffled audio"), ("zero", "zeroed audio")):
     if name in res.get("ablations", {}):
         rows.append((label, res["ablations"][name]["miou"], res["ablations"][name]["fscore"]))
 print()
-print(f"Demo results on {res['clips']} test clips ({res['frames']} frames), official AVSBench protocol:")
+print(f"Demo results on {res.get('n_clips', res['clips'])} test clips ({res['frames']} frames), official AVSBench protocol:")
 print(f"  {'audio':<16} {'mIoU':>7} {'F-score':>8}")
 for label, miou, f in rows:
     print(f"  {label:<16} {miou:7.3f} {f:8.3f}")
