@@ -92,17 +92,20 @@ def check_frame_listing(names: list[str], n: int, rel: str, clip: str) -> list[F
         if f"{i}.jpg" not in present:
             out.append(_f("frame-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
                           f"{rel}/{i}.jpg", clip, i))
+    annotations = []
     for name in sorted(present - expected):
         stem, dot, ext = name.partition(".")
         if name.lower().endswith(".jpg") and stem.isdigit():
             out.append(_f("frame-extra", f"frame {name} beyond the clip's {n}; the official loader would "
                                          "read it as a time step", f"{rel}/{name}", clip, int(stem)))
         elif name.lower().endswith(ANNOTATION_SUFFIXES):
-            out.append(_f("frames-annotation-file", f"{name}: the official loader counts it as a frame",
-                          f"{rel}/{name}", clip))
+            annotations.append(name)
         else:
             out.append(_f("frames-extra-file", f"{name!r} in frames/ breaks the official loader's frame count; "
                                                "delete it", f"{rel}/{name}", clip))
+    if annotations:  # one finding per clip: labelImg puts its XMLs here by design
+        out.append(_f("frames-annotation-file", f"{len(annotations)} annotation file(s) ({annotations[0]}...) "
+                      "that the official loader would count as frames", rel, clip))
     return out
 
 

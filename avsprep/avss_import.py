@@ -89,3 +89,46 @@ def import_avss(layout: AVSSLayout, ann_dir: Path, quiet: bool = True):
             rows.append({**base, "label": b.label, "xmin": b.xmin, "ymin": b.ymin, "xmax": b.xmax,
                          "ymax": b.ymax, "difficult": b.difficult})
     return from_records(rows), findings, stats
+
+
+def run_avss_import(root, output, subsets=None, annotations=None, quiet: bool = False, fmt: str = "auto") -> dict:
+    """``avsprep import`` on an AVSS release: write the box table and the findings sidecar."""
+    import json
+
+    from avsprep.atomic import write_text
+    from avsprep.errors import DataError
+    from avsprep.table import sidecar_path, write_table
+    from avsprep.voc import UNREADABLE_CODES
+
+    if fmt not in ("auto", "voc"):
+        raise DataError(f"--format {fmt}: an AVSS release is imported from labelImg VOC XMLs "
+                        "({subset}/{uid}/frames/{i}.xml); YOLO/CreateML are not read for AVSS yet")
+    layout = AVSSLayout.from_root(root, subsets)
+    layout.clips()
+    ann_dir = Path(annotations) if annotations is not None else layout.root
+    table, findings, stats = import_avss(layout, ann_dir, quiet=quiet)
+    if stats["files"] == 0:
+        raise DataError(f"no .xml files under {ann_dir}; save the labelImg annotations next to the frames "
+                        "({subset}/{uid}/frames/{i}.xml) or pass --annotations DIR")
+    output = Path(output)
+    write_table(table, output)
+    sidecar = sidecar_path(output)
+    write_text(sidecar, json.dumps({"table": output.name, "root": str(layout.root), "setting": "avss",
+                                    "findings": [f.to_dict() for f in findings]}, indent=1,
+                                   ensure_ascii=False) + "\n")
+    by_sev = Counter(f.severity for f in findings)
+    unreadable = sum(1 for f in findings if f.code in UNREADABLE_CODES)
+    lines = [f"Read {stats['files']} XML file(s) under {ann_dir} (avss; subsets {', '.join(layout.subsets)}): "
+             f"{stats['boxes']} box(es) on {stats['frames']} frame(s), {stats['frames_no_box']} frame(s) with no box.",
+             f"Wrote {len(table)} row(s) to {output} (findings: {sidecar.name}).",
+             f"Findings: {by_sev['error']} error(s), {by_sev['warning']} warning(s), {by_sev['info']} info."]
+    lines += ["  " + f.format() for f in findings if f.severity != "info"][:20]
+    if unreadable:
+        lines.append(f"{unreadable} file(s) could not be read; fix or delete them (exit 1).")
+    lines.append(f"Next: avsprep validate {output} --root {layout.root}")
+    return {"text": "\n".join(lines), "exit_code": 1 if unreadable else 0, "setting": "avss",
+            "table": str(output), "findings_file": str(sidecar), "files": stats["files"],
+            "frames": stats["frames"], "rows": len(table), "boxes": stats["boxes"],
+            "frames_no_box": stats["frames_no_box"], "unreadable": unreadable,
+            "by_severity": {s: by_sev[s] for s in ("error", "warning", "info")},
+            "findings": [f.to_dict() for f in findings]}
