@@ -26,7 +26,7 @@ CODES: dict[str, tuple[str, str]] = {
     "a-obj-off-screen": ("info", "a_obj is 'off-the-screen': the sound source is not visible"),
     "a-obj-unknown": ("error", "a_obj token is not one of the 70 classes"),
     "clip-dir-missing": ("error", "the clip's folder {subset}/{uid} is missing"),
-    "frame-missing": ("error", "frames/{i}.jpg missing"),
+    "frame-file-missing": ("error", "frames/{i}.jpg missing"),
     "frame-extra": ("warning", "a frame beyond the clip's 5 (v1) / 10 (v2)"),
     "frames-extra-file": ("warning", "an entry in frames/ that is not a frame: the official loader counts "
                                      "every entry and then fails to open {n}.jpg"),
@@ -90,7 +90,7 @@ def check_frame_listing(names: list[str], n: int, rel: str, clip: str) -> list[F
     present = set(names)
     for i in range(n):
         if f"{i}.jpg" not in present:
-            out.append(_f("frame-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
+            out.append(_f("frame-file-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
                           f"{rel}/{i}.jpg", clip, i))
     annotations = []
     for name in sorted(present - expected):
