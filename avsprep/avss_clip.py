@@ -57,6 +57,7 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
     mask_valid = np.zeros(t, bool)
     crops = np.zeros((t, c, c, 3), np.uint8)
     crop_valid = np.zeros(t, bool)
+    crop_label = np.full(t, -1, np.int16)
     box_rows = []
     by_frame = collections.defaultdict(list)
     for b in boxes:
@@ -77,6 +78,10 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
         if choice is not None:
             crops[i] = crop_and_resize(np.asarray(im), choice, c)
             crop_valid[i] = True
+            # the crop's own class: the chosen box's (union / largest: the largest box's)
+            labels = [box_class(str(r[1])) for r, ok in zip(rows, finite) if ok]
+            area = (real[finite][:, 2] - real[finite][:, 0]) * (real[finite][:, 3] - real[finite][:, 1])
+            crop_label[i] = labels[0] if crop_policy == "first" else labels[int(np.argmax(area))]
         for r, bx, ok in zip(rows, real, finite):
             if ok:
                 box_rows.append([0, i, box_class(str(r[1])), *geo.box(*bx)])
@@ -99,6 +104,6 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
     return {
         "video": clip.name, "label": np.int16(label), "frames": frames, "masks": masks,
         "mask_valid": mask_valid, "crops": crops, "crop_valid": crop_valid,
-        "frame_valid": frame_valid, "gt_flag": gt_flag, "subset": clip.subset,
+        "frame_valid": frame_valid, "gt_flag": gt_flag, "crop_label": crop_label, "subset": clip.subset,
         "audio_logmel": logmel, "boxes": np.array(box_rows, np.float32).reshape(-1, 7), "audio_source": "wav",
     }

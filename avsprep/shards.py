@@ -102,6 +102,7 @@ def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0, setting
     if setting == "avss":
         spec["frame_valid"] = ((n, t), np.dtype("bool"))
         spec["gt_flag"] = ((n, t), np.dtype("bool"))
+        spec["crop_label"] = ((n, t), np.dtype("int16"))  # class of the cropped box (-1: no crop / unknown)
         spec["subset"] = ((n,), "str")
     return spec
 
@@ -297,7 +298,7 @@ class _OpenShard:
             self.labels = f["label"][()].astype(np.int64)
             self.mask_valid = f["mask_valid"][()]
             self.crop_valid = f["crop_valid"][()]
-            self.extra = {k: f[k][()] for k in ("frame_valid", "gt_flag", "subset") if k in f}  # AVSS
+            self.extra = {k: f[k][()] for k in ("frame_valid", "gt_flag", "crop_label", "subset") if k in f}  # AVSS
             self.boxes = f["boxes"][()]
             rows = self.boxes[:, 0].astype(np.int64)
             self.box_index = np.searchsorted(rows, np.arange(len(self.names) + 1))
