@@ -30,7 +30,7 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
     model.to(dev).eval()
-    ds = ShardDataset(shards, split)
+    ds = ShardDataset(shards, split, task=cfg.setting)
     out_dir = Path(out_dir) if out_dir is not None else None
     written = 0
     proposals = None
