@@ -162,3 +162,19 @@ def _avss_doc(model, ds, dev, cfg, batch_videos, workers, ablations, quiet, seed
         doc["ablations"][name] = {"miou": r["miou"], "fscore": r["fscore"], "miou_seen": r["miou_seen"],
                                   "fscore_seen": r["fscore_seen"]}
     return doc
+
+
+def format_avss_table(doc: dict) -> str:
+    """The text table of an AVSS ``evaluate`` document (official first, extras labelled)."""
+    rows = [("", "mIoU", "F-score"),
+            ("official AVSS (mean over 71 classes)", f"{doc['miou']:.4f}", f"{doc['fscore']:.4f}"),
+            (f"mean over the {doc['classes_seen']} classes seen", f"{doc['miou_seen']:.4f}",
+             f"{doc['fscore_seen']:.4f}")]
+    for name, r in doc.get("ablations", {}).items():
+        rows.append((f"audio {name} (official)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
+    for name, r in doc.get("per_class", {}).items():
+        rows.append((f"class {name} ({r['frames']} frames)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{doc['split']}: {doc['clips']} clips, {doc['frames']} time steps (padded v1 steps included)"]
+    lines += [f"{a:<{w}}  {b:>7}  {c:>7}" for a, b, c in rows]
+    return "\n".join(lines)

@@ -42,6 +42,10 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
         batch = to_device(cpu_batch, dev, False, cfg.image_size)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.eval_amp):
             logits = model(batch, crops=False)["logits"].float()
+        if cfg.setting == "avss":
+            if out_dir is not None:
+                written += _write_avss(logits, batch, out_dir / split)
+            continue
         pred = (logits.squeeze(1) > 0).to(torch.uint8).mul_(255).cpu().numpy()  # sigmoid > 0.5 <=> logit > 0
         T_ = pred.shape[0] // batch["batch_size"]
         for b, video in enumerate(batch["video"]):
@@ -72,3 +76,26 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
         out.update(proposals=c["written"], proposal_boxes=c["boxes"], skipped_existing=c["skipped_existing"])
     out["text"] = text
     return out
+
+
+def _write_avss(logits, batch, out_dir: Path) -> int:
+    """AVSS: argmax -> palette RGB PNG ``OUT/split/{uid}/{uid}_{t}.png``, t = 0..9 (padded steps included),
+    as the official ``vis_mask.py`` names them. Written at the shard resolution without the official
+    360x240 bicubic resize, so every pixel is a palette colour and decodes back to its class."""
+    from PIL import Image
+
+    from avsprep.atomic import write_bytes
+    from avsprep.avss_classes import encode_rgb_mask
+
+    pred = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()  # [B*T, S, S]
+    steps = pred.shape[0] // batch["batch_size"]
+    n = 0
+    for b, video in enumerate(batch["video"]):
+        folder = out_dir / video
+        folder.mkdir(parents=True, exist_ok=True)
+        for t in range(steps):
+            buf = io.BytesIO()
+            Image.fromarray(encode_rgb_mask(pred[b * steps + t]), "RGB").save(buf, format="PNG")
+            write_bytes(folder / f"{video}_{t}.png", buf.getvalue())
+            n += 1
+    return n
