@@ -84,7 +84,7 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
             crop_label[i] = labels[0] if crop_policy == "first" else labels[int(np.argmax(area))]
         for r, bx, ok in zip(rows, real, finite):
             if ok:
-                box_rows.append([0, i, box_class(str(r[1])), *geo.box(*bx)])
+                box_rows.append([0, i + 1, box_class(str(r[1])), *geo.box(*bx)])  # step 1..T, as S4 shards
     for i in layout.mask_frames(clip):
         m = _open(layout.mask_path(clip, i), clip.name, f"mask {i}", "RGB")
         # officially each image is resized on its own, so a mask uses its own size

@@ -115,9 +115,13 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("avss") / "release"
     _layout_tree(root)
     table = root.parent / "boxes.csv"
-    from avsprep.table import empty_table, write_table
+    from avsprep.table import from_records, write_table
 
-    write_table(empty_table(), table)
+    uid = CLIPS[0][0]  # v2 train 640x360: a box on frame 3, labelled dog (index 17)
+    write_table(from_records([{"split": "train", "category": "v2", "video": uid, "frame": 3, "xml": "x.xml",
+                               "xml_width": 640.0, "xml_height": 360.0, "label": "dog", "xmin": 20.0,
+                               "ymin": 90.0, "xmax": 200.0, "ymax": 180.0, "difficult": 0,
+                               "source_convention": "zero-based", "verified": False}]), table)
     out = root.parent / "shards"
     build_shards(table, root, out, BuildOptions(clips_per_shard=2), quiet=True)
     return root, out
@@ -164,3 +168,25 @@ def test_geometry_examples_from_reference():
     assert g.box(0, 0, 640, 360) == (0.0, 0.0, 224.0, 224.0)
     x0, y0, x1, y1 = g.box(320, 90, 400, 180)
     assert x0 == pytest.approx(320 * 398 / 640 - 87) and y1 == pytest.approx(180 * 224 / 360)
+
+
+def test_box_follows_the_geometry_and_crop_is_cut_full_res(built):
+    from PIL import Image
+
+    from avsprep.crops import crop_and_resize
+
+    root, out = built
+    uid = CLIPS[0][0]
+    with ShardSet(out, split="train") as s:
+        item = s[s.index(uid)]
+    assert item["boxes"].shape == (1, 7)
+    _, frame, cls, *xyxy = item["boxes"][0].tolist()
+    assert (frame, cls) == (4, 17)  # stored as step 1..T like S4 shards; file index 3
+    g = geometry(640, 360, "train")
+    want = g.box(20, 90, 200, 180)  # x0 clipped: 20 * 398/640 - 87 < 0
+    assert want[0] == 0.0
+    np.testing.assert_allclose(xyxy, want, atol=1e-4)
+    full = np.asarray(Image.open(root / "v2" / uid / "frames" / "3.jpg").convert("RGB"))
+    assert item["crop_valid"].tolist() == [False] * 3 + [True] + [False] * 6
+    assert np.array_equal(item["crops"][3], crop_and_resize(full, (20, 90, 200, 180), 224))
+    assert item["crop_label"][3] == 17 and (item["crop_label"][item["crop_valid"] == 0] == -1).all()
