@@ -188,3 +188,16 @@ def test_validate_reports_broken_release(release, tmp_path):
     assert ("frame-file-missing", v2.name, 9) in found
     assert ("mask-off-palette", v2.name, 1) in found
     assert ("label-not-in-a-obj", v2.name, 2) in found
+
+
+def test_demo_cli_setting_avss(tmp_path):
+    out = tmp_path / "rel"
+    r = CliRunner().invoke(cli, ["demo", str(out), "--setting", "avss", "--clips", "3", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (out / "metadata.csv").is_file() and (out / "label2idx.json").is_file()
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["v1m", "v1s", "v2"]
+    r = CliRunner().invoke(cli, ["demo", str(out), "--setting", "avss", "--clips", "3", "--quiet"])
+    assert r.exit_code != 0 and "--overwrite" in r.output  # a non-empty OUT is refused
+    for cmd in (["demo", "--help"], ["import", "--help"], ["validate", "--help"], ["build", "--help"]):
+        text = CliRunner().invoke(cli, cmd).output
+        assert "avss" in text.lower(), cmd
