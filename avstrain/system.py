@@ -47,7 +47,13 @@ class AVSSystem(nn.Module):
             audio = audio * fv.reshape(-1, 1).to(audio.dtype)  # padded steps get zero audio (official)
         logits, feature_maps, audio_feats = self.avs(batch["frames"], audio, frame_valid=fv)[:3]
         size = batch["masks"].shape[-2:]
-        if logits.shape[-2:] != size:  # model ran at a reduced image_size: back to the GT resolution
+        if logits.shape[-2:] != size and "gt_flag" in batch and weights is not None:
+            # AVSS training at a reduced image_size: 71 logit maps upsampled to 224 cost most of a CPU
+            # step, so the loss runs at the model resolution on nearest-downsampled masks instead
+            # (the metric still sees 224; the paper presets use the full size, where nothing changes)
+            batch = dict(batch, masks=nn.functional.interpolate(batch["masks"][:, None].float(),
+                                                               size=logits.shape[-2:], mode="nearest")[:, 0])
+        elif logits.shape[-2:] != size:  # model ran at a reduced image_size: back to the GT resolution
             logits = nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         out = {"logits": logits, "feature_maps": feature_maps, "audio_feats": audio_feats, "audio_emb": audio}
         if crops and self.crop_head is not None:
