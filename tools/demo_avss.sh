@@ -6,7 +6,7 @@
 set -euo pipefail
 PY="${PY:-python}"
 OUT="${DEMO_OUT:-demo-avss-out}"
-SEED="${DEMO_SEED:-0}"
+SEED="${DEMO_SEED:-123}"  # the preset's seed; seed 0 leaves the tiny 71-class head stuck near ln 71
 CLIPS="${DEMO_CLIPS:-6}"
 mkdir -p "$OUT"
 step() { printf '\n==> %s\n' "$*" >&2; }
