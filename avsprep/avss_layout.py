@@ -140,6 +140,11 @@ class AVSSLayout:
         out = [c for c in self.all_clips() if c.subset in self.subsets and c.split in wanted]
         return sorted(out, key=lambda c: c.name)
 
+    def csv_clips(self, splits: Optional[Iterable[str]] = None) -> list[AVSSClip]:
+        """Clips of the chosen subsets and splits in metadata.csv row order (the official loader's)."""
+        wanted = set(splits) if splits is not None else set(SPLITS)
+        return [c for c in self.all_clips() if c.subset in self.subsets and c.split in wanted]
+
     def clip_index(self) -> dict[str, AVSSClip]:
         return {c.name: c for c in self.clips()}
 

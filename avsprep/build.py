@@ -278,9 +278,9 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
         "table_sha256": file_sha256(table), "root": str(Path(root).resolve()),
     }
     if layout.setting == "avss":
-        from avsprep.avss_clip import MASK_DECODING, PADDING
+        from avsprep.avss_clip import MASK_DECODING as AVSS_DECODING, PADDING
 
-        record.update(subsets=list(layout.subsets), mask_decoding=MASK_DECODING, padding=PADDING,
+        record.update(subsets=list(layout.subsets), avss_mask_decoding=AVSS_DECODING, padding=PADDING,
                       geometry="train: short edge 224 + centre crop; val/test: resize 224x224")
     record_json = json.dumps(record, sort_keys=True)
     plan = plan_shards(clips, opts.clips_per_shard)
@@ -476,7 +476,7 @@ def _finish(p: _Pending, out: Path, entry, record_json: str, opts: BuildOptions)
         "mask_decoding": json.dumps(MASK_DECODING[rec["setting"]]),
     }
     if rec["setting"] == "avss":  # what the official loader did to these clips (avsprep.avss_clip)
-        attrs.update(subsets=json.dumps(sorted({c.subset for c in cs})), mask_decoding=rec["mask_decoding"],
+        attrs.update(subsets=json.dumps(sorted({c.subset for c in cs})), avss_mask_decoding=rec["avss_mask_decoding"],
                      padding=rec["padding"], geometry=rec["geometry"], frames_real=json.dumps(
                          {sub: n for sub, n in (("v1s", 5), ("v1m", 5), ("v2", 10))}))
     boxes = np.concatenate(p.boxes) if p.boxes else np.zeros((0, 7), np.float32)

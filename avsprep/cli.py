@@ -115,6 +115,7 @@ def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, 
 @click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help=ROOT_HELP)
 @click.option("--split", type=SPLITS, multiple=True, help="Split(s) to check (repeatable). Default: all.")
+@click.option("--subset", default=None, help=SUBSET_HELP)
 @click.option("--size-policy", type=click.Choice(["rescale", "reject"]), default="rescale", show_default=True,
               help="When <size> disagrees with the real frame: rescale boxes (warning) or reject them (error).")
 @click.option("--max-findings", type=int, default=50, show_default=True,
@@ -252,6 +253,7 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Shard folder to write (SHARDS/{split}/shard-NNNNN.h5 + manifest.json).")
 @click.option("--split", type=SPLITS, multiple=True, help="Split(s) to build (repeatable). Default: all.")
+@click.option("--subset", default=None, help=SUBSET_HELP)
 @click.option("--clips-per-shard", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--workers", "-j", type=click.IntRange(1), default=1, show_default=True,
               help="Worker processes. The output bytes do not depend on this.")
@@ -269,13 +271,17 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
 @json_option
 @quiet_option
 @handle_errors
-def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_policy,
+def build(table, root, output, split, subset, clips_per_shard, workers, crop_size, crop_policy,
           vggish_weights, on_bad_input, overwrite, resume, as_json, quiet):
     """Write HDF5 shards: frames, masks, box crops, boxes and audio per 5-frame clip.
 
     Clips are sorted by name and cut into shards of --clips-per-shard, so the
     same inputs give byte-identical shards whatever --workers is. Every shard
     and the manifest are written to a temporary name and renamed when complete.
+
+    AVSS release: 10 steps per clip with the official geometry (train: short
+    edge 224 + centre crop; val/test: resize), class-index masks through the
+    palette, frame-valid and GT flags, v1 clips padded from 5 steps.
 
     \b
     Example:
@@ -288,7 +294,7 @@ def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_
     setup_logging(quiet or as_json)
     opts = BuildOptions(splits=list(split) or None, clips_per_shard=clips_per_shard, workers=workers,
                         crop_size=crop_size, crop_policy=crop_policy, vggish_weights=vggish_weights,
-                        on_bad_input=on_bad_input, overwrite=overwrite, resume=resume)
+                        on_bad_input=on_bad_input, overwrite=overwrite, resume=resume, subsets=subset)
     summary = build_shards(table, root, output, opts, quiet=quiet or as_json)
     if as_json:
         echo_json(summary)

@@ -53,7 +53,9 @@ COMPRESSION = {
 # mode the PNG is converted to, and the scale that turns the stored uint8 into the float target
 # (S4: Image.convert('1') then ToTensor -> 0/1; MS3: Image.convert('P') then ToTensor -> value/255,
 # soft on anti-aliased masks). Recorded in each shard's ``mask_decoding`` attribute and the manifest.
-MASK_DECODING = {"s4": {"pil_mode": "1", "scale": 1}, "ms3": {"pil_mode": "P", "scale": 255}}
+MASK_DECODING = {"s4": {"pil_mode": "1", "scale": 1}, "ms3": {"pil_mode": "P", "scale": 255},
+                 # AVSS: labels_rgb through the 71-colour palette -> class index (avsprep.avss_clip)
+                 "avss": {"pil_mode": "RGB", "palette": "avss-71", "off_palette": 0, "scale": 1}}
 
 NO_MANIFEST = "no manifest.json: the build did not finish; run avsprep build --resume"
 

@@ -20,7 +20,8 @@ import torch
 
 from avsprep.avss_classes import PALETTE, label2idx_json
 from avsprep.avss_item import geometry
-from avsprep.shards import BuildOptions, ShardSet, build_shards
+from avsprep.build import build_shards
+from avsprep.shards import BuildOptions, ShardSet
 
 H_FLAG = {"v1s": ([1] * 5 + [0] * 5, [1] + [0] * 9), "v1m": ([1] * 5 + [0] * 5, [1] * 5 + [0] * 5),
           "v2": ([1] * 10, [1] * 10)}
@@ -154,7 +155,8 @@ def test_shard_attributes_record_subset_decoding_padding(built):
     f = h5py.File(next((out / "train").glob("shard-*.h5")), "r")
     with f:
         assert f.attrs["setting"] == "avss" and int(f.attrs["frames"]) == 10
-        assert "palette" in f.attrs["mask_decoding"] and "padded" in f.attrs["padding"]
+        assert json.loads(f.attrs["mask_decoding"])["palette"] == "avss-71" and "padded" in f.attrs["padding"]
+        assert "off-palette colours -> 0" in f.attrs["avss_mask_decoding"]
         assert set(json.loads(f.attrs["subsets"])) <= {"v1s", "v1m", "v2"}
         assert f["masks"].shape[1:] == (10, 224, 224)
 

@@ -29,7 +29,8 @@ def release(tmp_path_factory):
 
 
 def _build(base, root, name, subsets=None):
-    from avsprep.shards import BuildOptions, build_shards
+    from avsprep.build import build_shards
+    from avsprep.shards import BuildOptions
 
     out = base / name
     if not (out / "manifest.json").is_file():
