@@ -1,11 +1,12 @@
 # The two set-up commands: `make demo` (whole pipeline on the demo dataset) and `make test`.
 PY ?= python3
 DEMO_OUT ?= demo-out
+DEMO_AVSS_OUT ?= demo-avss-out
 PYTEST_ARGS ?=
 LIKE ?= ../shared/avsbench_meta/s4_meta_data.csv
 REHEARSAL_ARGS ?=
 
-.PHONY: install test test-slow demo robustness bench rehearsal clean
+.PHONY: install test test-slow demo demo-avss robustness bench rehearsal clean
 
 install:
 	@$(PY) -m pip install -q -e '.[test]'
@@ -19,6 +20,9 @@ test-slow: install
 demo: install
 	DEMO_OUT=$(DEMO_OUT) PY=$(PY) bash tools/demo.sh
 
+demo-avss: install
+	DEMO_OUT=$(DEMO_AVSS_OUT) PY=$(PY) bash tools/demo_avss.sh
+
 robustness: install
 	$(PY) tools/robustness.py
 
@@ -31,4 +35,4 @@ rehearsal: install
 	$(PY) tools/rehearsal.py --like $(LIKE) $(REHEARSAL_ARGS)
 
 clean:
-	rm -rf $(DEMO_OUT) build *.egg-info .pytest_cache
+	rm -rf $(DEMO_OUT) $(DEMO_AVSS_OUT) build *.egg-info .pytest_cache

@@ -148,10 +148,11 @@ def _one_torch_thread():
 
 
 def _init_worker(root: str, setting: str, classes, crop_size, crop_policy, vggish_weights) -> None:
+    from avsprep.avss_layout import AVSSLayout
     from avsprep.layout import Layout
 
     _W.clear()
-    _W.update(layout=Layout(root, setting), classes=classes, crop_size=crop_size,
+    _W.update(layout=AVSSLayout(root) if setting == "avss" else Layout(root, setting), classes=classes, crop_size=crop_size,
               crop_policy=crop_policy, vggish=None)
     if vggish_weights:
         from avsprep.audio import load_vggish
@@ -163,14 +164,21 @@ def _work(task) -> tuple[str, object]:
     """(``"ok"``, arrays) or (``"error"``, message) for one clip; never raises DataError."""
     clip, boxes, label = task
     try:
-        out = clip_arrays(_W["layout"], clip, boxes, _W["classes"], _W["crop_size"],
-                          _W["crop_policy"], label)
+        if _W["layout"].setting == "avss":  # AVSS release: avsprep.avss_clip
+            from avsprep.avss_clip import avss_clip_arrays
+
+            out = avss_clip_arrays(_W["layout"], clip, boxes, _W["crop_size"], _W["crop_policy"], label)
+        else:
+            out = clip_arrays(_W["layout"], clip, boxes, _W["classes"], _W["crop_size"],
+                              _W["crop_policy"], label)
     except DataError as exc:
         return "error", str(exc)
     if _W["vggish"] is not None:
         with _one_torch_thread() as torch, torch.no_grad():
             x = torch.from_numpy(out["audio_logmel"][:, None].copy())
             out["audio_vggish"] = _W["vggish"](x).numpy().astype(np.float32)
+        if "frame_valid" in out:  # AVSS: the official code zeroes the embedding of padded steps
+            out["audio_vggish"][~out["frame_valid"]] = 0.0
     return "ok", out
 
 
@@ -191,13 +199,13 @@ def shard_name(number: int) -> str:
     return f"shard-{number:05d}.h5"
 
 
-def _boxes_by_video(df, names: set) -> dict:
+def _boxes_by_video(df, names: set, frames=range(1, FRAMES + 1)) -> dict:
     out = collections.defaultdict(list)
     cols = ["video", "frame", "label", "xml_width", "xml_height", "xmin", "ymin", "xmax", "ymax"]
     sub = df[df["video"].isin(names)]
     for row in sub[cols].itertuples(index=False, name=None):
         video, frame = row[0], int(row[1])
-        if 1 <= frame <= FRAMES and not all(np.isnan(v) for v in row[5:9]):
+        if frame in frames and not all(np.isnan(v) for v in row[5:9]):
             out[video].append((frame, "" if row[2] != row[2] else row[2], *[float(v) for v in row[3:9]]))
     return out
 
@@ -249,7 +257,12 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     if opts.on_bad_input not in ("stop", "skip"):
         raise ValueError(f"on_bad_input must be stop or skip, got {opts.on_bad_input!r}")
     check_output_dir(out, overwrite=opts.overwrite, resume=opts.resume, what="SHARDS")
-    layout = Layout.from_root(root, opts.setting)
+    from avsprep.avss_layout import AVSSLayout, is_avss_root
+
+    if opts.setting == "avss" or (opts.setting is None and is_avss_root(root)):
+        layout = AVSSLayout.from_root(root, opts.subsets)  # per clip: avsprep.avss_clip
+    else:
+        layout = Layout.from_root(root, opts.setting)
     classes = layout.classes()
     clips = layout.clips(opts.splits)
     if not clips:
@@ -264,9 +277,15 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
         "vggish_sha256": vggish_sha, "resampler": resampler_name(),
         "table_sha256": file_sha256(table), "root": str(Path(root).resolve()),
     }
+    if layout.setting == "avss":
+        from avsprep.avss_clip import MASK_DECODING as AVSS_DECODING, PADDING
+
+        record.update(subsets=list(layout.subsets), avss_mask_decoding=AVSS_DECODING, padding=PADDING,
+                      geometry="train: short edge 224 + centre crop; val/test: resize 224x224")
     record_json = json.dumps(record, sort_keys=True)
     plan = plan_shards(clips, opts.clips_per_shard)
-    boxes = _boxes_by_video(df, {c.name for c in clips})
+    boxes = _boxes_by_video(df, {c.name for c in clips},
+                            range(10) if layout.setting == "avss" else range(1, FRAMES + 1))
 
     # -- prepare the output folder
     out.mkdir(parents=True, exist_ok=True)
@@ -302,6 +321,10 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     n_todo = sum(len(plan[i][2]) for i in todo)
     label_of = {c: (classes.index(c.category) if layout.setting == "s4" and c.category in classes else 0)
                 for c in clips}
+    if layout.setting == "avss":  # the clip's first sounding class (0 when a_obj names none)
+        from avsprep.avss_checks import clip_classes
+
+        label_of = {c: (clip_classes(c.a_obj) or [0])[0] for c in clips}
     tasks = [(i, (c, boxes.get(c.name, []), label_of[c])) for i in todo for c in plan[i][2]]
     init = (str(layout.root), layout.setting, classes, opts.crop_size, opts.crop_policy,
             str(opts.vggish_weights) if opts.vggish_weights else None)
@@ -373,7 +396,7 @@ def _write_planned(out, plan, results, todo, tasks, init, record_json, opts, vgg
 def _write_shard(job, on_clip=None) -> dict:
     """Compute the clips of one shard and write it (temporary name, check, hash, rename)."""
     i, entry, tasks, out, record_json, opts, vggish = job
-    writer = _Pending(Path(out), entry, opts, vggish)
+    writer = _Pending(Path(out), entry, opts, vggish, json.loads(record_json)["setting"])
     try:
         for task in tasks:
             status, payload = _work(task)
@@ -408,12 +431,12 @@ def _preload_for_fork(vggish: bool) -> None:
 class _Pending:
     """One shard being written under its temporary name."""
 
-    def __init__(self, out: Path, entry, opts: BuildOptions, vggish: bool):
+    def __init__(self, out: Path, entry, opts: BuildOptions, vggish: bool, setting: Optional[str] = None):
         sp, n, cs = entry
         (out / sp).mkdir(parents=True, exist_ok=True)
         self.final = out / sp / shard_name(n)
         self.tmp = tmp_path_for(self.final)
-        self.writer = ShardWriter(self.tmp, len(cs), opts.crop_size, vggish)
+        self.writer = ShardWriter(self.tmp, len(cs), opts.crop_size, vggish, setting=setting)
         self.names, self.boxes, self.skipped, self.sources = [], [], [], set()
         self.done = False
 
@@ -444,7 +467,7 @@ def _finish(p: _Pending, out: Path, entry, record_json: str, opts: BuildOptions)
     source = ",".join(sorted(p.sources)) or "none"
     attrs = {
         "schema_version": SCHEMA_VERSION, "toolkit_version": __version__, "split": sp,
-        "setting": rec["setting"], "frames": FRAMES, "frame_size": FRAME_SIZE, "crop_size": opts.crop_size,
+        "setting": rec["setting"], "frames": 10 if rec["setting"] == "avss" else FRAMES, "frame_size": FRAME_SIZE, "crop_size": opts.crop_size,
         "crop_policy": opts.crop_policy, "audio_source": source,
         "resampler": resampler_name() if "wav" in p.sources else "",
         "vggish_sha256": rec["vggish_sha256"], "clips": json.dumps([c.name for c in cs]),
@@ -452,6 +475,10 @@ def _finish(p: _Pending, out: Path, entry, record_json: str, opts: BuildOptions)
         "box_columns": json.dumps(["clip_row", "frame", "class", "xmin", "ymin", "xmax", "ymax"]),
         "mask_decoding": json.dumps(MASK_DECODING[rec["setting"]]),
     }
+    if rec["setting"] == "avss":  # what the official loader did to these clips (avsprep.avss_clip)
+        attrs.update(subsets=json.dumps(sorted({c.subset for c in cs})), avss_mask_decoding=rec["avss_mask_decoding"],
+                     padding=rec["padding"], geometry=rec["geometry"], frames_real=json.dumps(
+                         {sub: n for sub, n in (("v1s", 5), ("v1m", 5), ("v2", 10))}))
     boxes = np.concatenate(p.boxes) if p.boxes else np.zeros((0, 7), np.float32)
     p.writer.close(boxes, attrs)
     problems = check_shard_file(p.tmp, split=sp, clips=p.names)

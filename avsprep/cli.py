@@ -17,9 +17,12 @@ from avsprep.clikit import (
     overwrite_option, quiet_option, setup_logging, strict_option,
 )
 
-SETTINGS = click.Choice(["s4", "ms3"])
+SETTINGS = click.Choice(["s4", "ms3", "avss"])
 SPLITS = click.Choice(["train", "val", "test"])
-ROOT_HELP = "AVSBench root: the folder holding s4_meta_data.csv (or ms3_meta_data.csv)."
+ROOT_HELP = ("AVSBench root: the folder holding s4_meta_data.csv (or ms3_meta_data.csv), "
+             "or the AVSBench-semantic release (metadata.csv + label2idx.json).")
+SUBSET_HELP = ("AVSS only: subsets to use, comma-separated, any of v1s,v1m,v2 "
+               "(v1s = S4 clips, v1m = MS3 clips, v2 = 10-s clips). Default: all.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +52,8 @@ def cli():
 @click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help=ROOT_HELP)
 @click.option("--setting", type=SETTINGS, default=None,
-              help="s4 or ms3; inferred from the metadata CSV when omitted.")
+              help="s4, ms3 or avss; inferred from the metadata file when omitted.")
+@click.option("--subset", default=None, help=SUBSET_HELP)
 @click.option("--annotations", "-a", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder searched (recursively) for annotation files. "
                                  "Default: the frames folder under ROOT.")
@@ -69,7 +73,7 @@ def cli():
 @json_option
 @quiet_option
 @handle_errors
-def import_cmd(root, setting, annotations, output, fmt, box_convention, overwrite, as_json, quiet):
+def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, overwrite, as_json, quiet):
     """Read every annotation file (labelImg VOC XML, YOLO, CreateML) and write the box table.
 
     Each file (each image of a CreateML file) is matched to (split, category,
@@ -78,7 +82,9 @@ def import_cmd(root, setting, annotations, output, fmt, box_convention, overwrit
     on the real frame size. Nothing is silently ignored: every file is read,
     counted as a frame image or class file, or named in a finding. Findings
     are printed and saved beside the table as OUTPUT.findings.json (with the
-    box-convention decision) so `validate` reports them too.
+    box-convention decision) so `validate` reports them too. AVSS release:
+    labelImg XMLs at {subset}/{uid}/frames/{i}.xml (0-based i, next to
+    {i}.jpg), each VOC file read with its own box convention.
 
     Exit 1 when a file cannot be read at all (not XML, DOCTYPE/ENTITY, over
     1 MiB, another tool's format such as LabelMe/CVAT/dlib, undecodable
@@ -94,7 +100,7 @@ def import_cmd(root, setting, annotations, output, fmt, box_convention, overwrit
     setup_logging(quiet or as_json)
     check_output_file(output, overwrite)
     summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json,
-                         fmt=fmt, box_convention=box_convention)
+                         fmt=fmt, box_convention=box_convention, subsets=subset)
     if as_json:
         echo_json(summary)
     else:
@@ -109,6 +115,7 @@ def import_cmd(root, setting, annotations, output, fmt, box_convention, overwrit
 @click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help=ROOT_HELP)
 @click.option("--split", type=SPLITS, multiple=True, help="Split(s) to check (repeatable). Default: all.")
+@click.option("--subset", default=None, help=SUBSET_HELP)
 @click.option("--size-policy", type=click.Choice(["rescale", "reject"]), default="rescale", show_default=True,
               help="When <size> disagrees with the real frame: rescale boxes (warning) or reject them (error).")
 @click.option("--max-findings", type=int, default=50, show_default=True,
@@ -117,21 +124,35 @@ def import_cmd(root, setting, annotations, output, fmt, box_convention, overwrit
 @json_option
 @quiet_option
 @handle_errors
-def validate(table, root, split, size_policy, max_findings, strict, as_json, quiet):
+def validate(table, root, split, subset, size_policy, max_findings, strict, as_json, quiet):
     """Check box coverage per clip and every box against the clips in ROOT's metadata.
 
     Reports clips fully / partly / not covered (per split and per class) and a
     list of findings, each with a stable code, severity, file, clip and frame.
     Exit 1 on any error finding (or warning with --strict).
 
+    For an AVSS release it also checks the release itself: metadata.csv
+    anomalies (h orse, background, off-the-screen), missing or extra frames,
+    files in frames/ that break the official loader's count, mask colours
+    outside the palette (pixel count and where), wavs too long for the
+    official loader; a box label must be one of the clip's a_obj classes.
+
     \b
     Example:
       avsprep validate boxes.csv --root ./demo-data --split test --json
     """
-    from avsprep.validate import run_validate
+    from avsprep.avss_layout import is_avss_root
 
     setup_logging(quiet or as_json)
-    report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy, strict=strict)
+    if is_avss_root(root):
+        from avsprep.avss_validate import run_avss_validate
+
+        report = run_avss_validate(table, root, splits=list(split) or None, size_policy=size_policy,
+                                   subsets=subset, quiet=quiet or as_json)
+    else:
+        from avsprep.validate import run_validate
+
+        report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy, strict=strict)
     code = report.exit_code(strict=strict)
     if as_json:
         echo_json(report.to_dict(strict=strict))
@@ -232,6 +253,7 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Shard folder to write (SHARDS/{split}/shard-NNNNN.h5 + manifest.json).")
 @click.option("--split", type=SPLITS, multiple=True, help="Split(s) to build (repeatable). Default: all.")
+@click.option("--subset", default=None, help=SUBSET_HELP)
 @click.option("--clips-per-shard", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--workers", "-j", type=click.IntRange(1), default=1, show_default=True,
               help="Worker processes. The output bytes do not depend on this.")
@@ -249,13 +271,17 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
 @json_option
 @quiet_option
 @handle_errors
-def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_policy,
+def build(table, root, output, split, subset, clips_per_shard, workers, crop_size, crop_policy,
           vggish_weights, on_bad_input, overwrite, resume, as_json, quiet):
     """Write HDF5 shards: frames, masks, box crops, boxes and audio per 5-frame clip.
 
     Clips are sorted by name and cut into shards of --clips-per-shard, so the
     same inputs give byte-identical shards whatever --workers is. Every shard
     and the manifest are written to a temporary name and renamed when complete.
+
+    AVSS release: 10 steps per clip with the official geometry (train: short
+    edge 224 + centre crop; val/test: resize), class-index masks through the
+    palette, frame-valid and GT flags, v1 clips padded from 5 steps.
 
     \b
     Example:
@@ -268,7 +294,7 @@ def build(table, root, output, split, clips_per_shard, workers, crop_size, crop_
     setup_logging(quiet or as_json)
     opts = BuildOptions(splits=list(split) or None, clips_per_shard=clips_per_shard, workers=workers,
                         crop_size=crop_size, crop_policy=crop_policy, vggish_weights=vggish_weights,
-                        on_bad_input=on_bad_input, overwrite=overwrite, resume=resume)
+                        on_bad_input=on_bad_input, overwrite=overwrite, resume=resume, subsets=subset)
     summary = build_shards(table, root, output, opts, quiet=quiet or as_json)
     if as_json:
         echo_json(summary)
@@ -337,9 +363,13 @@ def inspect(shards, clip, png, as_json):
 
 @cli.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--clips", type=click.IntRange(3), default=192, show_default=True,
-              help="Total clips, split 4:1:1 into train/val/test.")
+@click.option("--clips", type=click.IntRange(3), default=None,
+              help="Total clips, split 4:1:1 into train/val/test (default 192); "
+                   "with --setting avss: clips per subset (default 6).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--setting", type=click.Choice(["s4", "avss"]), default="s4", show_default=True,
+              help="s4: AVSBench layout (S4, or MS3 with --like); avss: an AVSBench-semantic release "
+                   "(v1s, v1m, v2 subsets, non-224 JPEG frames, palette masks, 48 kHz stereo wavs).")
 @click.option("--like", "like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A real AVSBench metadata CSV (s4_meta_data.csv or ms3_meta_data.csv): the demo gets "
                    "its clip names, categories, splits and size (S4: 4,932 clips, 23 classes); "
@@ -349,7 +379,7 @@ def inspect(shards, clip, png, as_json):
 @overwrite_option
 @quiet_option
 @handle_errors
-def demo(out, clips, seed, like, workers, overwrite, quiet):
+def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
     """Write the synthetic demo dataset in exact AVSBench layout (S4, or MS3 with --like).
 
     Each frame shows two objects of different classes; only one makes the
@@ -361,12 +391,20 @@ def demo(out, clips, seed, like, workers, overwrite, quiet):
     Examples:
       avsprep demo ./demo-data --clips 192 --seed 0
       avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
+      avsprep demo ./avss-demo --setting avss
     """
-    from avsprep.synth import write_demo
-
     setup_logging(quiet)
     check_output_dir(out, overwrite=overwrite, what="OUT")
-    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like)
+    if setting == "avss":
+        if like is not None:
+            raise click.UsageError("--like takes an S4/MS3 metadata CSV; it does not combine with --setting avss")
+        from avsprep.synth_avss import write_avss_demo
+
+        summary = write_avss_demo(out, clips=clips or 6, seed=seed, quiet=quiet)
+    else:
+        from avsprep.synth import write_demo
+
+        summary = write_demo(out, clips=clips or 192, seed=seed, quiet=quiet, workers=workers, like=like)
     click.echo(summary["text"])
 
 

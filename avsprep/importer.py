@@ -362,8 +362,14 @@ def _found_text(stats) -> str:
 
 
 def run_import(root, output, setting: Optional[str] = None, annotations=None, quiet: bool = False,
-               fmt: str = "auto", box_convention: str = "auto") -> dict:
+               fmt: str = "auto", box_convention: str = "auto", subsets=None) -> dict:
     """Write the box table at ``output`` and the findings sidecar; return a summary dict."""
+    from avsprep.avss_layout import is_avss_root
+
+    if setting == "avss" or (setting is None and is_avss_root(root)):  # AVSS release: avsprep.avss_import
+        from avsprep.avss_import import run_avss_import
+
+        return run_avss_import(root, output, subsets=subsets, annotations=annotations, quiet=quiet, fmt=fmt)
     layout = Layout.from_root(root, setting)
     layout.clips()  # read and check the metadata before walking the tree
     ann_dir = Path(annotations) if annotations is not None else layout.frames_dir()

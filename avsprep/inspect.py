@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from avsprep.atomic import write_bytes
 from avsprep.errors import DataError

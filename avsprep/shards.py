@@ -35,6 +35,7 @@ from avsprep.findings import Finding
 
 SCHEMA_VERSION = 2  # 2: masks decoded as the official loaders (MASK_DECODING), CSV order in the manifest
 FRAMES = 5
+AVSS_STEPS = 10  # AVSS shards: every clip padded to 10 steps (avsprep.avss_item)
 FRAME_SIZE = 224
 MEL_SHAPE = (96, 64)
 VGGISH_DIM = 128
@@ -52,7 +53,9 @@ COMPRESSION = {
 # mode the PNG is converted to, and the scale that turns the stored uint8 into the float target
 # (S4: Image.convert('1') then ToTensor -> 0/1; MS3: Image.convert('P') then ToTensor -> value/255,
 # soft on anti-aliased masks). Recorded in each shard's ``mask_decoding`` attribute and the manifest.
-MASK_DECODING = {"s4": {"pil_mode": "1", "scale": 1}, "ms3": {"pil_mode": "P", "scale": 255}}
+MASK_DECODING = {"s4": {"pil_mode": "1", "scale": 1}, "ms3": {"pil_mode": "P", "scale": 255},
+                 # AVSS: labels_rgb through the 71-colour palette -> class index (avsprep.avss_clip)
+                 "avss": {"pil_mode": "RGB", "palette": "avss-71", "off_palette": 0, "scale": 1}}
 
 NO_MANIFEST = "no manifest.json: the build did not finish; run avsprep build --resume"
 
@@ -73,13 +76,18 @@ class BuildOptions:
     overwrite: bool = False
     resume: bool = False
     setting: Optional[str] = None
+    subsets: Optional[str] = None  # AVSS: comma-separated v1s,v1m,v2 (None = all)
 
 
 # ------------------------------------------------------------------------------- schema
 
-def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0) -> dict:
-    """name -> (shape, numpy dtype or 'str') of one shard with ``n`` clips and ``boxes`` box rows."""
-    t, s, c = FRAMES, FRAME_SIZE, crop_size
+def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0, setting: Optional[str] = None) -> dict:
+    """name -> (shape, numpy dtype or 'str') of one shard with ``n`` clips and ``boxes`` box rows.
+
+    AVSS (``setting="avss"``): 10 time steps, ``masks`` hold class indices, plus
+    ``frame_valid``/``gt_flag`` (the official loader's flags) and ``subset``.
+    """
+    t, s, c = (AVSS_STEPS if setting == "avss" else FRAMES), FRAME_SIZE, crop_size
     spec = {
         "video": ((n,), "str"),
         "label": ((n,), np.dtype("int16")),
@@ -93,6 +101,11 @@ def dataset_schema(n: int, crop_size: int, vggish: bool, boxes: int = 0) -> dict
     }
     if vggish:
         spec["audio_vggish"] = ((n, t, VGGISH_DIM), np.dtype("float32"))
+    if setting == "avss":
+        spec["frame_valid"] = ((n, t), np.dtype("bool"))
+        spec["gt_flag"] = ((n, t), np.dtype("bool"))
+        spec["crop_label"] = ((n, t), np.dtype("int16"))  # class of the cropped box (-1: no crop / unknown)
+        spec["subset"] = ((n,), "str")
     return spec
 
 
@@ -115,7 +128,8 @@ class ShardWriter:
     the content and the order of the rows only.
     """
 
-    def __init__(self, path: os.PathLike | str, n: int, crop_size: int, vggish: bool):
+    def __init__(self, path: os.PathLike | str, n: int, crop_size: int, vggish: bool,
+                 setting: Optional[str] = None):
         h5py = _h5()
         self.path = Path(path)
         self.n = 0
@@ -125,7 +139,7 @@ class ShardWriter:
         self.buf = io.BytesIO()
         self.f = h5py.File(self.buf, "w", libver=LIBVER, track_order=False)
         self.ds = {}
-        for name, (shape, dtype) in dataset_schema(n, crop_size, vggish).items():
+        for name, (shape, dtype) in dataset_schema(n, crop_size, vggish, setting=setting).items():
             if name == "boxes":
                 continue
             dt = h5py.string_dtype("utf-8") if dtype == "str" else dtype
@@ -209,7 +223,8 @@ def check_shard_file(path: os.PathLike | str, split: Optional[str] = None,
         crop = int(f.attrs["crop_size"])
         vggish = "audio_vggish" in f
         m = f["boxes"].shape[0] if "boxes" in f else 0
-        for name, (shape, dtype) in dataset_schema(n, crop, vggish, m).items():
+        setting = _decode(f.attrs["setting"])
+        for name, (shape, dtype) in dataset_schema(n, crop, vggish, m, setting).items():
             if name not in f:
                 err("shard-dataset-missing", f"no {name!r} dataset")
                 continue
@@ -221,7 +236,7 @@ def check_shard_file(path: os.PathLike | str, split: Optional[str] = None,
                 err("shard-dtype", f"{name} has dtype {ds.dtype}, expected {dtype}")
             if name != "boxes" and n and ds.chunks is not None and ds.chunks[0] != 1:
                 err("shard-chunks", f"{name} is chunked {ds.chunks}, expected one clip per chunk")
-        extra = sorted(set(f.keys()) - set(dataset_schema(n, crop, vggish, m)))
+        extra = sorted(set(f.keys()) - set(dataset_schema(n, crop, vggish, m, setting)))
         if extra:
             err("shard-dataset-extra", f"unexpected dataset(s) {', '.join(extra)}")
         if out:
@@ -285,6 +300,7 @@ class _OpenShard:
             self.labels = f["label"][()].astype(np.int64)
             self.mask_valid = f["mask_valid"][()]
             self.crop_valid = f["crop_valid"][()]
+            self.extra = {k: f[k][()] for k in ("frame_valid", "gt_flag", "crop_label", "subset") if k in f}  # AVSS
             self.boxes = f["boxes"][()]
             rows = self.boxes[:, 0].astype(np.int64)
             self.box_index = np.searchsorted(rows, np.arange(len(self.names) + 1))
@@ -309,6 +325,8 @@ class _OpenShard:
             "crop_valid": self.crop_valid[row].copy(),
             "boxes": self.boxes[a:b].copy(),
         }
+        for name, values in self.extra.items():
+            out[name] = _decode(values[row]) if name == "subset" else values[row].copy()
         for name, ds, shape, dtype, raw in self.rows:
             out[name] = _read_row(ds, row, shape, dtype) if raw else ds[row]
         return out

@@ -234,6 +234,9 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
     --batch-videos videos); "miou_dataset"/"fscore_dataset" pool all frames.
     "clips" and "n_clips" are the clip count ("clips" is the per-clip list
     under --per-clip).
+    AVSS semantic shards: the official AVSS mIoU/F (mean over all 71 classes,
+    0 for classes never seen, padded steps counted) and, labelled, the mean
+    over the classes seen ("miou_seen"); --per-class adds the class table.
 
     \b
     Example:
@@ -267,6 +270,10 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
 
 
 def format_table(doc: dict) -> str:
+    if doc.get("setting") == "avss":
+        from avstrain.evaluation import format_avss_table
+
+        return format_avss_table(doc)
     rows = [("", "mIoU", "F-score"),
             (f"official (batches of {doc['protocol']['batch_videos']})", f"{doc['miou']:.4f}", f"{doc['fscore']:.4f}"),
             ("dataset (all frames pooled)", f"{doc['miou_dataset']:.4f}", f"{doc['fscore_dataset']:.4f}")]
@@ -305,7 +312,10 @@ def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwri
     """Write predicted masks as single-channel 0/255 PNGs named like the GT masks.
 
     S4: MASKS/SPLIT/CATEGORY/VIDEO/VIDEO_K.png; MS3: MASKS/SPLIT/VIDEO/VIDEO_K.png
-    (K = 1..5, as the GT files).
+    (K = 1..5, as the GT files). AVSS semantic: palette RGB PNGs
+    MASKS/SPLIT/UID/UID_T.png (T = 0..9, padded steps included), named as the
+    official visualiser names them, at 224 px without its bicubic resize so
+    every pixel decodes back to its class.
 
     \b
     Example:

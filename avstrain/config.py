@@ -32,6 +32,8 @@ class TrainConfig:
 
     # --- task and model
     setting: str = "s4"                 # s4 (loss on frames with a GT mask) | ms3 (5 masks + AVM-KL)
+                                        # | avss (71-class semantic task on AVSS shards; s4/ms3 on AVSS
+                                        #   shards = the binary task of their v1s/v1m clips)
     backbone: str = "resnet50"          # resnet50 | pvt_v2_b5 | tiny (CPU demos)
     channel: int = 256                  # neck / TPAVI / decoder width (reference: 256)
     head_channels: list = field(default_factory=lambda: [128, 32])  # output head widths (reference: 128, 32)
@@ -85,14 +87,14 @@ class TrainConfig:
         """The effective AVM-KL weight (None means the reference default for the setting)."""
         if self.w_avm is not None:
             return float(self.w_avm)
-        return 0.5 if self.setting == "ms3" else 0.0
+        return 0.5 if self.setting in ("ms3", "avss") else 0.0
 
     def crop_losses_on(self) -> bool:
         return self.crop_head and (self.w_ce > 0 or self.w_pairwise > 0 or self.w_audio > 0)
 
 
 CHOICES = {
-    "setting": ("s4", "ms3"),
+    "setting": ("s4", "ms3", "avss"),
     "backbone": ("resnet50", "pvt_v2_b5", "tiny"),
     "audio_encoder": ("auto", "precomputed", "vggish", "tiny"),
     "crop_backbone": ("resnet50", "tiny"),

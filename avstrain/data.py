@@ -22,29 +22,31 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 T = 5  # frames per clip
 
-_TENSOR_KEYS = ("frames", "masks", "mask_valid", "crops", "crop_valid", "audio_logmel", "audio_vggish")
+_TENSOR_KEYS = ("frames", "masks", "mask_valid", "crops", "crop_valid", "audio_logmel", "audio_vggish",
+                "frame_valid", "gt_flag", "crop_label")  # the last three: AVSS shards only
 
 
-def augmentation_pipeline():
-    """Light augmentation applied identically to the 5 frames and masks (crops untouched)."""
+def augmentation_pipeline(steps: int = T):
+    """Light augmentation applied identically to the clip's frames and masks (crops untouched)."""
     import albumentations as A
 
-    targets = {f"image{t}": "image" for t in range(1, T)}
-    targets.update({f"mask{t}": "mask" for t in range(1, T)})
+    targets = {f"image{t}": "image" for t in range(1, steps)}
+    targets.update({f"mask{t}": "mask" for t in range(1, steps)})
     return A.Compose([A.HorizontalFlip(p=0.5),
                       A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=0.5)],
                      additional_targets=targets)
 
 
 def apply_augmentation(pipeline, frames: np.ndarray, masks: np.ndarray):
-    """frames [5,S,S,3] uint8, masks [5,S,S] uint8 -> the same, one random draw for all 5."""
+    """frames [T,S,S,3] uint8, masks [T,S,S] uint8 -> the same, one random draw for all T."""
+    steps = len(frames)
     kw = {"image": frames[0], "mask": masks[0]}
-    for t in range(1, T):
+    for t in range(1, steps):
         kw[f"image{t}"] = frames[t]
         kw[f"mask{t}"] = masks[t]
     out = pipeline(**kw)
-    f = np.stack([out["image"]] + [out[f"image{t}"] for t in range(1, T)])
-    m = np.stack([out["mask"]] + [out[f"mask{t}"] for t in range(1, T)])
+    f = np.stack([out["image"]] + [out[f"image{t}"] for t in range(1, steps)])
+    m = np.stack([out["mask"]] + [out[f"mask{t}"] for t in range(1, steps)])
     return np.ascontiguousarray(f), np.ascontiguousarray(m)
 
 
@@ -57,7 +59,7 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, shards_dir: os.PathLike | str, split: str = "train", augment: bool = False,
-                 audio_from: Optional[Sequence[int]] = None):
+                 audio_from: Optional[Sequence[int]] = None, task: Optional[str] = None):
         from avsprep.shards import ShardSet
 
         self.shards_dir = Path(shards_dir)
@@ -82,6 +84,10 @@ class ShardDataset(Dataset):
             raise ValueError(f"audio_from has {len(self.audio_from)} entries for {self._len} clips")
         self._reader = reader  # opens its HDF5 files lazily, per process
         self._aug = None
+        # AVSS shards: task "avss" (semantic, 10 steps) or "s4"/"ms3" (binary view of v1s/v1m clips)
+        self.task = task if self.setting == "avss" else None
+        if self.setting == "avss" and task not in (None, "avss", "s4", "ms3"):
+            raise ValueError(f"unknown task {task!r} for AVSS shards; use avss, s4 or ms3")
         self._perm: Optional[list[int]] = None  # view index -> reader row (in_csv_order)
         self.order_source = "name"
 
@@ -134,10 +140,14 @@ class ShardDataset(Dataset):
             item["audio_logmel"] = other["audio_logmel"]
             if "audio_vggish" in other:
                 item["audio_vggish"] = other["audio_vggish"]
+        if self.task in ("s4", "ms3"):
+            from avstrain.avss_data import binary_view
+
+            item = binary_view(item, self.task, self.shards_dir)
         frames, masks = np.asarray(item["frames"]), np.asarray(item["masks"])
         if self.augment:
             if self._aug is None:
-                self._aug = augmentation_pipeline()
+                self._aug = augmentation_pipeline(len(frames))
             if aug_seed is not None:
                 self._aug.set_random_seed(aug_seed)
             frames, masks = apply_augmentation(self._aug, frames, masks)
@@ -202,9 +212,11 @@ def to_device(batch: dict, device, channels_last: bool = False, image_size: Opti
     for a cheaper model input; masks keep the shard size (the model's logits are
     resized back to it, so losses and metrics always see the GT resolution).
     """
-    B = batch["frames"].shape[0]
+    B, T = batch["frames"].shape[:2]  # T = 5 (S4/MS3), 10 (AVSS semantic)
     S = batch["frames"].shape[2]
     frames = _normalise(batch["frames"].reshape(B * T, S, S, 3), device, False)  # [B*5,3,S,S]
+    if "frame_valid" in batch:  # AVSS: padded steps are zero after normalisation, as officially
+        frames = frames * batch["frame_valid"].to(device).reshape(B * T, 1, 1, 1)
     if image_size and image_size != S:
         frames = torch.nn.functional.interpolate(frames, size=(image_size, image_size), mode="bilinear",
                                                  align_corners=False, antialias=True)
@@ -227,6 +239,9 @@ def to_device(batch: dict, device, channels_last: bool = False, image_size: Opti
         out["crop_valid"] = batch["crop_valid"].to(device).reshape(B * T)                       # [B*5] bool
     if "audio_vggish" in batch:
         out["audio_vggish"] = batch["audio_vggish"].to(device, non_blocking=True).reshape(B * T, -1).float()
+    for key in ("frame_valid", "gt_flag", "crop_label"):  # AVSS semantic
+        if key in batch:
+            out[key] = batch[key].to(device).reshape(B * T)
     return out
 
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from avsprep.atomic import write_text
 from avsprep.clikit import progress
-from avsprep.errors import AvsError
+from avsprep.errors import AvsError, DataError
 from avstrain import dist
 from avstrain.checkpoints import init_from, load_checkpoint, save_checkpoint, set_rng_state
 from avstrain.config import TrainConfig, from_dict
@@ -233,8 +233,11 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
                                  "workers": cfg.workers})
         seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
 
-        train_ds = ShardDataset(shards, "train", augment=cfg.augment)
-        val_ds = ShardDataset(shards, "val")
+        train_ds = ShardDataset(shards, "train", augment=cfg.augment, task=cfg.setting)
+        val_ds = ShardDataset(shards, "val", task=cfg.setting)
+        if cfg.setting == "avss" and train_ds.setting != "avss":
+            raise DataError(f"{shards}: setting=avss needs shards built from an AVSS release "
+                            f"(these are {train_ds.setting}); use --preset for {train_ds.setting}")
         if cfg.max_eval_clips:
             val_ds = torch.utils.data.Subset(val_ds, range(min(cfg.max_eval_clips, len(val_ds))))
         if cfg.setting == "s4" and getattr(train_ds, "setting", None) == "ms3":

@@ -39,15 +39,26 @@ def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None
     use_cuda = device.type == "cuda"
     channels_last = use_cuda and (cfg.channels_last if cfg else False)
     acc = MetricAccumulator(batch_videos=batch_videos)
+    semantic = None  # AVSS semantic batches (gt_flag present): the official AVSS metric instead
     for cpu_batch in progress(loader, quiet=quiet, desc=desc, unit="batch", leave=False):
         batch = to_device(cpu_batch, device, channels_last, cfg.image_size if cfg else None)
         B = batch["batch_size"]
         # fp32 unless eval_amp (the official test loop is fp32; amp is for training steps)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_cuda and (cfg.eval_amp if cfg else False)):
             out = m(batch, crops=False, zero_audio=audio_ablation == "zero")
+        if "gt_flag" in batch:  # every step counts, padded ones included (reference/avss.md 6.3)
+            if semantic is None:
+                from avstrain.metrics_avss import AVSSMetric
+
+                semantic = AVSSMetric(class_names=classes)
+            semantic.update(out["logits"].float(), batch["masks"].long())
+            continue
         logits = out["logits"].float().squeeze(1)  # [B*5,1,S,S] -> [B*5,S,S]
         acc.update(logits, batch["masks"], batch["index"], class_ids=cpu_batch["label"],
                    frame_valid=batch["mask_valid"].reshape(B, -1))
+    if semantic is not None:
+        semantic.all_reduce()
+        return semantic.compute()
     acc.all_reduce()
     result = acc.compute()
     if per_clip:
@@ -92,14 +103,21 @@ def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), p
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
     model.to(dev)
-    ds = ShardDataset(shards, split).in_csv_order()  # official batches follow the metadata CSV
+    ds = ShardDataset(shards, split, task=cfg.setting).in_csv_order()  # official batches follow the metadata CSV
     if model.audio_kind == "precomputed" and not ds.has_vggish:
         raise DataError(f"checkpoint {checkpoint} takes VGGish embeddings from the shards, but {shards} has "
                         "none: build them with avsprep build --vggish-weights, or convert the official file "
                         "with avstrain convert --vggish-weights FILE")
-    doc = evaluate_split(model, cfg, dev, ds, ablations=ablations, per_class=per_class, batch_videos=batch_videos,
-                         workers=workers, quiet=quiet, seed=seed, per_clip=per_clip)
-    doc["checkpoint"] = str(checkpoint)
+    if cfg.setting == "avss":
+        if per_clip:
+            raise DataError(f"--per-clip is for the binary S4/MS3 tasks; {checkpoint} is an AVSS semantic model "
+                            "(use --per-class for its class table)")
+        doc = _avss_doc(model, ds, dev, cfg, batch_videos, workers, ablations, quiet, seed, checkpoint, split,
+                        per_class)
+    else:
+        doc = evaluate_split(model, cfg, dev, ds, ablations=ablations, per_class=per_class,
+                             batch_videos=batch_videos, workers=workers, quiet=quiet, seed=seed, per_clip=per_clip)
+        doc["checkpoint"] = str(checkpoint)
     if ckpt.get("warnings"):
         doc["warnings"] = list(ckpt["warnings"])
     return doc
@@ -141,3 +159,52 @@ def evaluate_split(model, cfg, dev, ds, ablations=("none",), per_class: bool = F
 
         doc["clips"] = per_clip_rows(ds.names, ds.classes, res["per_clip"], clip_ablations, audio_from)
     return doc
+
+
+AVSS_PROTOCOL = {
+    "miou": "official AVSS: per class the mean over frames where it is predicted or present of the frame IoU, "
+            "then the mean over all 71 classes (0 for classes never seen); padded v1 steps count",
+    "fscore": "official AVSS: the same averaging of the per-frame F (beta^2 0.3) at the argmax labelling",
+    "miou_seen": "labelled extra: the mean over the classes seen (predicted or present) only",
+    "fscore_seen": "labelled extra: the F-score mean over the classes seen only",
+}
+
+
+def _avss_doc(model, ds, dev, cfg, batch_videos, workers, ablations, quiet, seed, checkpoint, split,
+              per_class) -> dict:
+    """``avstrain evaluate`` on AVSS semantic shards: the official AVSS metric, labelled extras,
+    the per-class table (with ``--per-class``), and the audio ablations."""
+    res = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, classes=ds.classes,
+                   quiet=quiet, desc=f"evaluate {split}")
+    doc = {k: res[k] for k in ("miou", "fscore", "miou_seen", "fscore_seen", "classes_seen", "frames")}
+    doc.update(clips=len(ds), n_clips=len(ds), split=split, checkpoint=str(checkpoint), setting="avss",
+               protocol=dict(AVSS_PROTOCOL))
+    if per_class:
+        doc["per_class"] = res["per_class"]
+    extra = [a for a in ablations if a != "none"]
+    if extra:
+        doc["ablations"] = {}
+    for name in extra:
+        d = ds.with_audio_from(derangement(len(ds), seed)) if name == "shuffle" else ds
+        r = evaluate(model, make_eval_loader(d, batch_videos, workers), dev, cfg, batch_videos,
+                     audio_ablation="zero" if name == "zero" else "none", classes=ds.classes, quiet=quiet,
+                     desc=f"audio {name}")
+        doc["ablations"][name] = {"miou": r["miou"], "fscore": r["fscore"], "miou_seen": r["miou_seen"],
+                                  "fscore_seen": r["fscore_seen"]}
+    return doc
+
+
+def format_avss_table(doc: dict) -> str:
+    """The text table of an AVSS ``evaluate`` document (official first, extras labelled)."""
+    rows = [("", "mIoU", "F-score"),
+            ("official AVSS (mean over 71 classes)", f"{doc['miou']:.4f}", f"{doc['fscore']:.4f}"),
+            (f"mean over the {doc['classes_seen']} classes seen", f"{doc['miou_seen']:.4f}",
+             f"{doc['fscore_seen']:.4f}")]
+    for name, r in doc.get("ablations", {}).items():
+        rows.append((f"audio {name} (official)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
+    for name, r in doc.get("per_class", {}).items():
+        rows.append((f"class {name} ({r['frames']} frames)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{doc['split']}: {doc['clips']} clips, {doc['frames']} time steps (padded v1 steps included)"]
+    lines += [f"{a:<{w}}  {b:>7}  {c:>7}" for a, b, c in rows]
+    return "\n".join(lines)

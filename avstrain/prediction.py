@@ -31,7 +31,7 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
     model.to(dev).eval()
-    ds = ShardDataset(shards, split)
+    ds = ShardDataset(shards, split, task=cfg.setting)
     out_dir = Path(out_dir) if out_dir is not None else None
     written = overlays_written = 0
     proposals = None
@@ -43,6 +43,10 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
         batch = to_device(cpu_batch, dev, False, cfg.image_size)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.eval_amp):
             logits = model(batch, crops=False)["logits"].float()
+        if cfg.setting == "avss":
+            if out_dir is not None:
+                written += _write_avss(logits, batch, out_dir / split)
+            continue
         pred = (logits.squeeze(1) > 0).to(torch.uint8).mul_(255).cpu().numpy()  # sigmoid > 0.5 <=> logit > 0
         T_ = pred.shape[0] // batch["batch_size"]
         for b, video in enumerate(batch["video"]):
@@ -99,3 +103,26 @@ def write_overlays(out_dir: Path, folder: Path, video: str, cpu_batch: dict, b: 
         img = overlay(frames[t], pred[t] > 0, gts[t] if valid[t] else None)
         write_bytes(target / f"{video}_{t + 1}.png", png_bytes(img))
     return len(pred)
+
+
+def _write_avss(logits, batch, out_dir: Path) -> int:
+    """AVSS: argmax -> palette RGB PNG ``OUT/split/{uid}/{uid}_{t}.png``, t = 0..9 (padded steps included),
+    as the official ``vis_mask.py`` names them. Written at the shard resolution without the official
+    360x240 bicubic resize, so every pixel is a palette colour and decodes back to its class."""
+    from PIL import Image
+
+    from avsprep.atomic import write_bytes
+    from avsprep.avss_classes import encode_rgb_mask
+
+    pred = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()  # [B*T, S, S]
+    steps = pred.shape[0] // batch["batch_size"]
+    n = 0
+    for b, video in enumerate(batch["video"]):
+        folder = out_dir / video
+        folder.mkdir(parents=True, exist_ok=True)
+        for t in range(steps):
+            buf = io.BytesIO()
+            Image.fromarray(encode_rgb_mask(pred[b * steps + t]), "RGB").save(buf, format="PNG")
+            write_bytes(folder / f"{video}_{t}.png", buf.getvalue())
+            n += 1
+    return n

@@ -16,7 +16,6 @@ import csv
 import html
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -322,7 +321,12 @@ def build_report(checkpoint, shards, out_dir, split: str = "test", per_gallery: 
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     dev = pick_device(device)
     model.to(dev)
-    ds = ShardDataset(shards, split).in_csv_order()  # the same batches as avstrain evaluate
+    if cfg.setting == "avss":
+        from avsprep.errors import DataError
+
+        raise DataError(f"avstrain report covers the binary S4/MS3 tasks; {checkpoint} is an AVSS semantic model: "
+                        "use avstrain evaluate --per-class and avstrain predict (palette PNGs) for it")
+    ds = ShardDataset(shards, split, task=cfg.setting).in_csv_order()  # the same batches as avstrain evaluate
     doc = evaluate_split(model, cfg, dev, ds, ablations=("none", "shuffle", "zero"), per_class=True,
                          batch_videos=batch_videos, workers=workers, quiet=quiet, seed=seed, per_clip=True)
     doc["checkpoint"] = str(checkpoint)

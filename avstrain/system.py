@@ -42,9 +42,18 @@ class AVSSystem(nn.Module):
         audio = self.encode_audio(batch)
         if zero_audio:
             audio = torch.zeros_like(audio)
-        logits, feature_maps, audio_feats = self.avs(batch["frames"], audio)[:3]
+        fv = batch.get("frame_valid")  # AVSS: the official model gates by the frame-valid flag
+        if fv is not None:
+            audio = audio * fv.reshape(-1, 1).to(audio.dtype)  # padded steps get zero audio (official)
+        logits, feature_maps, audio_feats = self.avs(batch["frames"], audio, frame_valid=fv)[:3]
         size = batch["masks"].shape[-2:]
-        if logits.shape[-2:] != size:  # model ran at a reduced image_size: back to the GT resolution
+        if logits.shape[-2:] != size and "gt_flag" in batch and weights is not None:
+            # AVSS training at a reduced image_size: 71 logit maps upsampled to 224 cost most of a CPU
+            # step, so the loss runs at the model resolution on nearest-downsampled masks instead
+            # (the metric still sees 224; the paper presets use the full size, where nothing changes)
+            batch = dict(batch, masks=nn.functional.interpolate(batch["masks"][:, None].float(),
+                                                               size=logits.shape[-2:], mode="nearest")[:, 0])
+        elif logits.shape[-2:] != size:  # model ran at a reduced image_size: back to the GT resolution
             logits = nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         out = {"logits": logits, "feature_maps": feature_maps, "audio_feats": audio_feats, "audio_emb": audio}
         if crops and self.crop_head is not None:
@@ -98,9 +107,11 @@ def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
     from avstrain.models import build_avs_model
     from avstrain.models.audio import AudioEncoder
 
+    semantic = cfg.setting == "avss"  # AVSS: 71-class head, bias-free TPAVI audio projection
     avs = build_avs_model(backbone=cfg.backbone, tpavi_stages=tuple(cfg.tpavi_stages),
                           pretrained=cfg.backbone_weights, channel=cfg.channel,
-                          head_channels=tuple(cfg.head_channels))
+                          head_channels=tuple(cfg.head_channels),
+                          num_classes=num_classes if semantic else 1, audio_bias=not semantic)
     kind = audio_kind or resolve_audio_encoder(cfg, has_vggish)
     audio_encoder = None
     if kind == "precomputed":
@@ -140,6 +151,10 @@ def compute_losses(model: AVSSystem, out: dict, batch: dict, weights) -> tuple[t
     from avstrain.losses import total_loss
 
     B = batch["batch_size"]
+    if "gt_flag" in batch:  # AVSS semantic (avstrain.losses_avss)
+        from avstrain.losses_avss import total_loss_avss
+
+        return total_loss_avss(dict(out, logits=out["logits"].float()), batch, weights, audio_proj=model.audio_proj)
     lb = {"masks": batch["masks"], "mask_valid": batch["mask_valid"], "label": batch["label"]}
     if "crop_valid" in batch:
         lb["crop_valid"] = batch["crop_valid"].reshape(B, -1)  # [B*5] -> [B,5]

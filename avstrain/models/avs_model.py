@@ -27,6 +27,8 @@ class AVSModelConfig:
     audio_dim: int = 128  # audio embedding size (VGGish)
     drop_path_rate: float = 0.1  # PVT-v2 stochastic depth (ignored by other backbones)
     dilations: tuple[int, ...] = field(default=(3, 6, 12, 18))  # ASPP neck dilations (= paddings)
+    num_classes: int = 1  # head output channels: 1 (S4/MS3 binary) or 71 (AVSS semantic)
+    audio_bias: bool = True  # TPAVI align_channel bias (the official AVSS model has none)
 
     def __post_init__(self):
         self.tpavi_stages = tuple(int(s) for s in self.tpavi_stages)
@@ -63,19 +65,27 @@ class AVSModel(nn.Module):
         self.conv4 = ClassifierModule(chans[3], c, dil)
         # One TPAVI per selected stage, named tpavi_b1..tpavi_b4 as in the reference.
         for i in cfg.tpavi_stages:
-            setattr(self, f"tpavi_b{i + 1}", TPAVIModule(c, mode="dot", audio_dim=cfg.audio_dim, naive=cfg.tpavi_naive))
-        self.decoder = Decoder(c, cfg.inplace_relu_quirk, cfg.head_channels)
+            setattr(self, f"tpavi_b{i + 1}", TPAVIModule(c, mode="dot", audio_dim=cfg.audio_dim, naive=cfg.tpavi_naive,
+                                                         audio_bias=cfg.audio_bias))
+        self.decoder = Decoder(c, cfg.inplace_relu_quirk, cfg.head_channels, cfg.num_classes)
 
     def forward(
-        self, frames: torch.Tensor, audio: torch.Tensor | None = None
+        self, frames: torch.Tensor, audio: torch.Tensor | None = None, frame_valid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
+        """``frame_valid`` [B*T] (AVSS): multiplies the neck, TPAVI and fusion outputs and the
+        logits, as the official AVSS model does (padded steps -> zero logits -> background).
+        AVSS clips of 10 steps are fed as rows of T = 5: TPAVI attends within each half,
+        exactly the official model's hard-coded grouping."""
         t = self.cfg.frames
+        gate = None if frame_valid is None else frame_valid.reshape(-1, 1, 1, 1).to(frames.dtype)  # [B*T,1,1,1]
         if frames.shape[0] % t:
             raise ValueError(f"frames has {frames.shape[0]} rows, not a multiple of T={t} (rows are b*T + t)")
         if self.cfg.tpavi_stages and self.cfg.tpavi_va and audio is None:
             raise ValueError("this model has audio-visual TPAVI stages and needs audio [B*T, 128]")
         f1, f2, f3, f4 = self.backbone(frames)
         maps = [self.conv1(f1), self.conv2(f2), self.conv3(f3), self.conv4(f4)]  # [B*T, C, S/4 .. S/32]
+        if gate is not None:
+            maps = [m * gate for m in maps]
         audio_feats: list[torch.Tensor | None] = [None] * 4
         if audio is not None:
             audio = audio.reshape(-1, t, audio.shape[-1])  # [B*T, 128] -> [B, T, 128]
@@ -91,7 +101,9 @@ class AVSModel(nn.Module):
                 audio_feats[i] = a_fea  # [B, T, C]
             z = outs[0] if len(outs) == 1 else (outs[0] + outs[1]) / 2
             maps[i] = _from_clip(z)  # [B, C, T, H, W] -> [B*T, C, H, W]
-        logits, maps = self.decoder(maps)
+            if gate is not None:
+                maps[i] = maps[i] * gate
+        logits, maps = self.decoder(maps, gate)
         return logits, maps, audio_feats
 
 

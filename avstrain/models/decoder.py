@@ -70,7 +70,7 @@ class Decoder(nn.Module):
     """Fusion decoder (``path4..path1``) and head; 4 maps (strides 4..32) -> logits at stride 1."""
 
     def __init__(self, channel: int = 256, inplace_relu_quirk: bool = True,
-                 head_channels: tuple[int, int] = (128, 32)):
+                 head_channels: tuple[int, int] = (128, 32), num_classes: int = 1):
         super().__init__()
         h1, h2 = head_channels  # reference: 128, 32 (narrower for the CPU demo: the head runs at S/2 and S)
         self.inplace_relu_quirk = inplace_relu_quirk
@@ -83,16 +83,20 @@ class Decoder(nn.Module):
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             nn.Conv2d(h1, h2, kernel_size=3, stride=1, padding=1),
             nn.ReLU(True),
-            nn.Conv2d(h2, 1, kernel_size=1, stride=1, padding=0),
+            nn.Conv2d(h2, num_classes, kernel_size=1, stride=1, padding=0),  # AVSS: 71 classes
         )
 
-    def forward(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``maps``: [B*T, C, S/4..S/32]. Returns (logits [B*T,1,S,S], maps as the reference returns them)."""
+    def forward(self, maps: list[torch.Tensor], gate: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``maps``: [B*T, C, S/4..S/32]. Returns (logits [B*T,K,S,S], maps as the reference returns them).
+
+        ``gate`` [B*T,1,1,1] (AVSS frame-valid flag) multiplies every fusion output and the logits,
+        as the official AVSS model does, so padded steps give exactly zero logits."""
+        g = (lambda x: x) if gate is None else (lambda x: x * gate)
         if self.inplace_relu_quirk:
             # The reference's in-place ReLU overwrites each map before its other uses.
             maps = [F.relu(m) for m in maps]
-        d4 = self.path4(maps[3])  # [B*T, C, S/32] -> [B*T, C, S/16]
-        d3 = self.path3(d4, maps[2])  # -> [B*T, C, S/8]
-        d2 = self.path2(d3, maps[1])  # -> [B*T, C, S/4]
-        d1 = self.path1(d2, maps[0])  # -> [B*T, C, S/2]
-        return self.output_conv(d1), maps  # [B*T, C, S/2] -> [B*T, 1, S, S]
+        d4 = g(self.path4(maps[3]))  # [B*T, C, S/32] -> [B*T, C, S/16]
+        d3 = g(self.path3(d4, maps[2]))  # -> [B*T, C, S/8]
+        d2 = g(self.path2(d3, maps[1]))  # -> [B*T, C, S/4]
+        d1 = g(self.path1(d2, maps[0]))  # -> [B*T, C, S/2]
+        return g(self.output_conv(d1)), maps  # [B*T, C, S/2] -> [B*T, K, S, S]

@@ -32,7 +32,8 @@ class TPAVIModule(nn.Module):
     starts as LayerNorm(x)); ``norm_layer`` LayerNorm(C) over channels.
     """
 
-    def __init__(self, in_channels: int = 256, mode: str = "dot", audio_dim: int = 128, naive: bool = False):
+    def __init__(self, in_channels: int = 256, mode: str = "dot", audio_dim: int = 128, naive: bool = False,
+                 audio_bias: bool = True):
         super().__init__()
         if mode != "dot":
             raise ValueError(f"TPAVI mode {mode!r} is not supported; only 'dot' (the published model)")
@@ -41,7 +42,7 @@ class TPAVIModule(nn.Module):
         self.inter_channels = max(in_channels // 2, 1)
         self.naive = naive  # True: full N x N attention matrix (reference form, memory-hungry)
         c, ci = in_channels, self.inter_channels
-        self.align_channel = nn.Linear(audio_dim, c)
+        self.align_channel = nn.Linear(audio_dim, c, bias=audio_bias)  # AVSS: no bias (zero audio stays zero)
         self.g = nn.Conv3d(c, ci, kernel_size=1)
         self.theta = nn.Conv3d(c, ci, kernel_size=1)
         self.phi = nn.Conv3d(c, ci, kernel_size=1)

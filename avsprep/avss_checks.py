@@ -1,0 +1,206 @@
+"""Checks of an AVSS release: metadata anomalies, files per clip, mask colours, audio length.
+
+Pure functions take parsed values and return findings; :func:`check_tree`
+reads the files of one clip. The anomalies are those of reference/avss.md 3.3
+(``h orse``, ``background``, ``off-the-screen``) plus anything that would make
+the official loader fail or silently differ (extra entries in ``frames/``,
+mask colours outside the palette, wavs of 10.575 s or more).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional
+
+import numpy as np
+
+from avsprep.avss_classes import AVSS_CLASSES, decode_rgb_mask
+from avsprep.avss_item import MAX_WAV_SECONDS
+from avsprep.avss_layout import AVSSClip, AVSSLayout
+from avsprep.findings import Finding
+
+CODES: dict[str, tuple[str, str]] = {
+    "a-obj-typo": ("warning", "a_obj token is a misspelt class (h orse); read as that class"),
+    "a-obj-background": ("warning", "a_obj names 'background' as the sounding object (5 v1m rows)"),
+    "a-obj-off-screen": ("info", "a_obj is 'off-the-screen': the sound source is not visible"),
+    "a-obj-unknown": ("error", "a_obj token is not one of the 70 classes"),
+    "clip-dir-missing": ("error", "the clip's folder {subset}/{uid} is missing"),
+    "frame-file-missing": ("error", "frames/{i}.jpg missing"),
+    "frame-extra": ("warning", "a frame beyond the clip's 5 (v1) / 10 (v2)"),
+    "frames-extra-file": ("warning", "an entry in frames/ that is not a frame: the official loader counts "
+                                     "every entry and then fails to open {n}.jpg"),
+    "frames-annotation-file": ("info", "an annotation file in frames/: import reads it, the official loader "
+                                       "would count it as a frame - move it out before running that code"),
+    "frame-unreadable": ("error", "a frame JPEG cannot be opened"),
+    "mask-missing": ("error", "labels_rgb/{i}.png missing for a frame that must have a mask"),
+    "mask-unreadable": ("error", "a mask PNG cannot be opened"),
+    "mask-size-mismatch": ("warning", "mask and frame differ in size (both are resized to 224 anyway)"),
+    "mask-off-palette": ("warning", "mask pixels whose colour is in no palette entry: the official "
+                                    "loader makes them background silently"),
+    "mask-class-not-in-a-obj": ("info", "mask shows a class that a_obj does not list"),
+    "audio-missing": ("error", "audio.wav missing"),
+    "audio-unreadable": ("error", "audio.wav cannot be read"),
+    "audio-too-long": ("error", f"audio of {MAX_WAV_SECONDS} s or more: 11 VGGish examples, the official "
+                                "loader fails"),
+    "audio-short": ("warning", "fewer VGGish examples than frames: zero log-mel examples fill the rest"),
+}
+TYPOS = {"h orse": "horse"}
+ANNOTATION_SUFFIXES = (".xml", ".txt", ".json")
+
+
+def _f(code, message, file=None, clip=None, frame=None) -> Finding:
+    return Finding(code, CODES[code][0], message, file, clip, frame)
+
+
+def clip_classes(a_obj: Iterable[str]) -> list[int]:
+    """Class indices of the a_obj tokens that name a class (typos mapped, non-classes dropped)."""
+    out = []
+    for tok in a_obj:
+        tok = TYPOS.get(tok, tok)
+        if tok in AVSS_CLASSES and tok != "background" and AVSS_CLASSES.index(tok) not in out:
+            out.append(AVSS_CLASSES.index(tok))
+    return out
+
+
+def check_metadata(clips: Iterable[AVSSClip], meta_name: str = "metadata.csv") -> list[Finding]:
+    """The a_obj anomalies of reference 3.3, one finding per row."""
+    out = []
+    for c in clips:
+        for tok in c.a_obj:
+            if tok in TYPOS:
+                out.append(_f("a-obj-typo", f"a_obj token {tok!r} read as {TYPOS[tok]!r}", meta_name, c.name))
+            elif tok == "background":
+                out.append(_f("a-obj-background", "a_obj is 'background': no sounding class is named; "
+                                                  "boxes on this clip cannot be checked against a_obj",
+                              meta_name, c.name))
+            elif tok == "off-the-screen":
+                out.append(_f("a-obj-off-screen", "sound source off-screen; expect empty masks and no boxes",
+                              meta_name, c.name))
+            elif tok not in AVSS_CLASSES:
+                out.append(_f("a-obj-unknown", f"a_obj token {tok!r} is not an AVSS class; fix the row",
+                              meta_name, c.name))
+    return out
+
+
+def check_frame_listing(names: list[str], n: int, rel: str, clip: str) -> list[Finding]:
+    """Entries of ``frames/`` against the expected ``0.jpg .. n-1.jpg`` (pure)."""
+    out = []
+    expected = {f"{i}.jpg" for i in range(n)}
+    present = set(names)
+    for i in range(n):
+        if f"{i}.jpg" not in present:
+            out.append(_f("frame-file-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
+                          f"{rel}/{i}.jpg", clip, i))
+    annotations = []
+    for name in sorted(present - expected):
+        stem, dot, ext = name.partition(".")
+        if name.lower().endswith(".jpg") and stem.isdigit():
+            out.append(_f("frame-extra", f"frame {name} beyond the clip's {n}; the official loader would "
+                                         "read it as a time step", f"{rel}/{name}", clip, int(stem)))
+        elif name.lower().endswith(ANNOTATION_SUFFIXES):
+            annotations.append(name)
+        else:
+            out.append(_f("frames-extra-file", f"{name!r} in frames/ breaks the official loader's frame count; "
+                                               "delete it", f"{rel}/{name}", clip))
+    if annotations:  # one finding per clip: labelImg puts its XMLs here by design
+        out.append(_f("frames-annotation-file", f"{len(annotations)} annotation file(s) ({annotations[0]}...) "
+                      "that the official loader would count as frames", rel, clip))
+    return out
+
+
+def off_palette_summary(unknown: np.ndarray, rgb: np.ndarray) -> Optional[str]:
+    """'N pixels in x a..b, y c..d, colours (r,g,b) ...' or None when every pixel is a palette colour."""
+    count = int(unknown.sum())
+    if not count:
+        return None
+    ys, xs = np.nonzero(unknown)
+    colours = np.unique(rgb[unknown].reshape(-1, 3), axis=0)
+    shown = ", ".join(str(tuple(int(v) for v in c)) for c in colours[:3])
+    more = f" and {len(colours) - 3} more" if len(colours) > 3 else ""
+    return (f"{count} pixel(s) in x {xs.min()}..{xs.max()}, y {ys.min()}..{ys.max()} have colour(s) {shown}{more} "
+            "outside the palette; read as background, as the official loader does - repaint them")
+
+
+def check_mask(rgb: np.ndarray, frame_size: Optional[tuple[int, int]], allowed: list[int],
+               rel: str, clip: str, i: int) -> list[Finding]:
+    """One decoded ``labels_rgb`` array: size against the frame, off-palette pixels, classes vs a_obj."""
+    out = []
+    h, w = rgb.shape[:2]
+    if frame_size is not None and frame_size != (w, h):
+        out.append(_f("mask-size-mismatch", f"mask is {w}x{h}, frame {frame_size[0]}x{frame_size[1]}",
+                      rel, clip, i))
+    index, unknown = decode_rgb_mask(rgb)
+    msg = off_palette_summary(unknown, rgb)
+    if msg:
+        out.append(_f("mask-off-palette", msg, rel, clip, i))
+    if allowed:
+        extra = sorted(set(np.unique(index).tolist()) - set(allowed) - {0})
+        if extra:
+            out.append(_f("mask-class-not-in-a-obj", "mask shows " + ", ".join(AVSS_CLASSES[c] for c in extra) +
+                          " not listed in a_obj", rel, clip, i))
+    return out
+
+
+def check_audio_length(seconds: float, subset_frames: int, rel: str, clip: str) -> list[Finding]:
+    from avsprep.audio.frontend import expected_example_count
+
+    n = expected_example_count(int(seconds * 16000))
+    if seconds >= MAX_WAV_SECONDS or n > 10:
+        return [_f("audio-too-long", f"{seconds:.3f} s gives {n} VGGish examples; trim the wav to 10 s",
+                   rel, clip)]
+    if n < subset_frames:
+        return [_f("audio-short", f"{seconds:.3f} s gives {n} VGGish example(s) for {subset_frames} frames; "
+                                  "the rest are zero log-mel examples", rel, clip)]
+    return []
+
+
+def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
+    """Every file of one clip: frames listing, frame/mask readability, mask colours, audio length."""
+    from PIL import Image
+
+    out: list[Finding] = []
+    base = layout.clip_dir(clip)
+    rel = base.relative_to(layout.root).as_posix()
+    if not base.is_dir():
+        return [_f("clip-dir-missing", f"{rel}/ is missing; the release is incomplete", rel, clip.name)]
+    fdir = base / "frames"
+    names = sorted(os.listdir(fdir)) if fdir.is_dir() else []
+    out += check_frame_listing(names, clip.frames, f"{rel}/frames", clip.name)
+    sizes: dict[int, tuple[int, int]] = {}
+    for i in range(clip.frames):
+        p = layout.frame_path(clip, i)
+        if p.is_file():
+            try:
+                with Image.open(p) as im:
+                    sizes[i] = im.size
+            except OSError as exc:
+                out.append(_f("frame-unreadable", f"cannot open ({exc}); re-extract it", f"{rel}/frames/{i}.jpg",
+                              clip.name, i))
+    allowed = clip_classes(clip.a_obj)
+    for i in layout.mask_frames(clip):
+        p = layout.mask_path(clip, i)
+        mrel = f"{rel}/labels_rgb/{i}.png"
+        if not p.is_file():
+            out.append(_f("mask-missing", f"labels_rgb/{i}.png missing; the official loader needs "
+                                          f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
+            continue
+        try:
+            with Image.open(p) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except OSError as exc:
+            out.append(_f("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
+            continue
+        out += check_mask(rgb, sizes.get(i), allowed, mrel, clip.name, i)
+    wav = layout.wav_path(clip)
+    wrel = f"{rel}/audio.wav"
+    if not wav.is_file():
+        out.append(_f("audio-missing", "audio.wav missing; extract the clip's audio", wrel, clip.name))
+    else:
+        import soundfile
+
+        try:
+            info = soundfile.info(str(wav))
+            out += check_audio_length(info.frames / info.samplerate, clip.frames, wrel, clip.name)
+        except RuntimeError as exc:
+            out.append(_f("audio-unreadable", f"cannot read ({exc})", wrel, clip.name))
+    return out

@@ -1,0 +1,109 @@
+"""What the official AVSS loader makes of one clip (reference/avss.md 1.4, 2), as arrays.
+
+Geometry (``CROP_IMG_AND_MASK``, 224): **train** resizes the short edge to 224
+(long edge ``int(long * 224 / short)``; bilinear frames, nearest masks) and cuts
+a centre crop at ``round((L - 224) / 2)``; **val/test** resize to 224x224. Boxes
+go through the same map; a box crop is cut from the full-resolution frame.
+Padding: ``v1`` clips (5 steps) are padded to 10 with zero images, background
+masks and flags 0; audio gets 5 zero log-mel examples after the real ones.
+Pure functions on numpy arrays and PIL images; no file I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from avsprep.avss_layout import REAL_STEPS, STEPS
+
+SIZE = 224
+# Official ImageNet normalisation; a padded (zero) step is this colour in uint8 RGB space.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+MAX_WAV_SECONDS = 10.575  # 11 VGGish examples from here on: the official copy into [10,...] fails
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Resize to ``(rw, rh)`` then crop ``(x0, y0, x0 + out, y0 + out)``; maps boxes the same way."""
+
+    width: int  # source frame size
+    height: int
+    rw: int  # resized size
+    rh: int
+    x0: int  # crop offset in the resized image
+    y0: int
+    out: int = SIZE
+
+    def box(self, xmin: float, ymin: float, xmax: float, ymax: float) -> tuple[float, float, float, float]:
+        """A pixel-edge box on the source frame -> on the output, clipped to it (may become empty)."""
+        sx, sy = self.rw / self.width, self.rh / self.height
+        bx = np.clip([xmin * sx - self.x0, xmax * sx - self.x0], 0, self.out)
+        by = np.clip([ymin * sy - self.y0, ymax * sy - self.y0], 0, self.out)
+        return float(bx[0]), float(by[0]), float(bx[1]), float(by[1])
+
+
+def geometry(width: int, height: int, split: str, size: int = SIZE) -> Geometry:
+    """The official per-split geometry for a ``width x height`` frame."""
+    if split != "train":
+        return Geometry(width, height, size, size, 0, 0, size)
+    if width <= height:  # short edge = width
+        rw, rh = size, int(height * size / width)
+    else:
+        rw, rh = int(width * size / height), size
+    x0 = int(round((rw - size) / 2))
+    y0 = int(round((rh - size) / 2))
+    return Geometry(width, height, rw, rh, x0, y0, size)
+
+
+def apply_geometry(img, geo: Geometry, nearest: bool):
+    """PIL image -> PIL image of ``geo.out`` squared: resize (bilinear / nearest), then crop."""
+    from PIL import Image
+
+    if img.size != (geo.width, geo.height):
+        raise ValueError(f"image is {img.size[0]}x{img.size[1]}, geometry made for {geo.width}x{geo.height}")
+    resample = Image.NEAREST if nearest else Image.BILINEAR
+    out = img.resize((geo.rw, geo.rh), resample)
+    if (geo.rw, geo.rh) != (geo.out, geo.out):
+        out = out.crop((geo.x0, geo.y0, geo.x0 + geo.out, geo.y0 + geo.out))
+    return out
+
+
+def flags(subset: str) -> tuple[np.ndarray, np.ndarray]:
+    """(frame-valid, GT) flags ``[10]`` bool, independent of the split (reference table 1.4.7)."""
+    real = REAL_STEPS[subset]
+    vid = np.zeros(STEPS, bool)
+    vid[:real] = True
+    gt = np.zeros(STEPS, bool)
+    gt[: 1 if subset == "v1s" else real] = True
+    return vid, gt
+
+
+def pad_steps(x: np.ndarray, steps: int = STEPS) -> np.ndarray:
+    """Append all-zero steps along axis 0 up to ``steps`` (masks: background; log-mel: zero examples)."""
+    x = np.asarray(x)
+    if len(x) > steps:
+        raise ValueError(f"{len(x)} steps, more than {steps}")
+    if len(x) == steps:
+        return x
+    pad = np.zeros((steps - len(x),) + x.shape[1:], x.dtype)
+    return np.concatenate([x, pad], axis=0)
+
+
+def audio_examples(examples: np.ndarray, name: str = "audio.wav") -> np.ndarray:
+    """VGGish examples ``[n,96,64]`` -> ``[10,96,64]`` as the official forward: zeros after n, refuse n > 10."""
+    from avsprep.errors import DataError
+
+    if len(examples) > STEPS:
+        raise DataError(f"{name}: {len(examples)} VGGish examples (audio of {MAX_WAV_SECONDS} s or more); "
+                        "the official loader fails on it - trim the wav to 10 s")
+    return pad_steps(np.asarray(examples, np.float32))
+
+
+def normalise(frames_uint8: np.ndarray) -> np.ndarray:
+    """uint8 ``[T,H,W,3]`` -> float32 ``[T,3,H,W]`` ToTensor + ImageNet normalisation (official frames)."""
+    x = np.asarray(frames_uint8, np.float32).transpose(0, 3, 1, 2) / 255.0
+    mean = np.asarray(MEAN, np.float32)[None, :, None, None]
+    std = np.asarray(STD, np.float32)[None, :, None, None]
+    return (x - mean) / std

@@ -1,0 +1,233 @@
+"""A small synthetic AVSBench-semantic release in the exact AVSS layout (reference/avss.md 1).
+
+``metadata.csv`` (the release header ``vid,uid,s_min,s_sec,a_obj,split,label``),
+``label2idx.json``, and per clip ``{subset}/{uid}/frames/{i}.jpg`` (non-224
+JPEGs), ``labels_rgb/{i}.png`` (palette RGB), ``labels_semantic/{i}.png``
+(class indices), ``audio.wav`` (48 kHz stereo PCM-16) and one labelImg XML per
+frame next to it (``frames/{i}.xml``). All three subsets: ``v1s`` (5 s, one
+sounding object, only ``0.png`` in train), ``v1m`` (5 s, 1-2 sounding) and
+``v2`` (10 s, several sounding classes). Every clip shows three objects of
+different classes; only the audio (one tone per sounding class) says which
+sound. Seeded and byte-deterministic except ``<path>`` in the XMLs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avsprep.atomic import write_bytes, write_text
+from avsprep.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
+from avsprep.avss_layout import REAL_STEPS, SUBSETS
+from avsprep.clikit import progress
+from avsprep.synth import ID_ALPHABET, SIGNATURES, labelimg_box, labelimg_xml
+
+SAMPLE_RATE = 48000
+SIZES = {"v1s": (320, 240), "v1m": (256, 192), "v2": (400, 224)}  # (width, height): never 224x224
+SPLIT_WEIGHTS = (("train", 4), ("val", 1), ("test", 1))
+SHAPES = ("disc", "square", "triangle", "diamond", "cross", "ring", "hbar", "xcross")
+
+
+@dataclass(frozen=True)
+class DemoClass:
+    name: str  # AVSS class
+    shape: str
+    rgb: tuple
+    f0: float
+    rate: float
+
+
+# The demo's classes: the S4 demo signatures under their AVSS names (dog, horse, piano, ...).
+DEMO_CLASSES = tuple(DemoClass(S4_TO_AVSS[s.category], s.shape, s.rgb, s.f0, s.rate) for s in SIGNATURES[:6])
+
+
+@dataclass(frozen=True)
+class AVSSClipSpec:
+    name: str
+    split: str
+    subset: str
+    vid: str
+    start_s: int
+    objects: tuple  # ((class k, radius, x0, y0, vx, vy), ...) in frame-relative units
+    sounding: tuple  # indices into objects
+    seed: tuple
+
+    @property
+    def a_obj(self) -> str:
+        return "_".join(DEMO_CLASSES[self.objects[j][0]].name for j in self.sounding)
+
+
+def _ids(rng, n: int) -> list[str]:
+    alphabet = np.array(list(ID_ALPHABET))
+    out, seen = [], set()
+    while len(out) < n:
+        s = "".join(alphabet[rng.integers(0, len(alphabet), 11)])
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpec]:
+    """``clips_per_subset`` clips in each subset, split 4:1:1 (at least one val and test each)."""
+    if clips_per_subset < 3:
+        raise ValueError(f"the AVSS demo needs at least 3 clips per subset, got {clips_per_subset}")
+    rng = np.random.default_rng([seed, 7])
+    ids = _ids(rng, 3 * clips_per_subset)
+    specs = []
+    val = test = max(1, clips_per_subset // 6)
+    splits = ["train"] * (clips_per_subset - val - test) + ["val"] * val + ["test"] * test
+    for s_i, subset in enumerate(SUBSETS):
+        for c_i, split in enumerate(splits):
+            vid = ids[s_i * clips_per_subset + c_i]
+            start = int(rng.integers(0, 120))
+            length = REAL_STEPS[subset]
+            name = f"{vid}_{start * 1000}_{(start + length) * 1000}" if subset != "v1m" else f"{vid}_{c_i}"
+            classes = rng.choice(len(DEMO_CLASSES), 3, replace=False)
+            objs = []
+            for k, cx in zip(classes, (0.2, 0.5, 0.8)):
+                objs.append((int(k), float(rng.uniform(0.12, 0.16)), cx + float(rng.uniform(-0.04, 0.04)),
+                             float(rng.uniform(0.35, 0.65)), float(rng.uniform(-0.01, 0.01)),
+                             float(rng.uniform(-0.01, 0.01))))
+            n_sound = 1 if subset == "v1s" else (int(rng.integers(1, 3)) if subset == "v1m" else 2)
+            sounding = tuple(sorted(int(j) for j in rng.choice(3, n_sound, replace=False)))
+            specs.append(AVSSClipSpec(name, split, subset, vid, start, tuple(objs), sounding,
+                                      (seed, s_i, c_i)))
+    return specs
+
+
+def _shape(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    ax, ay = np.abs(dx), np.abs(dy)
+    if shape == "disc":
+        return dx * dx + dy * dy <= r * r
+    if shape == "ring":
+        d2 = dx * dx + dy * dy
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    if shape == "square":
+        return (ax <= 0.85 * r) & (ay <= 0.85 * r)
+    if shape == "triangle":
+        t = (dy + r) / (1.8 * r)
+        return (t >= 0) & (t <= 1) & (ax <= r * t)
+    if shape == "cross":
+        return ((ax <= 0.33 * r) & (ay <= r)) | ((ay <= 0.33 * r) & (ax <= r))
+    if shape == "diamond":
+        return ax + ay <= 1.15 * r
+    if shape == "hbar":
+        return (ax <= 1.1 * r) & (ay <= 0.45 * r)
+    diag = (np.abs(dx - dy) <= 0.45 * r) | (np.abs(dx + dy) <= 0.45 * r)
+    return diag & (ax <= 0.85 * r) & (ay <= 0.85 * r)
+
+
+def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
+    """Frames uint8 ``[T,H,W,3]``, class-index masks uint8 ``[T,H,W]`` (sounding objects only), boxes per frame."""
+    w, h = SIZES[spec.subset]
+    t_steps = REAL_STEPS[spec.subset]
+    rng = np.random.default_rng([*spec.seed, 1])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    base = rng.uniform(90, 140, 3).astype(np.float32)
+    frames = np.empty((t_steps, h, w, 3), np.uint8)
+    masks = np.zeros((t_steps, h, w), np.uint8)
+    boxes = []
+    for t in range(t_steps):
+        img = base + rng.normal(0, 6, (h, w, 3)).astype(np.float32)
+        frame_boxes = []
+        for j, (k, r, x0, y0, vx, vy) in enumerate(spec.objects):
+            cls = DEMO_CLASSES[k]
+            m = _shape(cls.shape, xx - (x0 + t * vx) * w, yy - (y0 + t * vy) * h, r * h)
+            img[m] = np.asarray(cls.rgb, np.float32) + rng.normal(0, 6, (int(m.sum()), 3)).astype(np.float32)
+            if j in spec.sounding:
+                masks[t][m] = AVSS_CLASSES.index(cls.name)
+                box = labelimg_box(m)
+                if box:
+                    frame_boxes.append((cls.name, *box, 0))
+        frames[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        boxes.append(frame_boxes)
+    return frames, masks, boxes
+
+
+def render_audio(spec: AVSSClipSpec) -> np.ndarray:
+    """Stereo int16 ``[samples, 2]`` at 48 kHz: one tone per sounding class, slightly different per channel."""
+    rng = np.random.default_rng([*spec.seed, 2])
+    n = REAL_STEPS[spec.subset] * SAMPLE_RATE
+    t = np.arange(n) / SAMPLE_RATE
+    wave = np.zeros(n)
+    for j in spec.sounding:
+        cls = DEMO_CLASSES[spec.objects[j][0]]
+        tone = np.sin(2 * np.pi * cls.f0 * rng.uniform(0.98, 1.02) * t + rng.uniform(0, 2 * np.pi))
+        if cls.rate:
+            tone *= 0.55 + 0.45 * np.cos(2 * np.pi * cls.rate * t)
+        wave += tone / len(spec.sounding)
+    left = 0.3 * wave + rng.normal(0, 0.004, n)
+    right = 0.28 * wave + rng.normal(0, 0.004, n)
+    return np.clip(np.rint(np.stack([left, right], 1) * 32767), -32768, 32767).astype(np.int16)
+
+
+def _img_bytes(array: np.ndarray, fmt: str, mode: str) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    kw = {"quality": 92} if fmt == "JPEG" else {"compress_level": 6}
+    Image.fromarray(array, mode).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _wav_bytes(pcm: np.ndarray) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def mask_frames(spec: AVSSClipSpec) -> list[int]:
+    return [0] if (spec.subset == "v1s" and spec.split == "train") else list(range(REAL_STEPS[spec.subset]))
+
+
+def write_clip(root: Path, spec: AVSSClipSpec) -> None:
+    base = root / spec.subset / spec.name
+    frames, masks, boxes = render_clip(spec)
+    h, w = masks.shape[1:]
+    for t in range(len(frames)):
+        jpg = base / "frames" / f"{t}.jpg"
+        jpg.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(jpg, _img_bytes(frames[t], "JPEG", "RGB"))
+        write_bytes(base / "frames" / f"{t}.xml",
+                    labelimg_xml("frames", jpg.name, os.path.abspath(jpg), w, h, 3, boxes[t]))
+    for t in mask_frames(spec):
+        for sub, arr, mode in (("labels_rgb", encode_rgb_mask(masks[t]), "RGB"), ("labels_semantic", masks[t], "L")):
+            p = base / sub / f"{t}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(p, _img_bytes(np.ascontiguousarray(arr), "PNG", mode))
+    write_bytes(base / "audio.wav", _wav_bytes(render_audio(spec)))
+
+
+def metadata_csv(specs: list[AVSSClipSpec]) -> str:
+    rows = ["vid,uid,s_min,s_sec,a_obj,split,label"]
+    for s in specs:
+        s_min, s_sec = (0, 0) if s.subset == "v1m" else divmod(s.start_s, 60)
+        vid = s.name if s.subset == "v1m" else s.vid
+        rows.append(f"{vid},{s.name},{s_min},{s_sec},{s.a_obj},{s.split},{s.subset}")
+    return "\n".join(rows) + "\n"
+
+
+def write_avss_demo(out, clips: int = 6, seed: int = 0, quiet: bool = False) -> dict:
+    """Write the release at ``out`` (the folder of ``metadata.csv``); ``clips`` per subset."""
+    root = Path(out)
+    specs = plan_avss_demo(clips, seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
+        write_clip(root, spec)
+    write_text(root / "metadata.csv", metadata_csv(specs))
+    write_text(root / "label2idx.json", label2idx_json())
+    counts = {sub: {sp: sum(1 for s in specs if s.subset == sub and s.split == sp) for sp in ("train", "val", "test")}
+              for sub in SUBSETS}
+    names = [c.name for c in DEMO_CLASSES]
+    text = (f"Wrote a synthetic AVSBench-semantic release at {root}: {clips} clips in each of "
+            f"{', '.join(SUBSETS)} ({len(specs)} in all), classes {', '.join(names)}; three objects per clip, "
+            "only the audio says which sound; palette masks, 48 kHz stereo wavs, one labelImg XML per frame. "
+            f"Next: avsprep import --root {root} -o boxes.csv")
+    return {"text": text, "root": str(root), "clips": counts, "classes": names, "seed": seed}
