@@ -10,7 +10,6 @@ crops are cut from the full-resolution frame, then resized to the crop size.
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 
 import numpy as np
 
@@ -20,24 +19,11 @@ from avsprep.avss_item import SIZE, apply_geometry, audio_examples, flags, geome
 from avsprep.avss_layout import STEPS, AVSSClip
 from avsprep.crops import clamp_boxes, crop_and_resize, rescale_boxes, select_box
 from avsprep.errors import DataError
+from avsprep.images import open_image
 
 MASK_DECODING = "labels_rgb palette exact match -> class index, off-palette colours -> 0 (official V2Dataset)"
 PADDING = ("v1 clips: 5 real steps + 5 padded (frames zero, to be set to zero after normalisation; masks 0; "
            "log-mel zero; frame_valid 0); v1s GT flag on step 0 only")
-
-
-def _open(path: Path, clip: str, what: str, mode: str):
-    from PIL import Image
-
-    if not path.is_file():
-        raise DataError(f"clip {clip}: {what} {path} not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"clip {clip}: {what} {path} is unreadable ({exc}); "
-                        "re-extract it or run with --on-bad-input skip") from None
 
 
 def box_class(label: str) -> int:
@@ -63,7 +49,7 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
     for b in boxes:
         by_frame[int(b[0])].append(b)
     for i in range(clip.frames):
-        im = _open(layout.frame_path(clip, i), clip.name, f"frame {i}", "RGB")
+        im = open_image(layout.frame_path(clip, i), clip.name, f"frame {i}", "RGB")
         w, h = im.size
         geo = geometry(w, h, clip.split)
         frames[i] = np.asarray(apply_geometry(im, geo, nearest=False))
@@ -86,7 +72,7 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
             if ok:
                 box_rows.append([0, i + 1, box_class(str(r[1])), *geo.box(*bx)])  # step 1..T, as S4 shards
     for i in layout.mask_frames(clip):
-        m = _open(layout.mask_path(clip, i), clip.name, f"mask {i}", "RGB")
+        m = open_image(layout.mask_path(clip, i), clip.name, f"mask {i}", "RGB")
         # officially each image is resized on its own, so a mask uses its own size
         index, _ = decode_rgb_mask(np.asarray(apply_geometry(m, geometry(*m.size, clip.split), nearest=True)))
         masks[i] = index

@@ -32,6 +32,7 @@ from avsprep.atomic import commit, tmp_path_for, write_text
 from avsprep.clikit import check_output_dir, progress
 from avsprep.crops import clamp_boxes, crop_and_resize, rescale_boxes, select_box
 from avsprep.errors import DataError, IntegrityError
+from avsprep.images import open_image
 from avsprep.integrity import VERIFIED, record_entry, write_record
 from avsprep.shards import (
     FRAME_SIZE, FRAMES, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
@@ -42,20 +43,6 @@ from avsprep.validate import normalise_label
 log = logging.getLogger("avsprep.build")
 
 # ------------------------------------------------------------------------------- per clip (pure-ish)
-
-
-def _open_image(path: Path, clip: str, what: str, mode: str):
-    from PIL import Image
-
-    if not path.is_file():
-        raise DataError(f"clip {clip}: {what} {path} not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode)
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated / corrupt / not an image
-        raise DataError(f"clip {clip}: {what} {path} is unreadable ({exc}); "
-                        "re-extract it or run with --on-bad-input skip") from None
 
 
 def decode_mask(im) -> np.ndarray:
@@ -89,7 +76,7 @@ def clip_arrays(layout, clip, boxes: list[tuple], classes: list[str], crop_size:
     for b in boxes:
         by_frame[int(b[0])].append(b)
     for k in range(1, t + 1):
-        im = _open_image(Path(layout.frame_path(clip, k)), clip.name, f"frame {k}", "RGB")
+        im = open_image(Path(layout.frame_path(clip, k)), clip.name, f"frame {k}", "RGB")
         w, h = im.size
         full = np.asarray(im)
         frames[k - 1] = full if (w, h) == (s, s) else np.asarray(im.resize((s, s), Image.BILINEAR))
@@ -109,7 +96,7 @@ def clip_arrays(layout, clip, boxes: list[tuple], classes: list[str], crop_size:
                     box_rows.append([0, k, cls_index.get(normalise_label(str(r[1])), -1), *bx])
     mode = MASK_DECODING[layout.setting]["pil_mode"]
     for k in layout.mask_frames(clip):
-        m = _open_image(Path(layout.mask_path(clip, k)), clip.name, f"mask {k}", mode)
+        m = open_image(Path(layout.mask_path(clip, k)), clip.name, f"mask {k}", mode)
         if m.size != (s, s):
             m = m.resize((s, s), Image.NEAREST)
         masks[k - 1] = decode_mask(m)

@@ -276,7 +276,11 @@ _GRID_Y, _GRID_X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5  # pixel ce
 
 def shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
     """Bool [SIZE, SIZE]: pixels whose centre lies inside the shape (fits in 1.2 r)."""
-    dx, dy = _GRID_X - cx, _GRID_Y - cy
+    return shape_at(shape, _GRID_X - cx, _GRID_Y - cy, r)
+
+
+def shape_at(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Bool, the shape of ``dx``/``dy`` (pixel offsets from the shape's centre): inside or not."""
     ax, ay = np.abs(dx), np.abs(dy)
     if shape == "disc":
         return dx * dx + dy * dy <= r * r

@@ -24,7 +24,7 @@ from avsprep.atomic import write_bytes, write_text
 from avsprep.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
 from avsprep.avss_layout import REAL_STEPS, SUBSETS
 from avsprep.clikit import progress
-from avsprep.synth import ID_ALPHABET, SIGNATURES, labelimg_box, labelimg_xml
+from avsprep.synth import ID_ALPHABET, SIGNATURES, labelimg_box, labelimg_xml, shape_at
 
 SAMPLE_RATE = 48000
 SIZES = {"v1s": (320, 240), "v1m": (256, 192), "v2": (400, 224)}  # (width, height): never 224x224
@@ -100,28 +100,6 @@ def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpe
     return specs
 
 
-def _shape(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
-    ax, ay = np.abs(dx), np.abs(dy)
-    if shape == "disc":
-        return dx * dx + dy * dy <= r * r
-    if shape == "ring":
-        d2 = dx * dx + dy * dy
-        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
-    if shape == "square":
-        return (ax <= 0.85 * r) & (ay <= 0.85 * r)
-    if shape == "triangle":
-        t = (dy + r) / (1.8 * r)
-        return (t >= 0) & (t <= 1) & (ax <= r * t)
-    if shape == "cross":
-        return ((ax <= 0.33 * r) & (ay <= r)) | ((ay <= 0.33 * r) & (ax <= r))
-    if shape == "diamond":
-        return ax + ay <= 1.15 * r
-    if shape == "hbar":
-        return (ax <= 1.1 * r) & (ay <= 0.45 * r)
-    diag = (np.abs(dx - dy) <= 0.45 * r) | (np.abs(dx + dy) <= 0.45 * r)
-    return diag & (ax <= 0.85 * r) & (ay <= 0.85 * r)
-
-
 def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
     """Frames uint8 ``[T,H,W,3]``, class-index masks uint8 ``[T,H,W]`` (sounding objects only), boxes per frame."""
     w, h = SIZES[spec.subset]
@@ -137,7 +115,7 @@ def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
         frame_boxes = []
         for j, (k, r, x0, y0, vx, vy) in enumerate(spec.objects):
             cls = DEMO_CLASSES[k]
-            m = _shape(cls.shape, xx - (x0 + t * vx) * w, yy - (y0 + t * vy) * h, r * h)
+            m = shape_at(cls.shape, xx - (x0 + t * vx) * w, yy - (y0 + t * vy) * h, r * h)
             img[m] = np.asarray(cls.rgb, np.float32) + rng.normal(0, 6, (int(m.sum()), 3)).astype(np.float32)
             if j in spec.sounding:
                 masks[t][m] = AVSS_CLASSES.index(cls.name)
