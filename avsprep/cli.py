@@ -227,7 +227,11 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
 
     Files go where the table's xml column says (relative to OUT), so a table
     can be fixed, converted and re-imported. A file written by labelImg,
-    imported and exported, comes back byte-identical.
+    imported and exported, comes back byte-identical: each VOC file is written
+    in the style of the labelImg version that wrote it (the table's xml_writer
+    column; the 2017 v1.3 writers' 2-space ASCII layout included), and files
+    of other tools, YOLO/CreateML imports and proposals as labelImg 1.8.6
+    writes them.
 
     \b
     Example:

@@ -4,8 +4,11 @@ One file per annotated frame, at the place the table's ``xml`` column names
 (relative to DIR; the extension becomes ``.xml`` or ``.txt``), so a table can be
 fixed, converted and re-imported. VOC files go through labelImg's own byte
 format (:mod:`avsprep.formats.labelimg_xml`) with the coordinates turned back
-into the file's convention (:func:`avsprep.convention.from_edges`): a file
-written by labelImg, imported and exported, comes back byte-identical. YOLO
+into the file's convention (:func:`avsprep.convention.from_edges`), in the
+style of the labelImg version that wrote it (the table's ``xml_writer``: the
+2017 v1.3 writers' 2-space ASCII layout is kept; empty, e.g. YOLO imports and
+proposals: labelImg 1.8.6's): a file written by labelImg, imported and
+exported, comes back byte-identical. YOLO
 files are ``class cx cy w h`` rows (labelImg's ``%.6f``) with one
 ``classes.txt`` at the top of DIR. Frames without a box give a file with no
 object (VOC) or an empty file (YOLO), as labelImg saves them.
@@ -22,7 +25,7 @@ from avsprep.atomic import write_bytes, write_text
 from avsprep.convention import coord_texts, from_edges
 from avsprep.errors import DataError
 from avsprep.formats import yolo
-from avsprep.formats.labelimg_xml import XmlFile, XmlObject, labelimg_xml_bytes
+from avsprep.formats.labelimg_xml import DEFAULT_WRITER, XmlFile, XmlObject, labelimg_xml_bytes
 from avsprep.table import read_table
 
 TARGETS = ("voc", "yolo")
@@ -84,7 +87,8 @@ def export_table(df, out_dir: Path, to: str = "voc", classes: Optional[list[str]
             filename = first.xml_filename or f"{rel.name}.png"
             doc = XmlFile(first.xml_folder or video, filename, _int_text(w), _int_text(h),
                           first.xml_depth or "3", path=first.xml_path or None,
-                          database=first.xml_database or "Unknown", verified=bool(first.verified), objects=objs)
+                          database=first.xml_database or "Unknown", verified=bool(first.verified), objects=objs,
+                          writer=first.xml_writer or DEFAULT_WRITER)
             target = out_dir / (key + ".xml")
             target.parent.mkdir(parents=True, exist_ok=True)
             write_bytes(target, labelimg_xml_bytes(doc))

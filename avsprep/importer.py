@@ -303,13 +303,13 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
         boxes: list[tuple] = []
         convention = ZERO_BASED
         base = {"xml_folder": "", "xml_filename": e.filename, "xml_path": "", "xml_depth": "",
-                "xml_database": "", "xml_width": math.nan, "xml_height": math.nan}
+                "xml_database": "", "xml_writer": "", "xml_width": math.nan, "xml_height": math.nan}
         if e.kind == "voc":
             convention = decision.convention
             boxes = [(b.label, b.xmin, b.ymin, b.xmax, b.ymax, b.difficult) for b in res.boxes_as(convention)]
             base.update({"xml_folder": res.folder or "", "xml_filename": res.filename or "",
                          "xml_path": res.path or "", "xml_depth": res.depth_text or "",
-                         "xml_database": res.database or "",
+                         "xml_database": res.database or "", "xml_writer": res.writer,
                          "xml_width": math.nan if res.width is None else float(res.width),
                          "xml_height": math.nan if res.height is None else float(res.height)})
         elif e.kind == "yolo":

@@ -18,14 +18,17 @@ import pandas as pd
 
 from avsprep.atomic import atomic_write
 from avsprep.errors import DataError
+from avsprep.formats.labelimg_xml import WRITERS
 
 REQUIRED_COLUMNS = [
     "split", "category", "video", "frame", "xml", "xml_width", "xml_height", "label",
     "xmin", "ymin", "xmax", "ymax", "difficult", "source_convention", "verified",
 ]
 # What else the annotation file said, so `avsprep export` writes it back byte-identical
-# (``xml_path`` empty: the file had no <path>). Optional: older tables read with "" here.
-FILE_COLUMNS = ["xml_folder", "xml_filename", "xml_path", "xml_depth", "xml_database"]
+# (``xml_path`` empty: the file had no <path>; ``xml_writer``: the labelImg writer style of its
+# bytes, a key of avsprep.formats.labelimg_xml.WRITERS, "" for another writer: exported as
+# labelImg 1.8.6 writes). Optional: older tables read with "" here.
+FILE_COLUMNS = ["xml_folder", "xml_filename", "xml_path", "xml_depth", "xml_database", "xml_writer"]
 COLUMNS = REQUIRED_COLUMNS + FILE_COLUMNS
 TEXT_COLUMNS = ["split", "category", "video", "xml", "label", "source_convention"] + FILE_COLUMNS
 FLOAT_COLUMNS = ["xml_width", "xml_height", "xmin", "ymin", "xmax", "ymax"]
@@ -122,6 +125,9 @@ def read_table(path: Path | str) -> pd.DataFrame:
             raise _bad(path, i, "verified", v, "True or False")
         ver.append(s in _TRUE)
     out["verified"] = ver
+    for i, v in enumerate(raw["xml_writer"]):
+        if v != "" and v not in WRITERS:
+            raise _bad(path, i, "xml_writer", v, f"empty or one of {', '.join(WRITERS)}")
     return _typed(pd.DataFrame(out, columns=COLUMNS))
 
 

@@ -40,6 +40,7 @@ from avsprep.convention import (  # noqa: F401  (re-exported: the names callers 
     LABELIMG_1BASED, ZERO_BASED, detect_convention, not_labelimg_reason, to_edges,
 )
 from avsprep.formats import sniff
+from avsprep.formats.labelimg_xml import detect_writer
 
 # Reader finding codes (the full list, with validate's, is avsprep.validate.CODES).
 UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation",
@@ -80,6 +81,7 @@ class VocResult:
     path: Optional[str] = None
     database: Optional[str] = None
     depth_text: Optional[str] = None
+    writer: str = ""  # labelImg writer style of the bytes (avsprep.formats.labelimg_xml.detect_writer)
     # (label, difficult, file values, file texts) per box, before any convention is applied
     raw_boxes: list[tuple[str, int, tuple[float, float, float, float], tuple[str, str, str, str]]] = \
         field(default_factory=list)
@@ -233,6 +235,7 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
     if known:
         return fail(*known)
 
+    res.writer = detect_writer(data)
     res.verified = (root.get("verified") or "").strip().lower() == "yes"
     fn = _text(_child(root, "filename"))
     res.filename = fn.strip() if fn is not None else None

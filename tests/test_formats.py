@@ -17,6 +17,7 @@ from avsprep.convention import LABELIMG_1BASED, ZERO_BASED, decide, not_labelimg
 from avsprep.errors import DataError
 from avsprep.export import run_export
 from avsprep.formats import createml, sniff, yolo
+from avsprep.formats.labelimg_xml import XmlFile, XmlObject, detect_writer, labelimg_xml_bytes
 from avsprep.importer import run_import
 from avsprep.table import read_table
 from avsprep.voc import read_voc
@@ -258,7 +259,8 @@ def test_filename_compared_by_base_name():
 
 def test_labelimg_fixtures_survive_import_export_byte_identical(tmp_path):
     src = need(FIXTURES / "labelimg")
-    names = CURRENT_WRITER + ["legacy_v1_3_0.xml"]
+    names = sorted(p.name for p in src.glob("*.xml"))  # every labelImg-written file, none left out
+    assert set(CURRENT_WRITER) | {"legacy_v1_3_0.xml"} <= set(names)
     clips = [(f"fx{i:02d}", "test", "dog_barking") for i in range(len(names))]
     root = s4_root(tmp_path / "root", clips, frames=False)
     ann = tmp_path / "ann"
@@ -267,18 +269,91 @@ def test_labelimg_fixtures_survive_import_export_byte_identical(tmp_path):
         shutil.copyfile(src / name, ann / f"{clip}_1.xml")
     s = run_import(root, tmp_path / "t.csv", annotations=ann, quiet=True)
     assert s["frames"] == len(names)
+    table = read_table(tmp_path / "t.csv")
+    writer = {clip: table[table.video == clip].xml_writer.iloc[0] for clip, _, _ in clips}
+    for (clip, _, _), name in zip(clips, names):
+        assert writer[clip] == ("labelimg-1.3.0" if name == "legacy_v1_3_0.xml" else "labelimg-1.8"), name
     out = tmp_path / "out"
     r = run_export(tmp_path / "t.csv", out, to="voc")
     assert r["files"] == len(names)
     for (clip, _, _), name in zip(clips, names):
-        got = (out / f"{clip}_1.xml").read_bytes()
-        if name in CURRENT_WRITER:
-            assert got == (src / name).read_bytes(), name
-    # the 2017 writer's file comes back in today's format with the same content
-    legacy = read_voc((out / f"{clips[-1][0]}_1.xml").read_bytes(), "x.xml")
-    orig = read_voc((src / "legacy_v1_3_0.xml").read_bytes(), "x.xml")
-    assert [(b.label, b.xmin, b.xmax, b.difficult) for b in legacy.boxes] == \
-        [(b.label, b.xmin, b.xmax, b.difficult) for b in orig.boxes]
+        assert (out / f"{clip}_1.xml").read_bytes() == (src / name).read_bytes(), name
+    # our reader keeps the 2017 file's <Difficult> flag (labelImg 1.8.6's own reader drops it)
+    legacy = table[table.video == clips[names.index("legacy_v1_3_0.xml")][0]]
+    assert list(legacy.label) == ["man", "기타"] and list(legacy.difficult) == [0, 1]
+    assert list(legacy.xml_filename) == ["legacy_1"] * 2 and not legacy.verified.any()
+
+
+def test_table_without_xml_writer_exports_in_todays_format(tmp_path):
+    """Tables written before the xml_writer column load, and their files come back as labelImg 1.8.6 writes."""
+    src = need(FIXTURES / "labelimg")
+    root = s4_root(tmp_path / "root", [("fx00", "test", "dog_barking")], frames=False)
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    shutil.copyfile(src / "legacy_v1_3_0.xml", ann / "fx00_1.xml")
+    run_import(root, tmp_path / "t.csv", annotations=ann, quiet=True)
+    old = read_table(tmp_path / "t.csv").drop(columns=["xml_writer"])
+    old.to_csv(tmp_path / "old.csv", index=False)
+    assert list(read_table(tmp_path / "old.csv").xml_writer) == ["", ""]
+    run_export(tmp_path / "old.csv", tmp_path / "out", to="voc")
+    got = (tmp_path / "out" / "fx00_1.xml").read_bytes()
+    assert got.startswith(b"<annotation>\n\t<folder>frames</folder>\n\t<filename>legacy_1</filename>")
+    assert "<name>기타</name>".encode() in got and b"<difficult>1</difficult>" in got
+    a, b = read_voc(got, "x.xml"), read_voc((src / "legacy_v1_3_0.xml").read_bytes(), "x.xml")
+    assert a.writer == "labelimg-1.8" and b.writer == "labelimg-1.3.0"
+    assert [(x.label, x.xmin, x.ymin, x.xmax, x.ymax, x.difficult) for x in a.boxes] == \
+        [(x.label, x.xmin, x.ymin, x.xmax, x.ymax, x.difficult) for x in b.boxes]
+    # a value no writer has is refused when the table is read, naming line and column
+    bad = read_table(tmp_path / "t.csv")
+    bad.loc[0, "xml_writer"] = "labelimg-9"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match=r"bad.csv line 2: column xml_writer is 'labelimg-9'"):
+        read_table(tmp_path / "bad.csv")
+
+
+def test_writer_style_is_told_from_the_bytes():
+    legacy = need(FIXTURES / "labelimg" / "legacy_v1_3_0.xml").read_bytes()
+    assert detect_writer(legacy) == "labelimg-1.3.0"
+    assert detect_writer(legacy.replace(b"Difficult>", b"difficult>")) == "labelimg-1.3.2"  # v1.3.2-v1.3.3
+    assert detect_writer(legacy.replace(b"<Difficult>0</Difficult>", b"<difficult>0</difficult>", 1)) == ""
+    assert detect_writer(legacy.replace(b"\n", b"\r\n")) == ""  # re-saved on Windows: not the writer's bytes
+    assert detect_writer(b"<?xml version='1.0'?>\n" + legacy) == ""
+    assert detect_writer(legacy.replace(b' verified="no"', b"")) == ""  # the 1.3 writers always write it
+    assert detect_writer(legacy.replace(b"&#44592;&#53440;", "기타".encode())) == ""  # they write ASCII only
+    current = need(FIXTURES / "labelimg" / "0a1B2c3D4e5_5.xml").read_bytes()
+    assert detect_writer(current) == "labelimg-1.8"
+    assert detect_writer(current.replace(b'"yes"', b'"no"')) == ""
+    assert detect_writer(current.replace(b"<difficult>", b"<Difficult>").replace(b"</difficult>", b"</Difficult>")) == ""
+    assert detect_writer(current.replace(b"\t", b"    ")) == ""  # 4-space: another tool
+    assert read_voc(legacy, "legacy_1.xml").writer == "labelimg-1.3.0"
+
+
+def test_legacy_writer_bytes():
+    """labelImg v1.3.2's writer output for this content (run unchanged): ASCII with numeric character
+    references, <path/> when there is no path, double spaces kept in text."""
+    want = (b'<annotation verified="yes">\n  <folder>&#54532;&#47112;&#51076;</folder>\n'
+            b'  <filename>&#44592;&#53440;_1</filename>\n  <path/>\n  <source>\n    <database>Unknown</database>\n'
+            b'  </source>\n  <size>\n    <width>3</width>\n    <height>2</height>\n    <depth>3</depth>\n  </size>\n'
+            b'  <segmented>0</segmented>\n  <object>\n    <name>male  singer</name>\n    <pose>Unspecified</pose>\n'
+            b'    <truncated>1</truncated>\n    <difficult>1</difficult>\n    <bndbox>\n      <xmin>1</xmin>\n'
+            b'      <ymin>1</ymin>\n      <xmax>3</xmax>\n      <ymax>2</ymax>\n    </bndbox>\n  </object>\n'
+            b'</annotation>\n')
+    doc = XmlFile("프레임", "기타_1", 3, 2, 3, path=None, verified=True,
+                  objects=[XmlObject("male  singer", 1, 1, 3, 2, 1)], writer="labelimg-1.3.2")
+    assert labelimg_xml_bytes(doc) == want
+    res = read_voc(want, "기타_1.xml")
+    assert res.writer == "labelimg-1.3.2" and res.path == "" and res.boxes[0].label == "male  singer"
+    assert res.folder == "프레임" and res.boxes[0].difficult == 1
+    # the default (proposals, YOLO/CreateML imports) stays labelImg 1.8.6's layout
+    doc.writer = "labelimg-1.8"
+    assert labelimg_xml_bytes(XmlFile("프레임", "기타_1", 3, 2, 3, verified=True,
+                                      objects=[XmlObject("male  singer", 1, 1, 3, 2, 1)])) == \
+        labelimg_xml_bytes(doc)
+    cur = labelimg_xml_bytes(doc)
+    assert cur.startswith("<annotation verified=\"yes\">\n\t<folder>프레임</folder>".encode())
+    assert b"<path" not in cur and b"<name>male\tsinger</name>" in cur  # 1.8.6's double-space bug
+    with pytest.raises(ValueError, match="unknown labelImg writer style"):
+        labelimg_xml_bytes(XmlFile("f", "a_1.png", 3, 2, writer="labelimg-9"))
 
 
 def test_export_yolo_and_reimport(tmp_path):

@@ -24,7 +24,7 @@ def test_columns_are_the_design_schema():
     assert REQUIRED_COLUMNS == ["split", "category", "video", "frame", "xml", "xml_width", "xml_height", "label",
                        "xmin", "ymin", "xmax", "ymax", "difficult", "source_convention", "verified"]
     assert COLUMNS == REQUIRED_COLUMNS + FILE_COLUMNS
-    assert FILE_COLUMNS == ["xml_folder", "xml_filename", "xml_path", "xml_depth", "xml_database"]
+    assert FILE_COLUMNS == ["xml_folder", "xml_filename", "xml_path", "xml_depth", "xml_database", "xml_writer"]
     assert list(empty_table().columns) == COLUMNS and len(empty_table()) == 0
 
 
