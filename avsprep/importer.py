@@ -5,7 +5,8 @@ content): Pascal-VOC XML (:mod:`avsprep.voc`), YOLO txt with its class file
 (:mod:`avsprep.formats.yolo`), CreateML JSON (:mod:`avsprep.formats.createml`).
 Each file (each image entry of a CreateML file) is matched to (split, category,
 video, frame) by its own file stem (``{name}_{k}`` for S4, ``{id}.mp4_{k}`` for
-MS3) against the clips in the metadata CSV; ``<path>`` and ``<folder>`` inside
+MS3) against the clips in the metadata CSV (AVSS: by its place,
+``{uid}/frames/{i}``, :mod:`avsprep.avss_import`); ``<path>`` and ``<folder>`` inside
 the files are never opened. Nothing under the folder is silently ignored: a
 file is read, or counted as a frame image / class file, or named in a finding.
 
