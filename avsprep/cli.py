@@ -56,7 +56,7 @@ def cli():
 @click.option("--subset", default=None, help=SUBSET_HELP)
 @click.option("--annotations", "-a", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder searched (recursively) for annotation files. "
-                                 "Default: the frames folder under ROOT.")
+                                 "Default: the frames folder under ROOT (AVSS: ROOT itself).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Box table to write (CSV).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "voc", "yolo", "createml"]), default="auto",
@@ -83,8 +83,10 @@ def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, 
     counted as a frame image or class file, or named in a finding. Findings
     are printed and saved beside the table as OUTPUT.findings.json (with the
     box-convention decision) so `validate` reports them too. AVSS release:
-    labelImg XMLs at {subset}/{uid}/frames/{i}.xml (0-based i, next to
-    {i}.jpg), each VOC file read with its own box convention.
+    files are matched by their place, {subset}/{uid}/frames/{i}.xml, .txt
+    (YOLO, classes.txt beside or above) or .json (CreateML; each image entry
+    {i}.jpg of the clip the JSON lies in), 0-based i next to {i}.jpg; the
+    release's masks and wavs are not walked.
 
     Exit 1 when a file cannot be read at all (not XML, DOCTYPE/ENTITY, over
     1 MiB, another tool's format such as LabelMe/CVAT/dlib, undecodable

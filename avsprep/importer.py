@@ -5,7 +5,8 @@ content): Pascal-VOC XML (:mod:`avsprep.voc`), YOLO txt with its class file
 (:mod:`avsprep.formats.yolo`), CreateML JSON (:mod:`avsprep.formats.createml`).
 Each file (each image entry of a CreateML file) is matched to (split, category,
 video, frame) by its own file stem (``{name}_{k}`` for S4, ``{id}.mp4_{k}`` for
-MS3) against the clips in the metadata CSV; ``<path>`` and ``<folder>`` inside
+MS3) against the clips in the metadata CSV (AVSS: by its place,
+``{uid}/frames/{i}``, :mod:`avsprep.avss_import`); ``<path>`` and ``<folder>`` inside
 the files are never opened. Nothing under the folder is silently ignored: a
 file is read, or counted as a frame image / class file, or named in a finding.
 
@@ -55,6 +56,14 @@ def find_xml_files(folder: Path) -> list[Path]:
             if name.lower().endswith(".xml"):
                 found.append(Path(dirpath) / name)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _parts(path: Path, ann_dir: Path) -> tuple[str, ...]:
+    """The path's parts below the annotation folder (all its parts when it is elsewhere)."""
+    try:
+        return path.relative_to(ann_dir).parts
+    except ValueError:
+        return path.parts
 
 
 def _display(path: Path, root: Path, ann_dir: Path) -> str:
@@ -114,6 +123,8 @@ class _Entry:
     filename: str = ""
     yolo_rows: Optional[list] = None
     class_file: Optional[str] = None
+    parts: tuple = ()  # the file's path under the annotation folder (CreateML: its folder + the image name)
+    image_parts: tuple = ()  # CreateML: the image path as written in the file
 
 
 def _read_text(path: Path, rel: str, limit: int, findings: list) -> Optional[str]:
@@ -145,13 +156,50 @@ def _frame_size(layout: Layout, clip, k: int, cache: dict) -> Optional[tuple[int
     return cache[key]
 
 
+class StemMatcher:
+    """S4/MS3: a file (a CreateML image) is a frame by its own stem, ``{name}_{k}`` / ``{id}.mp4_{k}``.
+
+    The matcher is what differs between layouts; :class:`avsprep.avss_import.PlaceMatcher` matches
+    AVSS files by their place (``{uid}/frames/{i}``) instead. Methods are pure.
+    """
+
+    classes_differ_severity = "warning"
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.pattern = "{name}_{k}" if layout.setting == "s4" else "{id}.mp4_{k}"
+
+    def where(self, stem: str, parts: tuple = (), image_parts: tuple = ()) -> Optional[tuple[str, int]]:
+        """(video, frame) of a file stem, or None when it is not a frame name."""
+        return parse_frame_stem(stem, self.layout.setting)
+
+    def bad_name(self, what: str) -> str:
+        return f"{what} is not a frame name ({self.pattern}, k = 1..5); not imported"
+
+    def no_clip(self, video: str, frame: int, rel: str) -> Finding:
+        return Finding("xml-no-clip", "warning",
+                       f"video {video!r} is not listed in {self.layout.meta_path.name}; not imported",
+                       rel, video, frame)
+
+    def frame_problem(self, clip, frame: int) -> Optional[str]:
+        return None  # the stem pattern already limits k to 1..5
+
+    def hint(self) -> str:
+        return "save the labelImg annotations there or pass --annotations DIR"
+
+
 def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: str = "auto",
-                       box_convention: str = "auto", earlier_classes: Optional[dict] = None):
-    """Read and match every annotation file; returns (table, findings, stats, decision, class lists)."""
+                       box_convention: str = "auto", earlier_classes: Optional[dict] = None,
+                       matcher=None, files: Optional[list[Path]] = None):
+    """Read and match every annotation file; returns (table, findings, stats, decision, class lists).
+
+    ``matcher`` maps a file to (video, frame) (default :class:`StemMatcher`); ``files`` replaces the
+    walk of ``ann_dir`` (AVSS leaves out the release's own masks and wavs)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    matcher = matcher or StemMatcher(layout)
     clips = layout.clip_index()
-    files = find_annotation_files(ann_dir)
+    files = find_annotation_files(ann_dir) if files is None else files
     findings: list[Finding] = []
     stats = Counter()
     entries: list[_Entry] = []
@@ -198,11 +246,12 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
         stats["files"] += 1
         stats[kind] += 1
         stem = path.name.rsplit(".", 1)[0]
+        parts = _parts(path, ann_dir)
         if kind == "voc":
             res = read_voc_file(path, name=rel)
             if not res.readable and stem.startswith("._"):
                 stem = stem[2:]  # an AppleDouble "._x_1.xml" is about frame x_1 (YouTube ids have no '.')
-            entries.append(_Entry(rel, stem, kind, voc=res, verified=res.verified))
+            entries.append(_Entry(rel, stem, kind, voc=res, verified=res.verified, parts=parts))
         elif kind == "yolo":
             text = _read_text(path, rel, MAX_TXT_BYTES, findings)
             if text is None:
@@ -210,7 +259,7 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
                 continue
             yres = yolo.parse_yolo(text, rel)
             if not yres.readable:
-                if parse_frame_stem(stem, layout.setting) is None:  # an image list, labelmap, README
+                if matcher.where(stem, parts) is None:  # an image list, labelmap, README
                     findings.append(Finding("file-not-annotation", "info",
                                             "a text file that is not YOLO labels (image list, label map, "
                                             "notes) nor named like a frame; not read", rel))
@@ -221,7 +270,7 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
                 stats["unreadable"] += 1
                 continue
             cf, names = class_names(path)
-            e = _Entry(rel, stem, kind, yolo_rows=yres.boxes, class_file=cf)
+            e = _Entry(rel, stem, kind, yolo_rows=yres.boxes, class_file=cf, parts=parts)
             e.voc = VocResult(findings=yres.findings)
             if cf is None and yres.boxes:
                 e.voc.readable = False
@@ -246,16 +295,18 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
                 continue
             findings.extend(cres.findings)
             for img in cres.images:
-                base = img.image.replace("\\", "/").rsplit("/", 1)[-1]
+                image_parts = tuple(p for p in img.image.replace("\\", "/").split("/") if p)
+                base = image_parts[-1] if image_parts else ""
                 e = _Entry(rel, base.rsplit(".", 1)[0] if "." in base else base, kind, verified=img.verified,
-                           filename=img.image, boxes=[(lb, x0, y0, x1, y1, 0) for lb, x0, y0, x1, y1 in img.boxes])
+                           filename=img.image, boxes=[(lb, x0, y0, x1, y1, 0) for lb, x0, y0, x1, y1 in img.boxes],
+                           parts=parts[:-1] + (base,), image_parts=image_parts)
                 e.voc = VocResult()
                 entries.append(e)
 
     # class lists: one per folder tree; they must agree with each other and with an earlier import
     distinct = {tuple(v) for v in class_lists.values() if v}
     if len(distinct) > 1:
-        findings.append(Finding("yolo-classes-differ", "warning",
+        findings.append(Finding("yolo-classes-differ", matcher.classes_differ_severity,
                                 f"{len(class_lists)} class files list different classes "
                                 f"({', '.join(sorted(class_lists))}); each folder's boxes use their own file"))
     for cf, names in class_lists.items():
@@ -276,7 +327,7 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
     sizes: dict = {}
     for e in entries:
         res = e.voc
-        parsed = parse_frame_stem(e.stem, layout.setting)
+        parsed = matcher.where(e.stem, e.parts, e.image_parts)
         clip = clips.get(parsed[0]) if parsed else None
         video, frame = (parsed if parsed else (None, None))
         findings.extend(with_place(f, clip.name if clip else video, frame) for f in res.findings)
@@ -284,15 +335,15 @@ def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: s
             stats["unreadable"] += 1
             continue
         if parsed is None:
-            pattern = "{name}_{k}" if layout.setting == "s4" else "{id}.mp4_{k}"
             what = f"image {e.filename!r}" if e.kind == "createml" else "file name"
-            findings.append(Finding("xml-bad-name", "warning",
-                                    f"{what} is not a frame name ({pattern}, k = 1..5); not imported", e.rel))
+            findings.append(Finding("xml-bad-name", "warning", matcher.bad_name(what), e.rel))
             continue
         if clip is None:
-            findings.append(Finding("xml-no-clip", "warning",
-                                    f"video {video!r} is not listed in {layout.meta_path.name}; not imported",
-                                    e.rel, video, frame))
+            findings.append(matcher.no_clip(video, frame, e.rel))
+            continue
+        problem = matcher.frame_problem(clip, frame)
+        if problem:
+            findings.append(Finding("frame-bad-index", "error", problem, e.rel, clip.name, frame))
             continue
         key = (clip.name, frame)
         if key in seen:
@@ -366,13 +417,17 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
     """Write the box table at ``output`` and the findings sidecar; return a summary dict."""
     from avsprep.avss_layout import is_avss_root
 
+    files = None
     if setting == "avss" or (setting is None and is_avss_root(root)):  # AVSS release: avsprep.avss_import
-        from avsprep.avss_import import run_avss_import
+        from avsprep.avss_import import avss_source
 
-        return run_avss_import(root, output, subsets=subsets, annotations=annotations, quiet=quiet, fmt=fmt)
-    layout = Layout.from_root(root, setting)
-    layout.clips()  # read and check the metadata before walking the tree
-    ann_dir = Path(annotations) if annotations is not None else layout.frames_dir()
+        layout, ann_dir, matcher, files = avss_source(root, subsets, annotations)
+        what = f"avss; subsets {', '.join(layout.subsets)}"
+    else:
+        layout = Layout.from_root(root, setting)
+        layout.clips()  # read and check the metadata before walking the tree
+        ann_dir = Path(annotations) if annotations is not None else layout.frames_dir()
+        matcher, what = StemMatcher(layout), layout.setting
     if not ann_dir.is_dir():
         raise DataError(f"{ann_dir} does not exist; put the labelImg XMLs next to the frames "
                         "or pass --annotations DIR")
@@ -380,11 +435,11 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
     sidecar = sidecar_path(output)
     earlier = _earlier_classes(sidecar)
     table, findings, stats, decision, class_lists = import_annotations(
-        layout, ann_dir, quiet=quiet, fmt=fmt, box_convention=box_convention, earlier_classes=earlier)
+        layout, ann_dir, quiet=quiet, fmt=fmt, box_convention=box_convention, earlier_classes=earlier,
+        matcher=matcher, files=files() if callable(files) else files)
     if stats["files"] == 0:
         kinds = "annotation files (.xml, .txt, .json)" if fmt == "auto" else f"{fmt} files"
-        raise DataError(f"no {kinds} under {ann_dir} (found {_found_text(stats)}); save the labelImg "
-                        "annotations there or pass --annotations DIR")
+        raise DataError(f"no {kinds} under {ann_dir} (found {_found_text(stats)}); {matcher.hint()}")
     write_table(table, output)
     write_text(sidecar, json.dumps({"table": output.name, "root": str(layout.root), "setting": layout.setting,
                                     "box_convention": decision.to_dict(), "yolo_classes": class_lists,
@@ -394,7 +449,7 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
     unreadable = sum(1 for f in findings if f.code in UNREADABLE_CODES)
     exit_code = 1 if unreadable else 0
     lines = [
-        f"Read {stats['files']} annotation file(s) under {ann_dir} ({layout.setting}; {stats['voc']} VOC, "
+        f"Read {stats['files']} annotation file(s) under {ann_dir} ({what}; {stats['voc']} VOC, "
         f"{stats['yolo']} YOLO, {stats['createml']} CreateML; also {_found_text(stats)}): "
         f"{stats['boxes']} box(es) on {stats['frames']} frame(s), {stats['frames_no_box']} frame(s) with no box.",
         f"Wrote {len(table)} row(s) to {output} (findings: {sidecar.name}).",
