@@ -270,21 +270,23 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
 
 
 def format_table(doc: dict) -> str:
+    """The text table of an ``evaluate`` document: official figures first, the extras labelled."""
     if doc.get("setting") == "avss":
-        from avstrain.evaluation import format_avss_table
-
-        return format_avss_table(doc)
-    rows = [("", "mIoU", "F-score"),
-            (f"official (batches of {doc['protocol']['batch_videos']})", f"{doc['miou']:.4f}", f"{doc['fscore']:.4f}"),
-            ("dataset (all frames pooled)", f"{doc['miou_dataset']:.4f}", f"{doc['fscore_dataset']:.4f}")]
-    for name, r in doc.get("ablations", {}).items():
-        rows.append((f"audio {name} (official)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
-    for name, r in doc.get("per_class", {}).items():
-        rows.append((f"class {name}", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
-    w = max(len(r[0]) for r in rows)
-    lines = [f"{doc['split']}: {doc['n_clips']} clips, {doc['frames']} frames with a GT mask"]
-    lines += [f"{a:<{w}}  {b:>7}  {c:>7}" for a, b, c in rows]
-    return "\n".join(lines)
+        title = f"{doc['split']}: {doc['clips']} clips, {doc['frames']} time steps (padded v1 steps included)"
+        rows = [("official AVSS (mean over 71 classes)", doc["miou"], doc["fscore"]),
+                (f"mean over the {doc['classes_seen']} classes seen", doc["miou_seen"], doc["fscore_seen"])]
+        class_label = "class {name} ({frames} frames)"
+    else:
+        title = f"{doc['split']}: {doc['n_clips']} clips, {doc['frames']} frames with a GT mask"
+        rows = [(f"official (batches of {doc['protocol']['batch_videos']})", doc["miou"], doc["fscore"]),
+                ("dataset (all frames pooled)", doc["miou_dataset"], doc["fscore_dataset"])]
+        class_label = "class {name}"
+    rows += [(f"audio {name} (official)", r["miou"], r["fscore"]) for name, r in doc.get("ablations", {}).items()]
+    rows += [(class_label.format(name=name, frames=r.get("frames")), r["miou"], r["fscore"])
+             for name, r in doc.get("per_class", {}).items()]
+    cells = [("", "mIoU", "F-score")] + [(a, f"{b:.4f}", f"{c:.4f}") for a, b, c in rows]
+    w = max(len(r[0]) for r in cells)
+    return "\n".join([title] + [f"{a:<{w}}  {b:>7}  {c:>7}" for a, b, c in cells])
 
 
 # ----------------------------------------------------------------------------- predict

@@ -137,28 +137,34 @@ def evaluate_split(model, cfg, dev, ds, ablations=("none",), per_class: bool = F
                         "precision": "bf16 autocast" if dev.type == "cuda" and cfg.eval_amp else "fp32"}}
     if per_class:
         doc["per_class"] = res["per_class"]
-    extra = [a for a in ablations if a != "none"]
-    if extra:
-        doc["ablations"] = {}
-    clip_ablations, audio_from = {}, None
-    for name in extra:
-        if name == "shuffle":
-            audio_from = derangement(len(ds), seed)
-            ds_a = ds.with_audio_from(audio_from)
-            r = evaluate(model, make_eval_loader(ds_a, batch_videos, workers), dev, cfg, batch_videos, quiet=quiet,
-                         desc="audio shuffle", per_clip=per_clip)
-        else:
-            r = evaluate(model, make_eval_loader(ds, batch_videos, workers), dev, cfg, batch_videos, audio_ablation=name,
-                         quiet=quiet, desc=f"audio {name}", per_clip=per_clip)
-        doc["ablations"][name] = {"miou": r["miou"], "fscore": r["fscore"],
-                                  "miou_dataset": r["miou_dataset"], "fscore_dataset": r["fscore_dataset"]}
-        if per_clip:
-            clip_ablations[name] = r["per_clip"]
-    if per_clip:  # --per-clip: "clips" is the list of rows, "n_clips" the count (DESIGN 13)
+    results, audio_from = ablation_results(model, cfg, dev, ds, ablations, batch_videos, workers, quiet, seed,
+                                           per_clip=per_clip)
+    if results:
+        doc["ablations"] = {name: {k: r[k] for k in ("miou", "fscore", "miou_dataset", "fscore_dataset")}
+                            for name, r in results.items()}
+    if per_clip:
+        clip_ablations = {name: r["per_clip"] for name, r in results.items()}  # --per-clip: "clips" is the list of rows, "n_clips" the count (DESIGN 13)
         from avstrain.per_clip import per_clip_rows
 
         doc["clips"] = per_clip_rows(ds.names, ds.classes, res["per_clip"], clip_ablations, audio_from)
     return doc
+
+
+def ablation_results(model, cfg, dev, ds, ablations, batch_videos: int, workers: int, quiet: bool, seed: int,
+                     per_clip: bool = False) -> tuple[dict, Optional[list]]:
+    """``evaluate`` once per audio ablation other than ``none``, in the order given: ``shuffle``
+    gives each clip the audio of ``derangement(len(ds), seed)``, ``zero`` zeroes the audio
+    features. Returns ({name: result}, the shuffle's ``audio_from`` or None)."""
+    results, audio_from = {}, None
+    for name in [a for a in ablations if a != "none"]:
+        d = ds
+        if name == "shuffle":
+            audio_from = derangement(len(ds), seed)
+            d = ds.with_audio_from(audio_from)
+        results[name] = evaluate(model, make_eval_loader(d, batch_videos, workers), dev, cfg, batch_videos,
+                                 audio_ablation="zero" if name == "zero" else "none", classes=ds.classes,
+                                 quiet=quiet, desc=f"audio {name}", per_clip=per_clip)
+    return results, audio_from
 
 
 AVSS_PROTOCOL = {
@@ -181,30 +187,8 @@ def _avss_doc(model, ds, dev, cfg, batch_videos, workers, ablations, quiet, seed
                protocol=dict(AVSS_PROTOCOL))
     if per_class:
         doc["per_class"] = res["per_class"]
-    extra = [a for a in ablations if a != "none"]
-    if extra:
-        doc["ablations"] = {}
-    for name in extra:
-        d = ds.with_audio_from(derangement(len(ds), seed)) if name == "shuffle" else ds
-        r = evaluate(model, make_eval_loader(d, batch_videos, workers), dev, cfg, batch_videos,
-                     audio_ablation="zero" if name == "zero" else "none", classes=ds.classes, quiet=quiet,
-                     desc=f"audio {name}")
-        doc["ablations"][name] = {"miou": r["miou"], "fscore": r["fscore"], "miou_seen": r["miou_seen"],
-                                  "fscore_seen": r["fscore_seen"]}
+    results, _ = ablation_results(model, cfg, dev, ds, ablations, batch_videos, workers, quiet, seed)
+    if results:
+        doc["ablations"] = {name: {k: r[k] for k in ("miou", "fscore", "miou_seen", "fscore_seen")}
+                            for name, r in results.items()}
     return doc
-
-
-def format_avss_table(doc: dict) -> str:
-    """The text table of an AVSS ``evaluate`` document (official first, extras labelled)."""
-    rows = [("", "mIoU", "F-score"),
-            ("official AVSS (mean over 71 classes)", f"{doc['miou']:.4f}", f"{doc['fscore']:.4f}"),
-            (f"mean over the {doc['classes_seen']} classes seen", f"{doc['miou_seen']:.4f}",
-             f"{doc['fscore_seen']:.4f}")]
-    for name, r in doc.get("ablations", {}).items():
-        rows.append((f"audio {name} (official)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
-    for name, r in doc.get("per_class", {}).items():
-        rows.append((f"class {name} ({r['frames']} frames)", f"{r['miou']:.4f}", f"{r['fscore']:.4f}"))
-    w = max(len(r[0]) for r in rows)
-    lines = [f"{doc['split']}: {doc['clips']} clips, {doc['frames']} time steps (padded v1 steps included)"]
-    lines += [f"{a:<{w}}  {b:>7}  {c:>7}" for a, b, c in rows]
-    return "\n".join(lines)
