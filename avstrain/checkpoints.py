@@ -127,13 +127,12 @@ def init_from(system: AVSSystem, path: os.PathLike | str) -> list[str]:
     or nothing (DataError naming the tensors). Of the other parts (audio encoder, crop head,
     audio projection), each one the checkpoint holds and ``system`` has is loaded whole; the
     rest keep their own initialisation. Returns the names of the parts loaded."""
-    from avstrain.convert import (compare_shapes, detect_backbone, names_line, official_to_ours,
-                                  read_weights, unwrap_state_dict)
+    from avstrain.convert import detect_backbone, fit_problems, official_to_ours, read_weights, unwrap_state_dict
 
     obj = read_weights(path)
     own = system.avs.state_dict()
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        sd, extra, source = obj["model"], obj, "avstrain checkpoint"
+        sd, extra, source, unmapped = obj["model"], obj, "avstrain checkpoint", []
     else:
         try:
             sd = unwrap_state_dict(obj)
@@ -145,16 +144,13 @@ def init_from(system: AVSSystem, path: os.PathLike | str) -> list[str]:
             raise DataError(f"--init-from {path}: neither an avstrain checkpoint nor an official AVSBench "
                             "Pred_endecoder state dict (no resnet.* / encoder_backbone.* keys)")
         mapped = official_to_ours(sd, backbone)
-        sd = dict(mapped.state_dict, **{k: None for k in mapped.unexpected})
+        sd, unmapped = mapped.state_dict, mapped.unexpected
         extra, source = {}, f"official AVSBench {backbone} file"
-    got = {k: (tuple(v.shape) if v is not None else None) for k, v in sd.items()}
-    missing, unexpected, wrong = compare_shapes({k: tuple(v.shape) for k, v in own.items()}, got)
-    if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing: {names_line(missing)}"] if missing else []
-        parts += [f"{len(wrong)} with another shape: {names_line(wrong)}"] if wrong else []
-        parts += [f"{len(unexpected)} unexpected: {names_line(unexpected)}"] if unexpected else []
+    problems = fit_problems({k: tuple(v.shape) for k, v in own.items()},
+                            {k: tuple(v.shape) for k, v in sd.items()}, unmapped)
+    if problems:
         raise DataError(f"--init-from {path} ({source}) does not fit this config's model: "
-                        + "; ".join(parts) + "; make --preset/--set match the checkpoint's model")
+                        + "; ".join(problems) + "; make --preset/--set match the checkpoint's model")
     system.avs.load_state_dict(sd, strict=True)
     loaded = ["model"]
     for name in ("audio_encoder", "crop_head", "audio_proj"):

@@ -18,7 +18,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from avsprep.errors import DataError
 
@@ -164,6 +164,23 @@ def compare_shapes(expected: dict, got: dict) -> tuple[list, list, list]:
     return missing, unexpected, wrong
 
 
+def fit_problems(expected: dict, got: dict, unexpected: Sequence[str] = ()) -> list[str]:
+    """Why the tensors ``got`` (name -> shape) cannot fill a model whose tensors are ``expected``:
+    one phrase each for the missing, wrong-shaped and unexpected keys (``unexpected``: keys of
+    the file already known to fit nowhere). Empty when every tensor fits."""
+    missing, extra, wrong = compare_shapes(expected, got)
+    extra = list(unexpected) + extra
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {names_line(missing)}")
+    if wrong:
+        problems.append(f"{len(wrong)} with the wrong shape: "
+                        + names_line([f"{k} {tuple(got[k])} (model {tuple(expected[k])})" for k in wrong]))
+    if extra:
+        problems.append(f"{len(extra)} unexpected: {names_line(extra)}")
+    return problems
+
+
 def names_line(keys: list, limit: int = 6) -> str:
     """``a, b, c (+N more)``: key lists in one-line messages."""
     head = ", ".join(keys[:limit])
@@ -225,16 +242,7 @@ def official_system(sd: dict, path, backbone: Optional[str] = None, setting: str
                           audio_kind=None if vggish_weights else "precomputed")
     expected = {k: tuple(v.shape) for k, v in system.avs.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in mapped.state_dict.items()}
-    missing, unexpected, wrong = compare_shapes(expected, got)
-    unexpected = mapped.unexpected + unexpected
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {names_line(missing)}")
-    if wrong:
-        problems.append(f"{len(wrong)} with the wrong shape: "
-                        + names_line([f"{k} {got[k]} (model {expected[k]})" for k in wrong]))
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected: {names_line(unexpected)}")
+    problems = fit_problems(expected, got, mapped.unexpected)
     if problems:
         raise ConvertError(f"{path}: does not fit the official {backbone} {setting.upper()} model: "
                            + "; ".join(problems) + "; nothing was written")
