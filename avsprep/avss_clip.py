@@ -17,7 +17,7 @@ from avsprep.avss_checks import TYPOS
 from avsprep.avss_classes import AVSS_CLASSES, decode_rgb_mask
 from avsprep.avss_item import SIZE, apply_geometry, audio_examples, flags, geometry
 from avsprep.avss_layout import STEPS, AVSSClip
-from avsprep.crops import clamp_boxes, crop_and_resize, rescale_boxes, select_box
+from avsprep.crops import crop_and_resize, frame_boxes, select_box
 from avsprep.errors import DataError
 from avsprep.images import open_image
 
@@ -56,10 +56,7 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
         rows = by_frame.get(i, [])
         if not rows:
             continue
-        xyxy = np.array([r[4:8] for r in rows], np.float64)
-        real = np.vstack([rescale_boxes(xyxy[k], r[2], r[3], w, h) for k, r in enumerate(rows)])
-        real = clamp_boxes(real, w, h)
-        finite = np.isfinite(real).all(axis=1)
+        real, finite = frame_boxes(rows, w, h)
         choice = select_box(real[finite], crop_policy)
         if choice is not None:
             crops[i] = crop_and_resize(np.asarray(im), choice, c)

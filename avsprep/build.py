@@ -30,7 +30,7 @@ import numpy as np
 from avsprep import __version__
 from avsprep.atomic import commit, tmp_path_for, write_text
 from avsprep.clikit import check_output_dir, progress
-from avsprep.crops import clamp_boxes, crop_and_resize, rescale_boxes, select_box
+from avsprep.crops import crop_and_resize, frame_boxes, select_box
 from avsprep.errors import DataError, IntegrityError
 from avsprep.images import open_image
 from avsprep.integrity import VERIFIED, record_entry, write_record
@@ -82,10 +82,7 @@ def clip_arrays(layout, clip, boxes: list[tuple], classes: list[str], crop_size:
         frames[k - 1] = full if (w, h) == (s, s) else np.asarray(im.resize((s, s), Image.BILINEAR))
         rows = by_frame.get(k, [])
         if rows:
-            xyxy = np.array([r[4:8] for r in rows], np.float64)
-            real = np.vstack([rescale_boxes(xyxy[i], r[2], r[3], w, h) for i, r in enumerate(rows)])
-            real = clamp_boxes(real, w, h)
-            finite = np.isfinite(real).all(axis=1)
+            real, finite = frame_boxes(rows, w, h)
             choice = select_box(real[finite], crop_policy)
             if choice is not None:
                 crops[k - 1] = crop_and_resize(full, choice, c)

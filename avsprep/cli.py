@@ -13,7 +13,7 @@ import click
 
 from avsprep import __version__
 from avsprep.clikit import (
-    check_output_dir, check_output_file, echo_json, handle_errors, json_option,
+    check_output_dir, check_output_file, echo_json, echo_result, handle_errors, json_option,
     overwrite_option, quiet_option, setup_logging, strict_option,
 )
 
@@ -103,10 +103,7 @@ def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, 
     check_output_file(output, overwrite)
     summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json,
                          fmt=fmt, box_convention=box_convention, subsets=subset)
-    if as_json:
-        echo_json(summary)
-    else:
-        click.echo(summary["text"])
+    echo_result(summary, as_json)
     raise SystemExit(summary["exit_code"])
 
 
@@ -201,10 +198,7 @@ def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_js
     setup_logging(quiet or as_json)
     summary = run_propose(root, source=source, annotations=annotations, setting=setting, all_blobs=all_blobs,
                           dry_run=dry_run, splits=list(split) or None, quiet=quiet or as_json)
-    if as_json:
-        echo_json(summary)
-    else:
-        click.echo(summary["text"])
+    echo_result(summary, as_json)
 
 
 # ----------------------------------------------------------------------------- export
@@ -244,10 +238,7 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
     setup_logging(as_json)
     check_output_dir(out, overwrite=overwrite, what="OUT")
     summary = run_export(table, out, to=to, root=root, classes_file=classes_file)
-    if as_json:
-        echo_json(summary)
-    else:
-        click.echo(summary["text"])
+    echo_result(summary, as_json)
 
 
 # ----------------------------------------------------------------------------- build
@@ -302,10 +293,7 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
                         crop_size=crop_size, crop_policy=crop_policy, vggish_weights=vggish_weights,
                         on_bad_input=on_bad_input, overwrite=overwrite, resume=resume, subsets=subset)
     summary = build_shards(table, root, output, opts, quiet=quiet or as_json)
-    if as_json:
-        echo_json(summary)
-    else:
-        click.echo(summary["text"])
+    echo_result(summary, as_json)
 
 
 # ----------------------------------------------------------------------------- verify
@@ -359,10 +347,7 @@ def inspect(shards, clip, png, as_json):
 
     setup_logging(as_json)
     summary = inspect_shards(shards, clip=clip, png=png)
-    if as_json:
-        echo_json(summary)
-    else:
-        click.echo(summary["text"])
+    echo_result(summary, as_json)
 
 
 # ----------------------------------------------------------------------------- demo

@@ -89,6 +89,15 @@ def echo_json(doc) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=False, default=_json_default))
 
 
+def echo_result(summary: dict, as_json: bool) -> None:
+    """A command's result: the whole ``summary`` as the JSON document with ``--json``, else its
+    ``"text"``."""
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(summary["text"])
+
+
 def _json_default(o):
     try:
         import numpy as np

@@ -101,3 +101,23 @@ def clamp_boxes(boxes, width: int, height: int) -> np.ndarray:
     arr[:, [0, 2]] = np.clip(arr[:, [0, 2]], 0, width)
     arr[:, [1, 3]] = np.clip(arr[:, [1, 3]], 0, height)
     return arr
+
+
+def frame_boxes(rows, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's box-table rows ``(frame, label, xml_width, xml_height, xmin, ymin, xmax, ymax)``
+    on its real ``width`` x ``height`` image: each box rescaled from its file's ``<size>`` and
+    clamped (``[n,4]`` float64), and which of them are finite (``[n]`` bool)."""
+    xyxy = np.array([r[4:8] for r in rows], np.float64)
+    real = np.vstack([rescale_boxes(xyxy[i], r[2], r[3], width, height) for i, r in enumerate(rows)])
+    real = clamp_boxes(real, width, height)
+    return real, np.isfinite(real).all(axis=1)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(xmin, ymin, xmax, ymax)`` pixel-edge boxes (0 when the
+    union is empty)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

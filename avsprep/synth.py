@@ -114,7 +114,7 @@ def demo_classes(classes: int = 4) -> list[str]:
     return [s.category for s in SIGNATURES[:classes]]
 
 
-def _clip_ids(rng: np.random.Generator, n: int) -> list[str]:
+def clip_ids(rng: np.random.Generator, n: int) -> list[str]:
     """``n`` distinct 11-character YouTube-like ids over ``[A-Za-z0-9_-]``."""
     alphabet = np.array(list(ID_ALPHABET))
     ids: list[str] = []
@@ -160,7 +160,7 @@ def plan_demo(clips: int = 192, seed: int = 0, classes: int = 4) -> list[ClipSpe
     names = demo_classes(classes)
     counts = split_counts(clips)
     rng = np.random.default_rng(seed)
-    ids = _clip_ids(rng, clips)
+    ids = clip_ids(rng, clips)
     child_seeds = np.random.SeedSequence(seed).spawn(clips)
     specs: list[ClipSpec] = []
     i = 0

@@ -24,7 +24,7 @@ from avsprep.atomic import write_bytes, write_text
 from avsprep.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
 from avsprep.avss_layout import REAL_STEPS, SUBSETS
 from avsprep.clikit import progress
-from avsprep.synth import ID_ALPHABET, SIGNATURES, labelimg_box, labelimg_xml, shape_at
+from avsprep.synth import SIGNATURES, clip_ids, labelimg_box, labelimg_xml, shape_at
 
 SAMPLE_RATE = 48000
 SIZES = {"v1s": (320, 240), "v1m": (256, 192), "v2": (400, 224)}  # (width, height): never 224x224
@@ -61,23 +61,12 @@ class AVSSClipSpec:
         return "_".join(DEMO_CLASSES[self.objects[j][0]].name for j in self.sounding)
 
 
-def _ids(rng, n: int) -> list[str]:
-    alphabet = np.array(list(ID_ALPHABET))
-    out, seen = [], set()
-    while len(out) < n:
-        s = "".join(alphabet[rng.integers(0, len(alphabet), 11)])
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
-
-
 def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpec]:
     """``clips_per_subset`` clips in each subset, split 4:1:1 (at least one val and test each)."""
     if clips_per_subset < 3:
         raise ValueError(f"the AVSS demo needs at least 3 clips per subset, got {clips_per_subset}")
     rng = np.random.default_rng([seed, 7])
-    ids = _ids(rng, 3 * clips_per_subset)
+    ids = clip_ids(rng, 3 * clips_per_subset)
     specs = []
     val = test = max(1, clips_per_subset // 6)
     splits = ["train"] * (clips_per_subset - val - test) + ["val"] * val + ["test"] * test

@@ -93,3 +93,12 @@ def test_clamp_boxes_keeps_nan_rows():
     out = clamp_boxes([[-5, 10, 300, 230], [math.nan] * 4], 224, 224)
     np.testing.assert_allclose(out[0], [0, 10, 224, 224])
     assert np.isnan(out[1]).all()
+
+
+def test_box_iou():
+    from avsprep.crops import box_iou
+
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == 50 / 150
+    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert box_iou((3, 3, 3, 3), (3, 3, 3, 3)) == 0.0  # empty union

@@ -12,19 +12,12 @@ from click.testing import CliRunner
 
 from avsprep.cli import cli
 from avsprep.formats.labelimg_xml import PROPOSAL_DATABASE
+from avsprep.crops import box_iou as iou
 from avsprep.importer import run_import
 from avsprep.layout import Layout
 from avsprep.propose import mask_boxes, run_propose, write_new
 from avsprep.table import read_table
 from avsprep.validate import run_validate
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def test_mask_boxes_largest_and_all_blobs():

@@ -24,14 +24,6 @@ from pathlib import Path
 import numpy as np
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, type=Path)
@@ -42,6 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from avsprep.convention import LABELIMG_1BASED
+    from avsprep.crops import box_iou as iou
     from avsprep.propose import mask_boxes, proposal_bytes
     from avsprep.synth import labelimg_box, plan_demo, render_frames
     from avsprep.voc import read_voc, read_voc_file
