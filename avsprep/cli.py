@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from avsprep import __version__
-from avsprep.clikit import (
+from avsprep.common.clikit import (
     check_output_dir, check_output_file, echo_json, echo_result, handle_errors, json_option,
     overwrite_option, quiet_option, setup_logging, strict_option,
 )
@@ -140,11 +140,11 @@ def validate(table, root, split, subset, size_policy, max_findings, strict, as_j
     Example:
       avsprep validate boxes.csv --root ./demo-data --split test --json
     """
-    from avsprep.avss_layout import is_avss_root
+    from avsprep.datasets.avss import is_avss_root
 
     setup_logging(quiet or as_json)
     if is_avss_root(root):
-        from avsprep.avss_validate import run_avss_validate
+        from avsprep.validate.avss import run_avss_validate
 
         report = run_avss_validate(table, root, splits=list(split) or None, size_policy=size_policy,
                                    subsets=subset, quiet=quiet or as_json)
@@ -193,7 +193,7 @@ def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_js
     Example:
       avsprep propose --root ./demo-data --from masks --dry-run
     """
-    from avsprep.propose import run_propose
+    from avsprep.annotations.propose import run_propose
 
     setup_logging(quiet or as_json)
     summary = run_propose(root, source=source, annotations=annotations, setting=setting, all_blobs=all_blobs,
@@ -233,7 +233,7 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
     Example:
       avsprep export boxes.csv --to yolo ./yolo-labels --classes annotations/predefined_classes.txt
     """
-    from avsprep.export import run_export
+    from avsprep.annotations.export import run_export
 
     setup_logging(as_json)
     check_output_dir(out, overwrite=overwrite, what="OUT")
@@ -343,7 +343,7 @@ def inspect(shards, clip, png, as_json):
     Example:
       avsprep inspect ./shards --clip=-_wznbUu3DY --png sheet.png
     """
-    from avsprep.inspect import inspect_shards
+    from avsprep.shards.summary import inspect_shards
 
     setup_logging(as_json)
     summary = inspect_shards(shards, clip=clip, png=png)
@@ -389,11 +389,11 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
     if setting == "avss":
         if like is not None:
             raise click.UsageError("--like takes an S4/MS3 metadata CSV; it does not combine with --setting avss")
-        from avsprep.synth_avss import write_avss_demo
+        from avsprep.demo.avss import write_avss_demo
 
         summary = write_avss_demo(out, clips=clips or 6, seed=seed, quiet=quiet)
     else:
-        from avsprep.synth import write_demo
+        from avsprep.demo.avsbench import write_demo
 
         summary = write_demo(out, clips=clips or 192, seed=seed, quiet=quiet, workers=workers, like=like)
     click.echo(summary["text"])

@@ -1,17 +1,17 @@
 """``avsprep import``: every annotation file under a folder -> the box table + reader findings.
 
 Formats (``--format auto|voc|yolo|createml``; auto goes by extension, then
-content): Pascal-VOC XML (:mod:`avsprep.voc`), YOLO txt with its class file
-(:mod:`avsprep.formats.yolo`), CreateML JSON (:mod:`avsprep.formats.createml`).
+content): Pascal-VOC XML (:mod:`avsprep.annotations.voc`), YOLO txt with its class file
+(:mod:`avsprep.annotations.yolo`), CreateML JSON (:mod:`avsprep.annotations.createml`).
 Each file (each image entry of a CreateML file) is matched to (split, category,
 video, frame) by its own file stem (``{name}_{k}`` for S4, ``{id}.mp4_{k}`` for
 MS3) against the clips in the metadata CSV (AVSS: by its place,
-``{uid}/frames/{i}``, :mod:`avsprep.avss_import`); ``<path>`` and ``<folder>`` inside
+``{uid}/frames/{i}``, :mod:`avsprep.datasets.avss_import`); ``<path>`` and ``<folder>`` inside
 the files are never opened. Nothing under the folder is silently ignored: a
 file is read, or counted as a frame image / class file, or named in a finding.
 
 The VOC box convention is decided once for the whole import
-(:mod:`avsprep.convention`, ``--box-convention``), reported, and recorded per
+(:mod:`avsprep.annotations.convention`, ``--box-convention``), reported, and recorded per
 row in ``source_convention``. Problems are findings, saved beside the table as
 ``TABLE.findings.json`` (with the convention decision and the YOLO class lists)
 so ``validate`` reports them too.
@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from avsprep.atomic import write_text
-from avsprep.clikit import progress
-from avsprep.convention import ZERO_BASED, decide
-from avsprep.errors import DataError
-from avsprep.findings import Finding
-from avsprep.formats import createml, yolo
-from avsprep.layout import Layout, parse_frame_stem
-from avsprep.table import from_records, sidecar_path, write_table
-from avsprep.voc import UNREADABLE_CODES, VocResult, read_voc_file, with_place
+from avsprep.common.atomic import write_text
+from avsprep.common.clikit import progress
+from avsprep.annotations.convention import ZERO_BASED, decide
+from avsprep.common.errors import DataError
+from avsprep.common.findings import Finding
+from avsprep.annotations import createml, yolo
+from avsprep.datasets.avsbench import Layout, parse_frame_stem
+from avsprep.annotations.table import from_records, sidecar_path, write_table
+from avsprep.annotations.voc import UNREADABLE_CODES, VocResult, read_voc_file, with_place
 
 MAX_LISTED = 20  # findings printed in the text summary; the sidecar and --json hold all
 FORMATS = ("auto", "voc", "yolo", "createml")
@@ -159,7 +159,7 @@ def _frame_size(layout: Layout, clip, k: int, cache: dict) -> Optional[tuple[int
 class StemMatcher:
     """S4/MS3: a file (a CreateML image) is a frame by its own stem, ``{name}_{k}`` / ``{id}.mp4_{k}``.
 
-    The matcher is what differs between layouts; :class:`avsprep.avss_import.PlaceMatcher` matches
+    The matcher is what differs between layouts; :class:`avsprep.datasets.avss_import.PlaceMatcher` matches
     AVSS files by their place (``{uid}/frames/{i}``) instead. Methods are pure.
     """
 
@@ -415,11 +415,11 @@ def _found_text(stats) -> str:
 def run_import(root, output, setting: Optional[str] = None, annotations=None, quiet: bool = False,
                fmt: str = "auto", box_convention: str = "auto", subsets=None) -> dict:
     """Write the box table at ``output`` and the findings sidecar; return a summary dict."""
-    from avsprep.avss_layout import is_avss_root
+    from avsprep.datasets.avss import is_avss_root
 
     files = None
-    if setting == "avss" or (setting is None and is_avss_root(root)):  # AVSS release: avsprep.avss_import
-        from avsprep.avss_import import avss_source
+    if setting == "avss" or (setting is None and is_avss_root(root)):  # AVSS release: avsprep.datasets.avss_import
+        from avsprep.datasets.avss_import import avss_source
 
         layout, ann_dir, matcher, files = avss_source(root, subsets, annotations)
         what = f"avss; subsets {', '.join(layout.subsets)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 SUBSET_OF_TASK = {"s4": "v1s", "ms3": "v1m"}
 

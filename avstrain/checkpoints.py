@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from avsprep.atomic import atomic_write
-from avsprep.errors import DataError, IntegrityError
+from avsprep.common.atomic import atomic_write
+from avsprep.common.errors import DataError, IntegrityError
 from avstrain.config import TrainConfig, from_dict
 from avstrain.system import AVSSystem, build_system, unwrap
 

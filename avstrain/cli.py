@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from avsprep import __version__
-from avsprep.clikit import echo_json, handle_errors, json_option, overwrite_option, quiet_option, setup_logging
+from avsprep.common.clikit import echo_json, handle_errors, json_option, overwrite_option, quiet_option, setup_logging
 from avstrain.config import preset_names
 
 PRESETS = preset_names()  # read from avstrain/presets/ at import time (cheap), listed in --help
@@ -181,7 +181,7 @@ def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_wei
       avstrain evaluate s4-r50.pt ./shards --json
       avstrain convert runs/s4-r50/best.pt -o ours_for_test_py.pth --to official
     """
-    from avsprep.errors import OutputExistsError
+    from avsprep.common.errors import OutputExistsError
     from avstrain import convert as conv
 
     if dst.exists() and not overwrite:
@@ -257,7 +257,7 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
                        batch_videos=batch_videos, device=device, workers=workers, quiet=quiet or as_json,
                        per_clip=per_clip_csv is not None)
     if per_clip_csv is not None:
-        from avsprep.atomic import write_text
+        from avsprep.common.atomic import write_text
         from avstrain.per_clip import rows_to_csv
 
         write_text(per_clip_csv, rows_to_csv(doc["clips"]))
@@ -325,7 +325,7 @@ def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwri
       avstrain predict runs/demo/best.pt ./shards --split train --labelimg ./proposals
       avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --overlay
     """
-    from avsprep.clikit import check_output_dir
+    from avsprep.common.clikit import check_output_dir
     from avstrain.prediction import run_predict
 
     setup_logging(quiet)
@@ -373,7 +373,7 @@ def report(checkpoint, shards, out_dir, split, per_gallery, batch_videos, device
     Example:
       avstrain report runs/demo/best.pt ./shards -o runs/demo/report
     """
-    from avsprep.clikit import check_output_dir
+    from avsprep.common.clikit import check_output_dir
     from avstrain.report import build_report
 
     setup_logging(quiet)

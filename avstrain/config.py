@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from avsprep.errors import AvsError
+from avsprep.common.errors import AvsError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 

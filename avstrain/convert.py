@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 BACKBONE_PREFIX = {"resnet50": "resnet.", "pvt_v2_b5": "encoder_backbone."}
 UNUSED_RESNET = re.compile(r"^resnet\.layer[34]_2\.")
@@ -270,7 +270,7 @@ def checkpoint_to_official(src, dst, unused_branch_weights=None) -> dict:
     ``Pred_endecoder(...).load_state_dict(sd, strict=True)``, saved as its ``train.py`` does."""
     import torch
 
-    from avsprep.atomic import atomic_write
+    from avsprep.common.atomic import atomic_write
     from avstrain.checkpoints import load_checkpoint
     from avstrain.config import from_dict
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from avsprep.errors import AvsError
+from avsprep.common.errors import AvsError
 from avstrain import dist
 from avstrain.config import TrainConfig
 

@@ -30,9 +30,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from avsprep.atomic import write_text
-from avsprep.clikit import progress
-from avsprep.errors import AvsError, DataError
+from avsprep.common.atomic import write_text
+from avsprep.common.clikit import progress
+from avsprep.common.errors import AvsError, DataError
 from avstrain import dist
 from avstrain.checkpoints import init_from, load_checkpoint, save_checkpoint, set_rng_state
 from avstrain.config import TrainConfig, from_dict

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from avsprep.clikit import progress
-from avsprep.errors import DataError
+from avsprep.common.clikit import progress
+from avsprep.common.errors import DataError
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.config import TrainConfig
 from avstrain.data import ShardDataset, make_eval_loader, to_device

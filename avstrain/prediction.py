@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from avsprep.clikit import progress
+from avsprep.common.clikit import progress
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.data import ShardDataset, make_eval_loader, to_device
 from avstrain.devices import pick_device
@@ -20,12 +20,12 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     (S4 ``OUT/split/category/video/video_k.png``, MS3 ``OUT/split/video/video_k.png``, k = 1..5).
 
     ``labelimg``: also (or only, when ``out_dir`` is None) write box proposals of the frames that
-    have no GT mask as labelImg XML under that folder (:mod:`avsprep.propose`; existing annotation
+    have no GT mask as labelImg XML under that folder (:mod:`avsprep.annotations.propose`; existing annotation
     files are never touched). ``overlay``: also each frame with the mask painted over it (and the
     GT outline where the frame has a GT mask) at the same path under ``OUT/overlays/``."""
     from PIL import Image
 
-    from avsprep.atomic import write_bytes
+    from avsprep.common.atomic import write_bytes
 
     ckpt = load_checkpoint(checkpoint)
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
@@ -36,7 +36,7 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     written = overlays_written = 0
     proposals = None
     if labelimg is not None:
-        from avsprep.propose import ProposalWriter, propose_predicted
+        from avsprep.annotations.propose import ProposalWriter, propose_predicted
 
         proposals = ProposalWriter(Path(labelimg), "model")
     for cpu_batch in progress(make_eval_loader(ds, batch_videos), quiet=quiet, desc="predict", unit="batch"):
@@ -91,7 +91,7 @@ def write_overlays(out_dir: Path, folder: Path, video: str, cpu_batch: dict, b: 
     """``--overlay``: clip ``b``'s frames with its predicted 0/255 masks ``pred [5,S,S]`` painted
     over them and the GT outline where ``mask_valid``; written beside the masks' tree under
     ``OUT/overlays/``. Returns the number of files."""
-    from avsprep.atomic import write_bytes
+    from avsprep.common.atomic import write_bytes
     from avstrain.overlays import overlay, png_bytes
 
     target = out_dir / OVERLAY_DIR / folder.relative_to(out_dir)
@@ -111,8 +111,8 @@ def _write_avss(logits, batch, out_dir: Path) -> int:
     360x240 bicubic resize, so every pixel is a palette colour and decodes back to its class."""
     from PIL import Image
 
-    from avsprep.atomic import write_bytes
-    from avsprep.avss_classes import encode_rgb_mask
+    from avsprep.common.atomic import write_bytes
+    from avsprep.datasets.avss_classes import encode_rgb_mask
 
     pred = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()  # [B*T, S, S]
     steps = pred.shape[0] // batch["batch_size"]

@@ -89,7 +89,7 @@ def run_warnings(cfg: dict, device: str) -> list[str]:
 
 def weight_files(cfg: dict) -> list[dict]:
     """The weight files the config names, with their sha256 (or why there is none)."""
-    from avsprep.atomic import file_sha256
+    from avsprep.common.atomic import file_sha256
 
     out = []
     for key in ("backbone_weights", "crop_backbone_weights", "vggish_weights"):
@@ -306,7 +306,7 @@ def build_report(checkpoint, shards, out_dir, split: str = "test", per_gallery: 
                  batch_videos: int = 4, workers: int = 0, seed: int = 0, quiet: bool = True) -> dict:
     """Evaluate CHECKPOINT on SHARDS/SPLIT (real, shuffled and zeroed audio) and write the report
     folder. Returns ``{"index", "per_clip_csv", "results_json", "summary"}``."""
-    from avsprep.atomic import file_sha256, write_bytes, write_text
+    from avsprep.common.atomic import file_sha256, write_bytes, write_text
     from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
     from avstrain.config import load_preset, preset_names
     from avstrain.data import ShardDataset
@@ -322,7 +322,7 @@ def build_report(checkpoint, shards, out_dir, split: str = "test", per_gallery: 
     dev = pick_device(device)
     model.to(dev)
     if cfg.setting == "avss":
-        from avsprep.errors import DataError
+        from avsprep.common.errors import DataError
 
         raise DataError(f"avstrain report covers the binary S4/MS3 tasks; {checkpoint} is an AVSS semantic model: "
                         "use avstrain evaluate --per-class and avstrain predict (palette PNGs) for it")

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from avsprep.atomic import atomic_write, write_text
-from avsprep.errors import DataError, OutputExistsError
+from avsprep.common.atomic import atomic_write, write_text
+from avsprep.common.errors import DataError, OutputExistsError
 from avstrain.config import TrainConfig, from_dict
 
 RUN_FILES = ("config.json", "metrics.csv", "curves.png", "last.pt", "best.pt")

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 from avstrain.config import TrainConfig
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avsprep.errors import AvsError
+from avsprep.common.errors import AvsError
 
 TB_DIR = "tb"
 EXTRA_HINT = "pip install 'avsprep[tensorboard]' (or: pip install tensorboard)"

@@ -24,7 +24,7 @@ from avsprep.audio import (
     waveform_to_examples,
 )
 from avsprep.audio import frontend
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 from tests.conftest import FIXTURES, need
 
 VG = FIXTURES / "vggish"
@@ -428,7 +428,7 @@ def test_import_audio_does_not_import_torch():
 
 def test_clip_audio_on_demo_dataset(demo_root):
     """Integration with the real Layout: the demo's pickle equals the frontend run on its wav."""
-    from avsprep.layout import Layout
+    from avsprep.datasets.avsbench import Layout
 
     layout = Layout.from_root(demo_root)
     clip = layout.clips()[0]

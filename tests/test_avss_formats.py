@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from avsprep.avss_import import PlaceMatcher, annotation_files, is_release_file, match_path
-from avsprep.avss_layout import AVSSLayout
+from avsprep.datasets.avss_import import PlaceMatcher, annotation_files, is_release_file, match_path
+from avsprep.datasets.avss import AVSSLayout
 from avsprep.cli import cli
-from avsprep.convention import LABELIMG_1BASED, ZERO_BASED
-from avsprep.table import read_table
-from avsprep.voc import read_voc_file
+from avsprep.annotations.convention import LABELIMG_1BASED, ZERO_BASED
+from avsprep.annotations.table import read_table
+from avsprep.annotations.voc import read_voc_file
 
 COORDS = ["xmin", "ymin", "xmax", "ymax"]
 
@@ -53,7 +53,7 @@ def test_release_files_are_not_annotations():
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    from avsprep.synth_avss import write_avss_demo
+    from avsprep.demo.avss import write_avss_demo
 
     root = tmp_path_factory.mktemp("avssfmt") / "rel"
     write_avss_demo(root, clips=3, seed=2, quiet=True)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from avsprep.avss_checks import (
+from avsprep.validate.avss_release import (
     check_audio_length, check_frame_listing, check_mask, check_metadata, clip_classes,
 )
-from avsprep.avss_classes import PALETTE, encode_rgb_mask, label2idx_json, read_label2idx
-from avsprep.avss_import import match_path
-from avsprep.avss_layout import AVSSClip, AVSSLayout, parse_a_obj, parse_subsets, read_avss_metadata
+from avsprep.datasets.avss_classes import PALETTE, encode_rgb_mask, label2idx_json, read_label2idx
+from avsprep.datasets.avss_import import match_path
+from avsprep.datasets.avss import AVSSClip, AVSSLayout, parse_a_obj, parse_subsets, read_avss_metadata
 from avsprep.cli import cli
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 
 def codes(findings):
@@ -108,7 +108,7 @@ def test_match_path():
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
-    from avsprep.synth_avss import write_avss_demo
+    from avsprep.demo.avss import write_avss_demo
 
     root = tmp_path_factory.mktemp("avssdemo") / "rel"
     write_avss_demo(root, clips=3, seed=1, quiet=True)
@@ -147,7 +147,7 @@ def test_demo_import_validate_cli(release, tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["setting"] == "avss" and doc["frames"] == 3 * 5 + 3 * 5 + 3 * 10
-    from avsprep.table import read_table
+    from avsprep.annotations.table import read_table
 
     df = read_table(table)
     assert set(df["category"]) == {"v1s", "v1m", "v2"} and df["frame"].min() == 0 and df["frame"].max() == 9

@@ -6,7 +6,7 @@ palette masks with out-of-palette colours, a v1s, a v1m and a v2 clip); the
 description with torchvision transforms (Resize(224) + CenterCrop(224) for
 train, Resize((224, 224)) for val/test; PIL bilinear for frames, nearest for
 masks; ToTensor + ImageNet Normalize; 71 colour-equality maps + argmax; zero
-padding to 10 steps; the flag table), independent of avsprep.avss_item.
+padding to 10 steps; the flag table), independent of avsprep.datasets.avss_loader.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from avsprep.avss_classes import PALETTE, label2idx_json
-from avsprep.avss_item import geometry
+from avsprep.datasets.avss_classes import PALETTE, label2idx_json
+from avsprep.datasets.avss_loader import geometry
 from avsprep.build import build_shards
 from avsprep.shards import BuildOptions, ShardSet
 
@@ -115,7 +115,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("avss") / "release"
     _layout_tree(root)
     table = root.parent / "boxes.csv"
-    from avsprep.table import from_records, write_table
+    from avsprep.annotations.table import from_records, write_table
 
     uid = CLIPS[0][0]  # v2 train 640x360: a box on frame 3, labelled dog (index 17)
     write_table(from_records([{"split": "train", "category": "v2", "video": uid, "frame": 3, "xml": "x.xml",
@@ -174,7 +174,7 @@ def test_geometry_examples_from_reference():
 def test_box_follows_the_geometry_and_crop_is_cut_full_res(built):
     from PIL import Image
 
-    from avsprep.crops import crop_and_resize
+    from avsprep.build.crops import crop_and_resize
 
     root, out = built
     uid = CLIPS[0][0]

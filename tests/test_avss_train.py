@@ -19,7 +19,7 @@ TINY = ["--set", "channel=16", "--set", "image_size=64", "--batch-size", "2", "-
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     from avsprep.importer import run_import
-    from avsprep.synth_avss import write_avss_demo
+    from avsprep.demo.avss import write_avss_demo
 
     base = tmp_path_factory.mktemp("avsstrain")
     root = base / "release"
@@ -59,7 +59,7 @@ def test_semantic_train_evaluate_predict(release, tmp_path):
     assert r.exit_code == 0, r.output
     from PIL import Image
 
-    from avsprep.avss_classes import decode_rgb_mask
+    from avsprep.datasets.avss_classes import decode_rgb_mask
 
     pngs = sorted((out / "test").rglob("*.png"))
     assert len(pngs) == 30 and pngs[0].name.endswith("_0.png")
@@ -81,7 +81,7 @@ def test_binary_s4_task_from_v1s_clips(release, tmp_path):
 
 
 def test_binary_view_refuses_v2_clips(release):
-    from avsprep.errors import DataError
+    from avsprep.common.errors import DataError
     from avstrain.data import ShardDataset
 
     base, root = release

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from avsprep.cli import cli
-from avsprep.errors import DataError, OutputExistsError
+from avsprep.common.errors import DataError, OutputExistsError
 from avsprep.build import BuildOptions, build_shards
 from avsprep.shards import ShardSet
 
@@ -69,7 +69,7 @@ def test_workers_do_not_change_bytes(built, demo_root, table, tmp_path):
 
 
 def test_manifest_and_reader(built, demo_root):
-    from avsprep.layout import Layout
+    from avsprep.datasets.avsbench import Layout
 
     man = json.loads((built / "manifest.json").read_text())
     layout = Layout.from_root(demo_root)
@@ -110,7 +110,7 @@ def test_manifest_and_reader(built, demo_root):
 def test_frames_and_masks_match_the_pngs(built, demo_root):
     from PIL import Image
 
-    from avsprep.layout import Layout
+    from avsprep.datasets.avsbench import Layout
 
     layout = Layout.from_root(demo_root)
     clip = [c for c in layout.clips(["val"])][0]
@@ -167,7 +167,7 @@ def test_flipped_byte_fails_verify_naming_the_shard(built, tmp_path):
     res = CliRunner().invoke(cli, ["verify", str(out), "--json"])
     doc = json.loads(res.stdout)
     assert doc["ok"] is False and {f["file"] for f in doc["findings"] if f["severity"] == "error"} == {str(victim)}
-    from avsprep.errors import IntegrityError
+    from avsprep.common.errors import IntegrityError
 
     with pytest.raises(IntegrityError, match=victim.name):
         ShardSet(out, verify="full")
@@ -215,7 +215,7 @@ def test_resume_rebuilds_a_corrupted_shard(built, demo_root, table, tmp_path):
 
 
 def _broken_root(demo_root, tmp_path):
-    from avsprep.layout import Layout
+    from avsprep.datasets.avsbench import Layout
 
     root = tmp_path / "root"
     shutil.copytree(demo_root, root)

@@ -192,7 +192,7 @@ def _minus_one(sd: dict, key: str) -> dict:
 
 
 def test_backbone_and_crop_weights_lacking_one_tensor_are_refused(tmp_path):
-    from avsprep.errors import DataError
+    from avsprep.common.errors import DataError
     from avstrain.models.backbones import ResNet50Backbone
     from avstrain.models.crop_head import CropHead
 
@@ -206,7 +206,7 @@ def test_backbone_and_crop_weights_lacking_one_tensor_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_pvt_weights_lacking_one_tensor_are_refused(tmp_path):
-    from avsprep.errors import DataError
+    from avsprep.common.errors import DataError
     from avstrain.models.backbones import pvt_v2_b5_backbone
 
     with torch.device("meta"):
@@ -220,7 +220,7 @@ def test_pvt_weights_lacking_one_tensor_are_refused(tmp_path):
 
 def test_vggish_weights_lacking_one_tensor_are_refused(tmp_path):
     from avsprep.audio import VGGish, load_vggish
-    from avsprep.errors import DataError
+    from avsprep.common.errors import DataError
 
     p = tmp_path / "vggish.pth"
     torch.save(_minus_one(VGGish().state_dict(), "embeddings.2.weight"), p)
@@ -229,7 +229,7 @@ def test_vggish_weights_lacking_one_tensor_are_refused(tmp_path):
 
 
 def test_init_from_lacking_one_tensor_is_refused(official_file, tmp_path):
-    from avsprep.errors import DataError
+    from avsprep.common.errors import DataError
     from avstrain.checkpoints import init_from
     from avstrain.config import apply, load_preset
     from avstrain.system import build_system
@@ -249,7 +249,7 @@ def test_init_from_lacking_one_tensor_is_refused(official_file, tmp_path):
 def test_convert_with_vggish_weights_and_evaluate_needs_embeddings_without(official_file, tmp_path,
                                                                            tmp_path_factory):
     from avsprep.audio import VGGish
-    from avsprep.errors import DataError
+    from avsprep.common.errors import DataError
     from avstrain.checkpoints import load_checkpoint
     from avstrain.convert import official_to_checkpoint
     from avstrain.evaluation import run_evaluate

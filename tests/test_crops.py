@@ -1,4 +1,4 @@
-"""Feature: box -> crop rectangle -> resized crop (avsprep.crops)."""
+"""Feature: box -> crop rectangle -> resized crop (avsprep.build.crops)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from avsprep.crops import clamp_boxes, crop_and_resize, crop_rect, rescale_boxes, select_box
+from avsprep.build.crops import clamp_boxes, crop_and_resize, crop_rect, rescale_boxes, select_box
 
 BOXES = [[10, 10, 20, 20],      # area 100
          [0, 0, 50, 40],        # area 2000 (largest)
@@ -96,7 +96,7 @@ def test_clamp_boxes_keeps_nan_rows():
 
 
 def test_box_iou():
-    from avsprep.crops import box_iou
+    from avsprep.build.crops import box_iou
 
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == 50 / 150

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from avsprep.errors import IntegrityError, OutputExistsError
+from avsprep.common.errors import IntegrityError, OutputExistsError
 from avstrain import checkpoints, engine, evaluation, system
 from avstrain.config import resolve_config
 from tests.train_helpers import TINY_OVERRIDES, tiny_shards

@@ -54,7 +54,7 @@ def finished_looking_problems(out: Path) -> tuple[list[str], dict]:
     A build's claims of completion are the manifest and a shard's ``.sha256``
     sidecar. Without a finished build, readers must refuse the folder.
     """
-    from avsprep.errors import AvsError
+    from avsprep.common.errors import AvsError
     from avsprep.shards import ShardSet, check_shard_file, file_sha256, verify_shards
 
     problems = []
@@ -269,7 +269,7 @@ def test_disk_full_injected_enospc(imported, tmp_path):
 # ----------------------------------------------------------------------------- bad input files
 
 def _test_clip(root: Path):
-    from avsprep.layout import Layout
+    from avsprep.datasets.avsbench import Layout
 
     layout = Layout.from_root(root)
     return layout, layout.clips(["test"])[0]
@@ -320,7 +320,7 @@ def damaged(imported, tmp_path, request):
 
 @pytest.mark.parametrize("damaged", TEST_KINDS, indirect=True)
 def test_bad_input_stop_names_the_file(damaged, tmp_path):
-    from avsprep.errors import AvsError
+    from avsprep.common.errors import AvsError
 
     root, table, clip, path, marker = damaged
     out = tmp_path / "shards"

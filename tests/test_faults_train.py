@@ -118,7 +118,7 @@ BAD_CKPTS = ["truncated", "random", "empty", "evil-pickle", "evil-torch-save", "
 
 @pytest.mark.parametrize("kind", BAD_CKPTS)
 def test_load_checkpoint_refuses(tmp_path, kind):
-    from avsprep.errors import IntegrityError
+    from avsprep.common.errors import IntegrityError
     from avstrain.checkpoints import load_checkpoint
 
     marker = tmp_path / "PWNED"
@@ -166,7 +166,7 @@ def _tamper(shards: Path, tmp: Path) -> tuple[Path, Path]:
 
 
 def test_shardset_verify_refuses_tampered_shard(train_shards, tmp_path):
-    from avsprep.errors import IntegrityError
+    from avsprep.common.errors import IntegrityError
     from avsprep.shards import ShardSet
 
     copy, victim = _tamper(train_shards, tmp_path)

@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from avsprep.cli import cli
-from avsprep.convention import LABELIMG_1BASED, ZERO_BASED, decide, not_labelimg_reason
-from avsprep.errors import DataError
-from avsprep.export import run_export
-from avsprep.formats import createml, sniff, yolo
-from avsprep.formats.labelimg_xml import XmlFile, XmlObject, detect_writer, labelimg_xml_bytes
+from avsprep.annotations.convention import LABELIMG_1BASED, ZERO_BASED, decide, not_labelimg_reason
+from avsprep.common.errors import DataError
+from avsprep.annotations.export import run_export
+from avsprep.annotations import createml, sniff, yolo
+from avsprep.annotations.labelimg_xml import XmlFile, XmlObject, detect_writer, labelimg_xml_bytes
 from avsprep.importer import run_import
-from avsprep.table import read_table
-from avsprep.voc import read_voc
+from avsprep.annotations.table import read_table
+from avsprep.annotations.voc import read_voc
 from tests.conftest import FIXTURES, need
 from tests.test_import import labelimg_xml
 

@@ -300,7 +300,7 @@ def hang_guard(seconds: float = HANG_LIMIT_S):
 
 def guarded_read(data: bytes, file: str):
     """``read_voc`` under the hang guard; returns (result, seconds)."""
-    from avsprep.voc import read_voc
+    from avsprep.annotations.voc import read_voc
 
     t0 = time.monotonic()
     with hang_guard():
@@ -313,8 +313,8 @@ def guarded_read(data: bytes, file: str):
 
 def check_result(res, file: str) -> None:
     """Invariants every result must hold, whatever the input."""
-    from avsprep.findings import SEVERITIES, Finding
-    from avsprep.voc import LABELIMG_1BASED, ZERO_BASED, VocBox, VocResult
+    from avsprep.common.findings import SEVERITIES, Finding
+    from avsprep.annotations.voc import LABELIMG_1BASED, ZERO_BASED, VocBox, VocResult
 
     assert isinstance(res, VocResult)
     assert isinstance(res.findings, list) and isinstance(res.boxes, list)
@@ -467,7 +467,7 @@ def _write_root(tmp: Path, clips: list[str]) -> Path:
 def test_importer_file_names(clips, frames, data):
     """Odd but legal names import; junk names become findings; every XML file is accounted for."""
     from avsprep.importer import run_import
-    from avsprep.table import read_table
+    from avsprep.annotations.table import read_table
 
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -513,7 +513,7 @@ def test_importer_file_names(clips, frames, data):
 def test_importer_survives_hostile_files(tmp_path):
     """A folder of mutated XMLs next to good ones: good frames import, every bad file is a finding."""
     from avsprep.importer import run_import
-    from avsprep.table import read_table
+    from avsprep.annotations.table import read_table
 
     root = _write_root(tmp_path, ["-_wznbUu3DY", "clip"])
     ann = tmp_path / "ann"

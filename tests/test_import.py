@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from avsprep.cli import cli
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 from avsprep.importer import find_xml_files, run_import
-from avsprep.table import COLUMNS, read_table, sidecar_path
+from avsprep.annotations.table import COLUMNS, read_table, sidecar_path
 
 # --------------------------------------------------------------------------- tiny AVSBench roots
 

@@ -1,4 +1,4 @@
-"""Integrity without the per-open sha256 toll: the verification record (avsprep.integrity)."""
+"""Integrity without the per-open sha256 toll: the verification record (avsprep.shards.integrity)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from avsprep import integrity
-from avsprep.errors import IntegrityError
+from avsprep.shards import integrity
+from avsprep.common.errors import IntegrityError
 
 ENTRY = {"file": "train/shard-00000.h5", "sha256": "ab" * 32}
 IDENT = {"bytes": 10, "inode": 7, "mtime_ns": 1, "ctime_ns": 2}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from avsprep.errors import DataError
-from avsprep.layout import MS3_CLASSES, S4_CLASSES, Clip, Layout, parse_frame_stem, read_metadata
+from avsprep.common.errors import DataError
+from avsprep.datasets.avsbench import MS3_CLASSES, S4_CLASSES, Clip, Layout, parse_frame_stem, read_metadata
 from tests.conftest import META, need
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from avsprep.avss_classes import AVSS_CLASSES, PALETTE, S4_TO_AVSS, decode_rgb_mask, encode_rgb_mask
+from avsprep.datasets.avss_classes import AVSS_CLASSES, PALETTE, S4_TO_AVSS, decode_rgb_mask, encode_rgb_mask
 from avstrain.metrics_avss import AVSSMetric, frame_scores
 from tests.conftest import FIXTURES
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 from avstrain.models import BACKBONES, AVSModelConfig, build_avs_model
 from avstrain.models.audio import AudioEncoder
 from avstrain.models.backbones import (

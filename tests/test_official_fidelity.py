@@ -29,7 +29,7 @@ def _build(root: Path, out: Path) -> Path:
 def shuffled(tmp_path_factory):
     """A demo root whose metadata CSV is not in name order (like the real S4 CSV), its shards,
     and the CSV order of the train split."""
-    from avsprep.synth import write_demo
+    from avsprep.demo.avsbench import write_demo
 
     base = tmp_path_factory.mktemp("csvorder")
     root = base / "root"
@@ -95,7 +95,7 @@ def test_csv_order_is_recorded_in_the_manifest(shuffled):
 def test_old_shards_are_refused_with_rebuild(tmp_path, shuffled):
     import shutil
 
-    from avsprep.errors import IntegrityError
+    from avsprep.common.errors import IntegrityError
     from avstrain.data import ShardDataset
 
     _, shards, _ = shuffled
@@ -126,8 +126,8 @@ def test_blurred_s4_masks_become_the_official_loader_targets(tmp_path):
     from PIL import Image
     from torchvision.transforms.functional import to_tensor
 
-    from avsprep.layout import Layout
-    from avsprep.synth import write_demo
+    from avsprep.datasets.avsbench import Layout
+    from avsprep.demo.avsbench import write_demo
     from avstrain.data import ShardDataset, collate, to_device
 
     root = tmp_path / "root"

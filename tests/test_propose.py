@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from avsprep.cli import cli
-from avsprep.formats.labelimg_xml import PROPOSAL_DATABASE
-from avsprep.crops import box_iou as iou
+from avsprep.annotations.labelimg_xml import PROPOSAL_DATABASE
+from avsprep.build.crops import box_iou as iou
 from avsprep.importer import run_import
-from avsprep.layout import Layout
-from avsprep.propose import mask_boxes, run_propose, write_new
-from avsprep.table import read_table
+from avsprep.datasets.avsbench import Layout
+from avsprep.annotations.propose import mask_boxes, run_propose, write_new
+from avsprep.annotations.table import read_table
 from avsprep.validate import run_validate
 
 

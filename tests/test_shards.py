@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 from avsprep.shards import (
     SCHEMA_VERSION, ShardSet, ShardWriter, check_shard_file, dataset_schema, verify_shards,
 )

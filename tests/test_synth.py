@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from lxml import etree
 from PIL import Image
 
-from avsprep import synth
+from avsprep.demo import avsbench as synth
 from tests.conftest import FIXTURES, need
 
 SPLIT_MASKS = {"train": [1], "val": [1, 2, 3, 4, 5], "test": [1, 2, 3, 4, 5]}
@@ -65,7 +65,7 @@ def test_files_are_exactly_the_avsbench_layout(demo_root):
 
 
 def test_layout_module_finds_every_file(demo_root):
-    layout_mod = pytest.importorskip("avsprep.layout")
+    layout_mod = pytest.importorskip("avsprep.datasets.avsbench")
     layout = layout_mod.Layout.from_root(demo_root)
     clips = layout.clips()
     assert len(clips) == 12
@@ -243,7 +243,7 @@ def test_plan_arguments():
         synth.demo_classes(1)
     with pytest.raises(ValueError):
         synth.demo_classes(synth.MAX_CLASSES + 1)
-    layout_mod = pytest.importorskip("avsprep.layout")
+    layout_mod = pytest.importorskip("avsprep.datasets.avsbench")
     assert set(synth.demo_classes(synth.MAX_CLASSES)) <= set(layout_mod.S4_CLASSES)
 
 
@@ -327,5 +327,5 @@ def test_import_stays_torch_free():
     import subprocess
     import sys
 
-    code = "import sys, avsprep.synth; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, avsprep.demo.avsbench; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

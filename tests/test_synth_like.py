@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from avsprep import synth
+from avsprep.demo import avsbench as synth
 from tests.conftest import META, need
 from tests.test_synth import _tree_bytes
 
@@ -24,7 +24,7 @@ def _sample_s4(tmp_path: Path, every: int = 300) -> Path:
 
 
 def test_signatures_for_all_s4_classes_are_distinct():
-    from avsprep.layout import S4_CLASSES
+    from avsprep.datasets.avsbench import S4_CLASSES
 
     sigs = synth.signatures_for(sorted(S4_CLASSES))
     assert [s.category for s in sigs] == sorted(S4_CLASSES)
@@ -56,7 +56,7 @@ def test_like_ms3_writes_the_ms3_layout(tmp_path):
     summary = synth.write_demo(out, like=like, quiet=True)
     assert summary["setting"] == "ms3"
     assert (out / "ms3_meta_data.csv").read_text() == like.read_text()
-    from avsprep.layout import Layout
+    from avsprep.datasets.avsbench import Layout
 
     lay = Layout.from_root(out)
     assert lay.setting == "ms3"

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from avsprep.errors import DataError
-from avsprep.table import COLUMNS, FILE_COLUMNS, REQUIRED_COLUMNS, box_rows, boxes_for, empty_table, from_records, read_table, write_table
+from avsprep.common.errors import DataError
+from avsprep.annotations.table import COLUMNS, FILE_COLUMNS, REQUIRED_COLUMNS, box_rows, boxes_for, empty_table, from_records, read_table, write_table
 
 
 def row(**kw):

@@ -119,7 +119,7 @@ def test_predict_writes_gt_named_pngs(shards, run, tmp_path):
 
 def test_predict_labelimg_proposals_for_frames_without_gt_mask(shards, run, tmp_path):
     from avsprep.shards import ShardSet
-    from avsprep.voc import read_voc_file
+    from avsprep.annotations.voc import read_voc_file
 
     ss = ShardSet(shards, split="train")
     out = tmp_path / "proposals"

@@ -11,7 +11,7 @@ import torch
 
 from avsprep.audio import VGGish, file_sha256, load_vggish
 from avsprep.audio.vggish import check_hash_suffix, remap_vggish_keys
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 from tests.conftest import FIXTURES, need
 
 VG = FIXTURES / "vggish"

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
-from avsprep.voc import (
+from avsprep.annotations.voc import (
     LABELIMG_1BASED, MAX_XML_BYTES, ZERO_BASED, VocResult, detect_convention, read_voc, read_voc_file,
     to_edges,
 )

@@ -11,7 +11,7 @@ run, for two dataset sizes, to show that memory stays flat. Both load the pickle
 with numpy), so neither pays the torch import any more.
 
 The floor (one process, nothing else): the same clips' frames and masks decoded with PIL, the
-largest box of each frame cropped and resized (``avsprep.crops``), the log-mel pickle loaded;
+largest box of each frame cropped and resized (``avsprep.build.crops``), the log-mel pickle loaded;
 nothing written, no table look-ups (boxes grouped once up front). It is what decoding the inputs
 costs on one core. It is read in CPU time (user + sys of every process, per extra clip of the large
 set), which a loaded machine disturbs far less than wall time: ``per_core_vs_floor`` = floor CPU ms
@@ -36,8 +36,8 @@ from pathlib import Path
 BASELINE = r"""
 import sys, h5py, numpy as np
 from PIL import Image
-from avsprep.layout import Layout
-from avsprep.table import read_table
+from avsprep.datasets.avsbench import Layout
+from avsprep.annotations.table import read_table
 from avsprep.audio import load_logmel_pickle
 root, table, out = sys.argv[1:4]
 layout = Layout.from_root(root)
@@ -72,10 +72,10 @@ with h5py.File(out, "w") as f:
 FLOOR = r"""
 import sys, collections, numpy as np
 from PIL import Image
-from avsprep.layout import Layout
-from avsprep.table import read_table
+from avsprep.datasets.avsbench import Layout
+from avsprep.annotations.table import read_table
 from avsprep.audio import load_logmel_pickle
-from avsprep.crops import crop_and_resize, select_box
+from avsprep.build.crops import crop_and_resize, select_box
 root, table = sys.argv[1:3]
 layout = Layout.from_root(root)
 df = read_table(table).dropna(subset=["xmin"])
@@ -127,7 +127,7 @@ def main() -> None:
     args = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="1", AVS_NO_PROGRESS="1")
     from avsprep.importer import run_import
-    from avsprep.synth import write_demo
+    from avsprep.demo.avsbench import write_demo
 
     figures = {}
     with tempfile.TemporaryDirectory(prefix="bench_build-") as tmp:

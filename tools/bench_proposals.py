@@ -3,7 +3,7 @@
 Ours: ``avstrain predict CKPT SHARDS --split train --labelimg DIR`` on the demo model,
 for the frames without a GT mask (frames 2-5 of every train clip), each proposal read
 back through the importer's reader (labelImg 1-based). Truth: the tight box of the
-sounding object's mask as the generator renders it (``avsprep.synth``), for the same
+sounding object's mask as the generator renders it (``avsprep.demo.avsbench``), for the same
 frames. Baseline: what an annotator gets without a model, frame 1's GT-mask box
 (``avsprep propose --from masks``) copied to frames 2-5 of the clip.
 Also reported: ``propose --from masks`` on the frames with a GT mask against the
@@ -33,11 +33,11 @@ def main() -> None:
     ap.add_argument("--split", default="train")
     args = ap.parse_args()
 
-    from avsprep.convention import LABELIMG_1BASED
-    from avsprep.crops import box_iou as iou
-    from avsprep.propose import mask_boxes, proposal_bytes
-    from avsprep.synth import labelimg_box, plan_demo, render_frames
-    from avsprep.voc import read_voc, read_voc_file
+    from avsprep.annotations.convention import LABELIMG_1BASED
+    from avsprep.build.crops import box_iou as iou
+    from avsprep.annotations.propose import mask_boxes, proposal_bytes
+    from avsprep.demo.avsbench import labelimg_box, plan_demo, render_frames
+    from avsprep.annotations.voc import read_voc, read_voc_file
     from avstrain.prediction import run_predict
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -84,7 +84,7 @@ def fuzz_parse(cases: int, start: int) -> dict:
 
 def build_faults(work: Path, clips: int, cps: int, trials: int, seed: int) -> dict:
     from avsprep.importer import run_import
-    from avsprep.synth import write_demo
+    from avsprep.demo.avsbench import write_demo
     from tests.test_faults_build import kill_trial, run_build, tree_bytes
 
     root, table = work / "root", work / "boxes.csv"
@@ -156,7 +156,7 @@ def disk_full(work: Path) -> dict:
 
 
 def bad_inputs(work: Path) -> dict:
-    from avsprep.errors import AvsError
+    from avsprep.common.errors import AvsError
     from avsprep.build import BuildOptions, build_shards
     from avsprep.shards import ShardSet
     from tests.test_faults_build import BAD_KINDS, _corrupt, finished_looking_problems

@@ -4,7 +4,7 @@
 imported from ``avsprep.audio.vggish`` on first access.
 """
 
-from avsprep.atomic import file_sha256
+from avsprep.common.atomic import file_sha256
 from avsprep.audio.frontend import clip_examples, mel_matrix, resampler_name, waveform_to_examples
 from avsprep.audio.sources import clip_audio, load_logmel_pickle, read_wav
 

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 SAMPLE_RATE = 16000
 WINDOW_LENGTH = 400  # 0.025 s at 16 kHz

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from avsprep.audio.frontend import NUM_BANDS, NUM_FRAMES, clip_examples
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 CLIP_EXAMPLES = 5
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from avsprep.atomic import file_sha256
-from avsprep.errors import DataError
+from avsprep.common.atomic import file_sha256
+from avsprep.common.errors import DataError
 
 # The weight file torchvggish shipped before its 2019-06-06 flatten-order fix.
 PRE_FIX_WEIGHTS = "vggish-cbfe8f1c.pth"

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 RESNET50_CHANNELS = (256, 512, 1024, 2048)
 PVT_CHANNELS = (64, 128, 320, 512)

@@ -14,10 +14,10 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from avsprep.avss_classes import AVSS_CLASSES, decode_rgb_mask
-from avsprep.avss_item import MAX_WAV_SECONDS
-from avsprep.avss_layout import AVSSClip, AVSSLayout
-from avsprep.findings import Finding
+from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask
+from avsprep.datasets.avss_loader import MAX_WAV_SECONDS
+from avsprep.datasets.avss import AVSSClip, AVSSLayout
+from avsprep.common.findings import Finding
 
 CODES: dict[str, tuple[str, str]] = {
     "a-obj-typo": ("warning", "a_obj token is a misspelt class (h orse); read as that class"),

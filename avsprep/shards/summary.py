@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 
-from avsprep.atomic import write_bytes
-from avsprep.errors import DataError
+from avsprep.common.atomic import write_bytes
+from avsprep.common.errors import DataError
 from avsprep.shards import ShardSet
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avsprep.atomic import write_bytes, write_text
-from avsprep.clikit import progress
-from avsprep.errors import DataError
+from avsprep.common.atomic import write_bytes, write_text
+from avsprep.common.clikit import progress
+from avsprep.common.errors import DataError
 
 SIZE = 224              # frame width and height (AVSBench frames are 224x224)
 FRAMES = 5              # frames (and one-second audio examples) per clip
@@ -220,7 +220,7 @@ def read_like(path) -> tuple[str, list[tuple[str, int, str, str]]]:
 
     MS3 rows (``video_id,split``) get category ``""`` and start 0.
     """
-    from avsprep.layout import read_metadata
+    from avsprep.datasets.avsbench import read_metadata
 
     path = Path(path)
     setting = "ms3" if path.name.startswith("ms3") else "s4"
@@ -375,8 +375,8 @@ def labelimg_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 def labelimg_xml(folder: str, filename: str, path: str | None, width: int, height: int,
                  depth: int, objects=(), verified: bool = False) -> bytes:
     """The bytes labelImg 1.8.6's ``PascalVocWriter`` writes for one image (see
-    :mod:`avsprep.formats.labelimg_xml`). ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)``."""
-    from avsprep.formats.labelimg_xml import XmlFile, XmlObject, labelimg_xml_bytes
+    :mod:`avsprep.annotations.labelimg_xml`). ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)``."""
+    from avsprep.annotations.labelimg_xml import XmlFile, XmlObject, labelimg_xml_bytes
 
     return labelimg_xml_bytes(XmlFile(folder, filename, width, height, depth, path=path, verified=verified,
                                       objects=[XmlObject(*o) for o in objects]))
@@ -432,8 +432,8 @@ def _png_bytes(array: np.ndarray, mode: str) -> bytes:
 
 
 def clip_files(spec: ClipSpec) -> dict[str, object]:
-    """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.layout``."""
-    from avsprep.layout import Clip, Layout
+    """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.datasets.avsbench``."""
+    from avsprep.datasets.avsbench import Clip, Layout
 
     lay = Layout(Path("."), spec.setting)
     clip = Clip(spec.name, spec.split, spec.category if spec.setting == "s4" else None)

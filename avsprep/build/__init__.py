@@ -28,12 +28,12 @@ from typing import Optional
 import numpy as np
 
 from avsprep import __version__
-from avsprep.atomic import commit, tmp_path_for, write_text
-from avsprep.clikit import check_output_dir, progress
-from avsprep.crops import crop_and_resize, frame_boxes, select_box
-from avsprep.errors import DataError, IntegrityError
-from avsprep.images import open_image
-from avsprep.integrity import VERIFIED, record_entry, write_record
+from avsprep.common.atomic import commit, tmp_path_for, write_text
+from avsprep.common.clikit import check_output_dir, progress
+from avsprep.build.crops import crop_and_resize, frame_boxes, select_box
+from avsprep.common.errors import DataError, IntegrityError
+from avsprep.common.images import open_image
+from avsprep.shards.integrity import VERIFIED, record_entry, write_record
 from avsprep.shards import (
     FRAME_SIZE, FRAMES, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
     check_shard_file, file_sha256,
@@ -132,8 +132,8 @@ def _one_torch_thread():
 
 
 def _init_worker(root: str, setting: str, classes, crop_size, crop_policy, vggish_weights) -> None:
-    from avsprep.avss_layout import AVSSLayout
-    from avsprep.layout import Layout
+    from avsprep.datasets.avss import AVSSLayout
+    from avsprep.datasets.avsbench import Layout
 
     _W.clear()
     _W.update(layout=AVSSLayout(root) if setting == "avss" else Layout(root, setting), classes=classes, crop_size=crop_size,
@@ -148,8 +148,8 @@ def _work(task) -> tuple[str, object]:
     """(``"ok"``, arrays) or (``"error"``, message) for one clip; never raises DataError."""
     clip, boxes, label = task
     try:
-        if _W["layout"].setting == "avss":  # AVSS release: avsprep.avss_clip
-            from avsprep.avss_clip import avss_clip_arrays
+        if _W["layout"].setting == "avss":  # AVSS release: avsprep.build.avss_clip
+            from avsprep.build.avss_clip import avss_clip_arrays
 
             out = avss_clip_arrays(_W["layout"], clip, boxes, _W["crop_size"], _W["crop_policy"], label)
         else:
@@ -231,8 +231,8 @@ def _keepable(final: Path, split: str, record_json: str, planned: list[str]) -> 
 def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> dict:
     """Write ``out/{split}/shard-NNNNN.h5`` and ``out/manifest.json``; returns a summary with ``text``."""
     from avsprep.audio import resampler_name
-    from avsprep.layout import Layout
-    from avsprep.table import read_table
+    from avsprep.datasets.avsbench import Layout
+    from avsprep.annotations.table import read_table
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -241,10 +241,10 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     if opts.on_bad_input not in ("stop", "skip"):
         raise ValueError(f"on_bad_input must be stop or skip, got {opts.on_bad_input!r}")
     check_output_dir(out, overwrite=opts.overwrite, resume=opts.resume, what="SHARDS")
-    from avsprep.avss_layout import AVSSLayout, is_avss_root
+    from avsprep.datasets.avss import AVSSLayout, is_avss_root
 
     if opts.setting == "avss" or (opts.setting is None and is_avss_root(root)):
-        layout = AVSSLayout.from_root(root, opts.subsets)  # per clip: avsprep.avss_clip
+        layout = AVSSLayout.from_root(root, opts.subsets)  # per clip: avsprep.build.avss_clip
     else:
         layout = Layout.from_root(root, opts.setting)
     classes = layout.classes()
@@ -262,7 +262,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
         "table_sha256": file_sha256(table), "root": str(Path(root).resolve()),
     }
     if layout.setting == "avss":
-        from avsprep.avss_clip import MASK_DECODING as AVSS_DECODING, PADDING
+        from avsprep.build.avss_clip import MASK_DECODING as AVSS_DECODING, PADDING
 
         record.update(subsets=list(layout.subsets), avss_mask_decoding=AVSS_DECODING, padding=PADDING,
                       geometry="train: short edge 224 + centre crop; val/test: resize 224x224")
@@ -306,7 +306,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     label_of = {c: (classes.index(c.category) if layout.setting == "s4" and c.category in classes else 0)
                 for c in clips}
     if layout.setting == "avss":  # the clip's first sounding class (0 when a_obj names none)
-        from avsprep.avss_checks import clip_classes
+        from avsprep.validate.avss_release import clip_classes
 
         label_of = {c: (clip_classes(c.a_obj) or [0])[0] for c in clips}
     tasks = [(i, (c, boxes.get(c.name, []), label_of[c])) for i in todo for c in plan[i][2]]
@@ -459,7 +459,7 @@ def _finish(p: _Pending, out: Path, entry, record_json: str, opts: BuildOptions)
         "box_columns": json.dumps(["clip_row", "frame", "class", "xmin", "ymin", "xmax", "ymax"]),
         "mask_decoding": json.dumps(MASK_DECODING[rec["setting"]]),
     }
-    if rec["setting"] == "avss":  # what the official loader did to these clips (avsprep.avss_clip)
+    if rec["setting"] == "avss":  # what the official loader did to these clips (avsprep.build.avss_clip)
         attrs.update(subsets=json.dumps(sorted({c.subset for c in cs})), avss_mask_decoding=rec["avss_mask_decoding"],
                      padding=rec["padding"], geometry=rec["geometry"], frames_real=json.dumps(
                          {sub: n for sub, n in (("v1s", 5), ("v1m", 5), ("v2", 10))}))

@@ -3,8 +3,8 @@
 One file per annotated frame, at the place the table's ``xml`` column names
 (relative to DIR; the extension becomes ``.xml`` or ``.txt``), so a table can be
 fixed, converted and re-imported. VOC files go through labelImg's own byte
-format (:mod:`avsprep.formats.labelimg_xml`) with the coordinates turned back
-into the file's convention (:func:`avsprep.convention.from_edges`), in the
+format (:mod:`avsprep.annotations.labelimg_xml`) with the coordinates turned back
+into the file's convention (:func:`avsprep.annotations.convention.from_edges`), in the
 style of the labelImg version that wrote it (the table's ``xml_writer``: the
 2017 v1.3 writers' 2-space ASCII layout is kept; empty, e.g. YOLO imports and
 proposals: labelImg 1.8.6's): a file written by labelImg, imported and
@@ -21,12 +21,12 @@ from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from avsprep.atomic import write_bytes, write_text
-from avsprep.convention import coord_texts, from_edges
-from avsprep.errors import DataError
-from avsprep.formats import yolo
-from avsprep.formats.labelimg_xml import DEFAULT_WRITER, XmlFile, XmlObject, labelimg_xml_bytes
-from avsprep.table import read_table
+from avsprep.common.atomic import write_bytes, write_text
+from avsprep.annotations.convention import coord_texts, from_edges
+from avsprep.common.errors import DataError
+from avsprep.annotations import yolo
+from avsprep.annotations.labelimg_xml import DEFAULT_WRITER, XmlFile, XmlObject, labelimg_xml_bytes
+from avsprep.annotations.table import read_table
 
 TARGETS = ("voc", "yolo")
 
@@ -129,7 +129,7 @@ def run_export(table, out_dir, to: str = "voc", root=None, classes_file=None) ->
             raise DataError(f"{classes_file}: no class names in it (one per line, or YAML 'names')")
     sizes = None
     if root is not None:
-        from avsprep.layout import Layout
+        from avsprep.datasets.avsbench import Layout
         from avsprep.validate import read_frame_sizes
 
         layout = Layout.from_root(root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 
 def open_image(path: Path, clip: str, what: str, mode: str):

@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 
 import click
 
-from avsprep.errors import AvsError, OutputExistsError
+from avsprep.common.errors import AvsError, OutputExistsError
 
 log = logging.getLogger("avsprep")
 

@@ -7,8 +7,8 @@ Both go through :class:`ProposalWriter`:
 
 * a box is the bounding box of the largest 8-connected blob of the mask
   (``all_blobs``: one box per blob), in pixel edges, written in labelImg's
-  1-based convention (:mod:`avsprep.convention`) with labelImg's own bytes
-  (:mod:`avsprep.formats.labelimg_xml`), ``verified`` unset, and
+  1-based convention (:mod:`avsprep.annotations.convention`) with labelImg's own bytes
+  (:mod:`avsprep.annotations.labelimg_xml`), ``verified`` unset, and
   ``<source><database>`` = ``avsprep-propose:SOURCE``; labelImg writes
   ``Unknown`` there whenever the annotator saves, so ``validate`` can count
   the frames still carrying unchecked proposals;
@@ -27,9 +27,9 @@ from typing import Optional
 
 import numpy as np
 
-from avsprep.atomic import fsync_dir, tmp_path_for
-from avsprep.convention import LABELIMG_1BASED, coord_texts, from_edges
-from avsprep.formats.labelimg_xml import PROPOSAL_DATABASE, XmlFile, XmlObject, labelimg_xml_bytes
+from avsprep.common.atomic import fsync_dir, tmp_path_for
+from avsprep.annotations.convention import LABELIMG_1BASED, coord_texts, from_edges
+from avsprep.annotations.labelimg_xml import PROPOSAL_DATABASE, XmlFile, XmlObject, labelimg_xml_bytes
 
 SOURCES = ("masks",)
 
@@ -55,7 +55,7 @@ def mask_boxes(mask: np.ndarray, all_blobs: bool = False) -> list[tuple[int, int
 
 def existing_annotation_stems(ann_dir: Path) -> set[str]:
     """Frame stems that already have an annotation file of any format under ``ann_dir``."""
-    from avsprep.formats import createml
+    from avsprep.annotations import createml
     from avsprep.importer import classify, find_annotation_files
 
     stems: set[str] = set()
@@ -156,9 +156,9 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
     """``avsprep propose``: one labelImg XML per frame with a GT mask and no annotation file."""
     from PIL import Image
 
-    from avsprep.clikit import progress
-    from avsprep.errors import DataError
-    from avsprep.layout import Layout
+    from avsprep.common.clikit import progress
+    from avsprep.common.errors import DataError
+    from avsprep.datasets.avsbench import Layout
 
     if source not in SOURCES:
         raise DataError(f"--from {source!r}: only 'masks' here; model proposals come from "

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
-from avsprep.formats.labelimg_xml import is_unchecked_proposal
-from avsprep.findings import SEVERITIES, Finding, exit_code as findings_exit_code
-from avsprep.layout import FRAMES, Clip, Layout
-from avsprep.table import read_table, sidecar_path
+from avsprep.annotations.labelimg_xml import is_unchecked_proposal
+from avsprep.common.findings import SEVERITIES, Finding, exit_code as findings_exit_code
+from avsprep.datasets.avsbench import FRAMES, Clip, Layout
+from avsprep.annotations.table import read_table, sidecar_path
 
 # code -> (severity, meaning). Datumaro's name is given where a check overlaps.
 CODES: dict[str, tuple[str, str]] = {
-    # reader (avsprep.voc / import)
+    # reader (avsprep.annotations.voc / import)
     "xml-unreadable": ("error", "not well-formed XML, not decodable, or not a file (AppleDouble ._*)"),
     "xml-too-large": ("error", "over the size limit for one frame's XML (1 MiB)"),
     "xml-entity": ("error", "DOCTYPE/ENTITY declaration: possible XXE or entity bomb, refused"),

@@ -38,7 +38,7 @@ declaration, LF only, a trailing newline. Anything else (other tools, hand
 edits that break the layout) gets ``""`` and is exported as ``labelimg-1.8``;
 so are proposals and frames imported from YOLO or CreateML. The ``<filename>``
 without extension of 1.3-era files is kept as data (``xml_filename``).
-Reading keeps ``<Difficult>`` in any case (:mod:`avsprep.voc`), unlike
+Reading keeps ``<Difficult>`` in any case (:mod:`avsprep.annotations.voc`), unlike
 labelImg 1.8.6's own reader, which drops it.
 """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 AVSS_CLASSES: list[str] = [
     "background", "accordion", "airplane", "axe", "baby", "bassoon", "bell", "bird", "boat", "boy",

@@ -4,7 +4,7 @@ Two layouts are read: labelImg's (``image``, ``verified``, ``annotations`` ->
 ``label``, ``coordinates`` {x, y, width, height}, one ``{stem}.json`` per image)
 and Apple's newer one (``imagefilename``, ``annotation``). ``x, y`` is the box
 centre in pixels, so edges are ``x - width/2 .. x + width/2`` (``zero-based``,
-:mod:`avsprep.convention`). One JSON file may hold many images; each is matched
+:mod:`avsprep.annotations.convention`). One JSON file may hold many images; each is matched
 to a frame by its own image file stem. JSON that is some other tool's format
 (COCO, LabelMe, Label Studio, VoTT) is named in the finding, with the export to
 ask for. Pure: text in, records and findings out.
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from avsprep.findings import Finding
+from avsprep.common.findings import Finding
 
 MAX_JSON_BYTES = 64 << 20
 

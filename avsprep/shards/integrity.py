@@ -64,7 +64,7 @@ def read_record(directory: os.PathLike | str) -> dict:
 def write_record(directory: os.PathLike | str, shards: dict, merge: bool = False) -> bool:
     """Write the record atomically (``merge``: keep other shards' entries); False when the folder
     is read-only (readers then hash each shard once per process, as before)."""
-    from avsprep.atomic import write_text
+    from avsprep.common.atomic import write_text
 
     directory = Path(directory)
     doc_shards = dict(read_record(directory)) if merge else {}

@@ -5,7 +5,7 @@ rows), as CVAT exports "YOLO 1.1" (``obj.names``, ``obj_train_data/``) and as
 Roboflow / Ultralytics export YOLOv5/v8 (``data.yaml`` with ``names``). The class
 file is looked for beside the label file and then in each folder above it, up to
 the annotation folder. Rows are normalised edges, so they are converted to pixel
-edges on the *real* frame size (``zero-based`` convention, :mod:`avsprep.convention`).
+edges on the *real* frame size (``zero-based`` convention, :mod:`avsprep.annotations.convention`).
 
 A YOLOv8-seg polygon row (``class x1 y1 x2 y2 ...``) becomes its bounding box,
 reported as such. Everything here is pure except :func:`find_class_file` and
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from avsprep.findings import Finding
+from avsprep.common.findings import Finding
 
 CLASS_FILES = ("classes.txt", "obj.names", "data.yaml", "data.yml")
 # .txt files that are never label files (CVAT's image lists, Roboflow's notes)

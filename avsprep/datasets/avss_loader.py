@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avsprep.avss_layout import REAL_STEPS, STEPS
+from avsprep.datasets.avss import REAL_STEPS, STEPS
 
 SIZE = 224
 # Official ImageNet normalisation; a padded (zero) step is this colour in uint8 RGB space.
@@ -93,7 +93,7 @@ def pad_steps(x: np.ndarray, steps: int = STEPS) -> np.ndarray:
 
 def audio_examples(examples: np.ndarray, name: str = "audio.wav") -> np.ndarray:
     """VGGish examples ``[n,96,64]`` -> ``[10,96,64]`` as the official forward: zeros after n, refuse n > 10."""
-    from avsprep.errors import DataError
+    from avsprep.common.errors import DataError
 
     if len(examples) > STEPS:
         raise DataError(f"{name}: {len(examples)} VGGish examples (audio of {MAX_WAV_SECONDS} s or more); "

@@ -1,7 +1,7 @@
 """``avsprep validate`` for an AVSS release: the release checks plus box coverage and labels.
 
 Per clip of the chosen subsets/splits: the metadata anomalies and file checks
-of :mod:`avsprep.avss_checks`, frames ``0..n-1`` annotated, and every box
+of :mod:`avsprep.validate.avss_release`, frames ``0..n-1`` annotated, and every box
 checked as for S4/MS3 (finite, inside the real frame, ...) plus its label: one
 of the clip's ``a_obj`` classes, spelled as in ``label2idx.json``.
 """
@@ -13,10 +13,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Optional
 
-from avsprep.avss_checks import TYPOS, check_clip, check_metadata, clip_classes
-from avsprep.avss_classes import AVSS_CLASSES
-from avsprep.avss_layout import SPLITS, SUBSETS, AVSSClip, AVSSLayout
-from avsprep.findings import SEVERITIES, Finding
+from avsprep.validate.avss_release import TYPOS, check_clip, check_metadata, clip_classes
+from avsprep.datasets.avss_classes import AVSS_CLASSES
+from avsprep.datasets.avss import SPLITS, SUBSETS, AVSSClip, AVSSLayout
+from avsprep.common.findings import SEVERITIES, Finding
 from avsprep.validate import Report, _check_frame, _sort_key, load_sidecar
 
 BOX_CLASSES = AVSS_CLASSES[1:]  # a box never says "background"
@@ -111,8 +111,8 @@ def run_avss_validate(table_path, root, splits: Optional[list[str]] = None, size
     """Read the table and the release; run the release checks and the box checks."""
     from PIL import Image
 
-    from avsprep.clikit import progress
-    from avsprep.table import read_table
+    from avsprep.common.clikit import progress
+    from avsprep.annotations.table import read_table
 
     table_path = Path(table_path)
     layout = AVSSLayout.from_root(root, subsets)

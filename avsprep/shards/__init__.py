@@ -29,13 +29,13 @@ from typing import Optional
 
 import numpy as np
 
-from avsprep.atomic import file_sha256
-from avsprep.errors import DataError, IntegrityError
-from avsprep.findings import Finding
+from avsprep.common.atomic import file_sha256
+from avsprep.common.errors import DataError, IntegrityError
+from avsprep.common.findings import Finding
 
 SCHEMA_VERSION = 2  # 2: masks decoded as the official loaders (MASK_DECODING), CSV order in the manifest
 FRAMES = 5
-AVSS_STEPS = 10  # AVSS shards: every clip padded to 10 steps (avsprep.avss_item)
+AVSS_STEPS = 10  # AVSS shards: every clip padded to 10 steps (avsprep.datasets.avss_loader)
 FRAME_SIZE = 224
 MEL_SHAPE = (96, 64)
 VGGISH_DIM = 128
@@ -54,7 +54,7 @@ COMPRESSION = {
 # (S4: Image.convert('1') then ToTensor -> 0/1; MS3: Image.convert('P') then ToTensor -> value/255,
 # soft on anti-aliased masks). Recorded in each shard's ``mask_decoding`` attribute and the manifest.
 MASK_DECODING = {"s4": {"pil_mode": "1", "scale": 1}, "ms3": {"pil_mode": "P", "scale": 255},
-                 # AVSS: labels_rgb through the 71-colour palette -> class index (avsprep.avss_clip)
+                 # AVSS: labels_rgb through the 71-colour palette -> class index (avsprep.build.avss_clip)
                  "avss": {"pil_mode": "RGB", "palette": "avss-71", "off_palette": 0, "scale": 1}}
 
 NO_MANIFEST = "no manifest.json: the build did not finish; run avsprep build --resume"
@@ -355,7 +355,7 @@ class ShardSet:
     opened lazily and per process (safe in DataLoader workers after fork).
 
     ``verify=True``: every shard must exist with the manifest's byte size, and
-    a shard not covered by a valid verification record (``avsprep.integrity``)
+    a shard not covered by a valid verification record (``avsprep.shards.integrity``)
     is hashed against the manifest the first time this process reads from it,
     before any of its clips is returned. ``verify="full"`` hashes every shard
     at open (the old rule). ``verify=False`` checks nothing.
@@ -381,10 +381,10 @@ class ShardSet:
                 self.names.append(name)
         self._by_name = {n: i for i, n in enumerate(self.names)}
         self.has_vggish = bool(self.manifest["options"].get("vggish_sha256"))
-        # -- integrity (see avsprep.integrity and docs/RELIABILITY.md) --------------------
+        # -- integrity (see avsprep.shards.integrity and docs/RELIABILITY.md) --------------------
         self._unhashed: set[int] = set()
         if verify:
-            from avsprep.integrity import untrusted
+            from avsprep.shards.integrity import untrusted
 
             for entry in self.shards:
                 path = self.dir / entry["file"]
@@ -489,11 +489,11 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True, record: bool
     """Every shard against the manifest: presence, byte size, sha256, clip count, schema, index.
 
     ``record``: shards that pass are written to the verification record
-    (``avsprep.integrity``), so readers trust them without hashing; shards
+    (``avsprep.shards.integrity``), so readers trust them without hashing; shards
     that fail are removed from it.
     """
-    from avsprep.clikit import progress
-    from avsprep.integrity import file_identity, read_record, write_record
+    from avsprep.common.clikit import progress
+    from avsprep.shards.integrity import file_identity, read_record, write_record
 
     directory = Path(directory)
     mpath = directory / MANIFEST

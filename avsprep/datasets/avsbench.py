@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from avsprep.errors import DataError
+from avsprep.common.errors import DataError
 
 # Exact spelling and order of the AVSBench code (reference/avsbench.md 1.6).
 S4_CLASSES: list[str] = [

@@ -1,6 +1,6 @@
 """One AVSS clip's shard arrays, read from the release as the official loader reads it.
 
-Frames, masks and boxes go through :func:`avsprep.avss_item.geometry` (per
+Frames, masks and boxes go through :func:`avsprep.datasets.avss_loader.geometry` (per
 split); masks are decoded through the palette (colours outside it become
 background, as officially; ``validate`` reports them); ``v1`` clips are padded
 to 10 steps with zero frames, background masks and zero log-mel examples. Box
@@ -13,13 +13,13 @@ import collections
 
 import numpy as np
 
-from avsprep.avss_checks import TYPOS
-from avsprep.avss_classes import AVSS_CLASSES, decode_rgb_mask
-from avsprep.avss_item import SIZE, apply_geometry, audio_examples, flags, geometry
-from avsprep.avss_layout import STEPS, AVSSClip
-from avsprep.crops import crop_and_resize, frame_boxes, select_box
-from avsprep.errors import DataError
-from avsprep.images import open_image
+from avsprep.validate.avss_release import TYPOS
+from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask
+from avsprep.datasets.avss_loader import SIZE, apply_geometry, audio_examples, flags, geometry
+from avsprep.datasets.avss import STEPS, AVSSClip
+from avsprep.build.crops import crop_and_resize, frame_boxes, select_box
+from avsprep.common.errors import DataError
+from avsprep.common.images import open_image
 
 MASK_DECODING = "labels_rgb palette exact match -> class index, off-palette colours -> 0 (official V2Dataset)"
 PADDING = ("v1 clips: 5 real steps + 5 padded (frames zero, to be set to zero after normalisation; masks 0; "

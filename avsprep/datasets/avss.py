@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from avsprep.avss_classes import AVSS_CLASSES, read_label2idx
-from avsprep.errors import DataError
+from avsprep.datasets.avss_classes import AVSS_CLASSES, read_label2idx
+from avsprep.common.errors import DataError
 
 SUBSETS = ("v1s", "v1m", "v2")
 SPLITS = ("train", "val", "test")

@@ -3,7 +3,7 @@
 Untrusted input (DESIGN.md section 11): no DTD, no entity expansion, no network,
 a size limit; a file with a DOCTYPE or ENTITY declaration (billion laughs, XXE)
 is refused as a finding before parsing. Nothing here raises on bad data: every
-problem becomes a :class:`~avsprep.findings.Finding` with a stable code.
+problem becomes a :class:`~avsprep.common.findings.Finding` with a stable code.
 
 Tolerated (reference/labelimg_voc.md 1.4, 3, 5): any or no XML declaration
 (``us-ascii`` included), a BOM, CRLF, numeric character references, any child
@@ -14,13 +14,13 @@ warning), ``<occluded>``, ``<part>``, ``<attributes>`` (ignored), a missing
 **Box convention.** Boxes come out in the internal convention (float pixel
 edges, 0-based, ``xmax`` exclusive); the rule that turns file coordinates into
 edges, and how it is decided once per import, is defined in
-:mod:`avsprep.convention` and nowhere else. :func:`read_voc` alone decides per
+:mod:`avsprep.annotations.convention` and nowhere else. :func:`read_voc` alone decides per
 file; ``avsprep import`` reads every file first and then applies one decision
 to all of them (:meth:`VocResult.boxes_as`).
 
 Files that are not Pascal VOC (MIT LabelMe, roLabelImg, CVAT task files, dlib)
 and mis-declared or undeclared encodings get findings that name the cause
-(:mod:`avsprep.formats.sniff`).
+(:mod:`avsprep.annotations.sniff`).
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from avsprep.findings import Finding
+from avsprep.common.findings import Finding
 
 MAX_XML_BYTES = 1 << 20  # 1 MiB: a labelImg file for one frame is ~1 KB per box
 
-from avsprep.convention import (  # noqa: F401  (re-exported: the names callers know)
+from avsprep.annotations.convention import (  # noqa: F401  (re-exported: the names callers know)
     LABELIMG_1BASED, ZERO_BASED, detect_convention, not_labelimg_reason, to_edges,
 )
-from avsprep.formats import sniff
-from avsprep.formats.labelimg_xml import detect_writer
+from avsprep.annotations import sniff
+from avsprep.annotations.labelimg_xml import detect_writer
 
 # Reader finding codes (the full list, with validate's, is avsprep.validate.CODES).
 UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation",
@@ -81,7 +81,7 @@ class VocResult:
     path: Optional[str] = None
     database: Optional[str] = None
     depth_text: Optional[str] = None
-    writer: str = ""  # labelImg writer style of the bytes (avsprep.formats.labelimg_xml.detect_writer)
+    writer: str = ""  # labelImg writer style of the bytes (avsprep.annotations.labelimg_xml.detect_writer)
     # (label, difficult, file values, file texts) per box, before any convention is applied
     raw_boxes: list[tuple[str, int, tuple[float, float, float, float], tuple[str, str, str, str]]] = \
         field(default_factory=list)

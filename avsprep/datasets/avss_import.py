@@ -11,7 +11,7 @@ three formats, the YOLO class files, one box convention per import, the real
 frame size for YOLO - is :func:`avsprep.importer.import_annotations`, the same as
 for S4/MS3. In the box table, for AVSS, ``category`` is the subset (v1s/v1m/v2)
 and ``frame`` the 0-based file index i. Labels are kept as written; ``validate``
-checks each against the clip's a_obj classes (:mod:`avsprep.avss_validate`).
+checks each against the clip's a_obj classes (:mod:`avsprep.validate.avss`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from avsprep.avss_layout import LABEL_FILE, META_FILE, SUBSETS, AVSSLayout
-from avsprep.findings import Finding
+from avsprep.datasets.avss import LABEL_FILE, META_FILE, SUBSETS, AVSSLayout
+from avsprep.common.findings import Finding
 
 _INDEX = re.compile(r"^(0|[1-9][0-9]?)\.(xml|txt|json|jpe?g|png)$", re.I)
 PLACE = "{subset}/{uid}/frames/{i}.xml|.txt|.json"

@@ -2,7 +2,7 @@
 
 One row per box, plus one row per annotated frame with no box (``label`` empty,
 coordinates NaN), so coverage can be told from the table alone. Coordinates are
-in the internal convention of :mod:`avsprep.voc` (float pixel edges, 0-based,
+in the internal convention of :mod:`avsprep.annotations.voc` (float pixel edges, 0-based,
 xmax exclusive). Text columns are read back exactly as written: ids such as
 ``0001`` or ``-_wznbUu3DY`` and labels such as ``NA`` or ``" guitar\\t"`` stay
 strings.
@@ -16,9 +16,9 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from avsprep.atomic import atomic_write
-from avsprep.errors import DataError
-from avsprep.formats.labelimg_xml import WRITERS
+from avsprep.common.atomic import atomic_write
+from avsprep.common.errors import DataError
+from avsprep.annotations.labelimg_xml import WRITERS
 
 REQUIRED_COLUMNS = [
     "split", "category", "video", "frame", "xml", "xml_width", "xml_height", "label",
@@ -26,7 +26,7 @@ REQUIRED_COLUMNS = [
 ]
 # What else the annotation file said, so `avsprep export` writes it back byte-identical
 # (``xml_path`` empty: the file had no <path>; ``xml_writer``: the labelImg writer style of its
-# bytes, a key of avsprep.formats.labelimg_xml.WRITERS, "" for another writer: exported as
+# bytes, a key of avsprep.annotations.labelimg_xml.WRITERS, "" for another writer: exported as
 # labelImg 1.8.6 writes). Optional: older tables read with "" here.
 FILE_COLUMNS = ["xml_folder", "xml_filename", "xml_path", "xml_depth", "xml_database", "xml_writer"]
 COLUMNS = REQUIRED_COLUMNS + FILE_COLUMNS

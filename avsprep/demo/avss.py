@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from avsprep.atomic import write_bytes, write_text
-from avsprep.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
-from avsprep.avss_layout import REAL_STEPS, SUBSETS
-from avsprep.clikit import progress
-from avsprep.synth import SIGNATURES, clip_ids, labelimg_box, labelimg_xml, shape_at
+from avsprep.common.atomic import write_bytes, write_text
+from avsprep.datasets.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
+from avsprep.datasets.avss import REAL_STEPS, SUBSETS
+from avsprep.common.clikit import progress
+from avsprep.demo.avsbench import SIGNATURES, clip_ids, labelimg_box, labelimg_xml, shape_at
 
 SAMPLE_RATE = 48000
 SIZES = {"v1s": (320, 240), "v1m": (256, 192), "v2": (400, 224)}  # (width, height): never 224x224
