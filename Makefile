@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 LIKE ?= ../shared/avsbench_meta/s4_meta_data.csv
 REHEARSAL_ARGS ?=
 
-.PHONY: install test test-slow demo demo-avss robustness bench rehearsal clean
+.PHONY: install test test-slow demo demo-avss robustness bench rehearsal docs docs-check clean
 
 install:
 	@$(PY) -m pip install -q -e '.[test]'
@@ -33,6 +33,13 @@ bench: install
 # The whole pipeline at a real split's size (S4: 4,932 clips; many minutes on 2 cores).
 rehearsal: install
 	$(PY) tools/rehearsal.py --like $(LIKE) $(REHEARSAL_ARGS)
+
+# docs/cli.md is generated from every command's --help (tests/test_docs.py fails on drift).
+docs: install
+	$(PY) tools/gen_cli_docs.py
+
+docs-check: install
+	$(PY) tools/gen_cli_docs.py --check
 
 clean:
 	rm -rf $(DEMO_OUT) $(DEMO_AVSS_OUT) build *.egg-info .pytest_cache

@@ -379,7 +379,7 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
     boxing the sounding object. OUT becomes the AVSBench root.
 
     \b
-    Examples:
+    Example:
       avsprep demo ./demo-data --clips 192 --seed 0
       avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
       avsprep demo ./avss-demo --setting avss
