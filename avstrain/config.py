@@ -26,6 +26,10 @@ class ConfigError(AvsError):
     """A config file, preset or override is invalid (unknown key, bad value)."""
 
 
+# the official AVM-KL weight per setting (train.sh: 0 for S4, 0.5 for MS3; AVSS as MS3)
+AVM_DEFAULT = {"s4": 0.0, "ms3": 0.5, "avss": 0.5}
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on. Comments say what each field does."""
@@ -87,7 +91,7 @@ class TrainConfig:
         """The effective AVM-KL weight (None means the reference default for the setting)."""
         if self.w_avm is not None:
             return float(self.w_avm)
-        return 0.5 if self.setting in ("ms3", "avss") else 0.0
+        return AVM_DEFAULT[self.setting]
 
     def crop_losses_on(self) -> bool:
         return self.crop_head and (self.w_ce > 0 or self.w_pairwise > 0 or self.w_audio > 0)
