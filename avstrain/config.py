@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+import yaml
+
 from avsprep.errors import AvsError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -208,8 +210,6 @@ def preset_names() -> list[str]:
 
 
 def _read_mapping(path: Path) -> dict:
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
