@@ -71,7 +71,7 @@ class TrainConfig:
     lr_decay_epochs: Optional[int] = None  # cosine horizon in epochs (None = epochs); fixed, so extending
                                         # a run with --resume --epochs N does not change past steps' lr
     seed: int = 123                     # python, numpy, torch; data order = f(seed, epoch)
-    augment: bool = False               # albumentations flip/colour jitter, same on all 5 frames + masks
+    augment: bool = False               # albumentations flip/colour jitter, same on all the frames and masks of a clip
     max_steps_per_epoch: Optional[int] = None  # cap steps per epoch (smoke runs); None = full epoch
     # --- evaluation
     val_every: int = 1                  # validate every N epochs (best.pt follows val mIoU)

@@ -1,9 +1,11 @@
-"""The training loop: ``train`` -> ``train_one_epoch``, validation each ``val_every`` epochs.
+"""The training loop: ``train`` (set up, or resume) -> ``fit`` (the epochs) -> ``train_one_epoch``,
+validation each ``val_every`` epochs.
 
 Plain functions in call order (torchvision's ``references/segmentation/train.py``
 style). The pieces it uses live in modules named for them: ``system`` (the model and
-its losses), ``checkpoints``, ``rundir`` (config.json, metrics.csv, curves),
-``evaluation`` and ``prediction`` (the evaluate / predict commands), ``devices``.
+its losses, per ``tasks``), ``checkpoints`` (save, load, resume), ``rundir`` (config.json,
+metrics.csv, curves), ``evaluation`` and ``prediction`` (the evaluate / predict commands),
+``devices``.
 
 Single process::
 
