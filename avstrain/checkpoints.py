@@ -16,7 +16,8 @@ from torch import nn
 from avsprep.common.atomic import atomic_write
 from avsprep.common.errors import DataError, IntegrityError
 from avstrain.config import TrainConfig, from_dict
-from avstrain.system import AVSSystem, build_system, unwrap
+from avstrain.models.weights import detect_backbone, fit_problems, official_to_ours, read_weights, unwrap_state_dict
+from avstrain.system import PARTS, TrainableAVS, build_system, unwrap
 
 CHECKPOINT_FORMAT = "avstrain-checkpoint-1"
 
@@ -99,7 +100,47 @@ def load_checkpoint(path: os.PathLike | str, map_location="cpu") -> dict:
     return ckpt
 
 
-def system_from_checkpoint(ckpt: dict, path: os.PathLike | str = "checkpoint") -> tuple[AVSSystem, TrainConfig]:
+def restore_parts(system: TrainableAVS, ckpt: dict, path: os.PathLike | str, exact: bool) -> list[str]:
+    """Load the checkpoint's parts beside the AVS model (``system.PARTS``: audio encoder, crop
+    head, audio projection) into ``system``, each strictly and whole; returns the names loaded.
+
+    ``exact`` (a checkpoint of this very config: resume, evaluate): a part on one side only is an
+    IntegrityError, and a part that does not fit raises load_state_dict's RuntimeError for the
+    caller to word. Otherwise (``--init-from``) a part is loaded where both sides have it, the
+    rest keep their own initialisation, and a part that does not fit is a DataError naming it."""
+    loaded = []
+    for name in PARTS:
+        mod, sd = getattr(system, name), ckpt.get(name)
+        if exact and (mod is None) != (sd is None):
+            raise IntegrityError(f"checkpoint {path}: {name} does not match its config")
+        if mod is None or sd is None:
+            continue
+        try:
+            mod.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            if exact:
+                raise
+            raise DataError(f"--init-from {path}: its {name} does not fit this config's "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        loaded.append(name)
+    return loaded
+
+
+def restore_training_state(model: TrainableAVS, optimizer, ckpt: dict, path: os.PathLike | str) -> dict:
+    """``--resume``: the model, optimiser and RNG states of ``ckpt`` (last.pt of the same run),
+    and where the loop continues: ``{"epoch", "step", "skip", "best", "history", "partial"}``
+    (``skip``: batches of the next epoch already trained; ``partial``: their loss sums)."""
+    model.avs.load_state_dict(ckpt["model"])
+    restore_parts(model, ckpt, path, exact=True)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    skip = ckpt["batch_in_epoch"]
+    return {"epoch": ckpt["epoch"], "step": ckpt["step"], "skip": skip, "best": ckpt["best_miou"],
+            "history": list(ckpt["history"]),
+            "partial": ckpt.get("epoch_partial") if skip else None}  # absent in older checkpoints
+
+
+def system_from_checkpoint(ckpt: dict, path: os.PathLike | str = "checkpoint") -> tuple[TrainableAVS, TrainConfig]:
     """Rebuild the modules of a checkpoint and load their weights (strict)."""
     cfg = from_dict(ckpt["config"], source=f"config in {path}")
     # the weights come from the checkpoint: do not read the original weight files again
@@ -109,26 +150,19 @@ def system_from_checkpoint(ckpt: dict, path: os.PathLike | str = "checkpoint") -
                          audio_kind=ckpt["audio_kind"])
     try:
         model.avs.load_state_dict(ckpt["model"], strict=True)
-        for name in ("audio_encoder", "crop_head", "audio_proj"):
-            mod, sd = getattr(model, name), ckpt[name]
-            if (mod is None) != (sd is None):
-                raise IntegrityError(f"checkpoint {path}: {name} does not match its config")
-            if mod is not None:
-                mod.load_state_dict(sd, strict=True)
+        restore_parts(model, ckpt, path, exact=True)
     except RuntimeError as exc:
         raise IntegrityError(f"checkpoint {path} does not fit the model its config describes: "
                              f"{str(exc).splitlines()[0]}") from exc
     return model, cfg
 
 
-def init_from(system: AVSSystem, path: os.PathLike | str) -> list[str]:
+def init_from(system: TrainableAVS, path: os.PathLike | str) -> list[str]:
     """``train --init-from FILE``: fill ``system`` from an avstrain checkpoint or an official
-    AVSBench state dict (through ``avstrain.convert``), strictly: the AVS model gets every tensor
+    AVSBench state dict (renamed by ``avstrain.models.weights``), strictly: the AVS model gets every tensor
     or nothing (DataError naming the tensors). Of the other parts (audio encoder, crop head,
     audio projection), each one the checkpoint holds and ``system`` has is loaded whole; the
     rest keep their own initialisation. Returns the names of the parts loaded."""
-    from avstrain.convert import detect_backbone, fit_problems, official_to_ours, read_weights, unwrap_state_dict
-
     obj = read_weights(path)
     own = system.avs.state_dict()
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
@@ -152,14 +186,4 @@ def init_from(system: AVSSystem, path: os.PathLike | str) -> list[str]:
         raise DataError(f"--init-from {path} ({source}) does not fit this config's model: "
                         + "; ".join(problems) + "; make --preset/--set match the checkpoint's model")
     system.avs.load_state_dict(sd, strict=True)
-    loaded = ["model"]
-    for name in ("audio_encoder", "crop_head", "audio_proj"):
-        mod, part = getattr(system, name), extra.get(name)
-        if mod is not None and part is not None:
-            try:
-                mod.load_state_dict(part, strict=True)
-            except RuntimeError as exc:
-                raise DataError(f"--init-from {path}: its {name} does not fit this config's "
-                                f"({str(exc).splitlines()[0][:200]})") from None
-            loaded.append(name)
-    return loaded
+    return ["model"] + restore_parts(system, extra, path, exact=False)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+import yaml
+
 from avsprep.common.errors import AvsError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -24,6 +26,10 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 class ConfigError(AvsError):
     """A config file, preset or override is invalid (unknown key, bad value)."""
+
+
+# the official AVM-KL weight per setting (train.sh: 0 for S4, 0.5 for MS3; AVSS as MS3)
+AVM_DEFAULT = {"s4": 0.0, "ms3": 0.5, "avss": 0.5}
 
 
 @dataclass
@@ -65,7 +71,7 @@ class TrainConfig:
     lr_decay_epochs: Optional[int] = None  # cosine horizon in epochs (None = epochs); fixed, so extending
                                         # a run with --resume --epochs N does not change past steps' lr
     seed: int = 123                     # python, numpy, torch; data order = f(seed, epoch)
-    augment: bool = False               # albumentations flip/colour jitter, same on all 5 frames + masks
+    augment: bool = False               # albumentations flip/colour jitter, same on all the frames and masks of a clip
     max_steps_per_epoch: Optional[int] = None  # cap steps per epoch (smoke runs); None = full epoch
     # --- evaluation
     val_every: int = 1                  # validate every N epochs (best.pt follows val mIoU)
@@ -87,7 +93,7 @@ class TrainConfig:
         """The effective AVM-KL weight (None means the reference default for the setting)."""
         if self.w_avm is not None:
             return float(self.w_avm)
-        return 0.5 if self.setting in ("ms3", "avss") else 0.0
+        return AVM_DEFAULT[self.setting]
 
     def crop_losses_on(self) -> bool:
         return self.crop_head and (self.w_ce > 0 or self.w_pairwise > 0 or self.w_audio > 0)
@@ -204,8 +210,6 @@ def preset_names() -> list[str]:
 
 
 def _read_mapping(path: Path) -> dict:
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -1,208 +1,27 @@
-"""Official AVSBench ``Pred_endecoder`` state dicts <-> avstrain checkpoints (``avstrain convert``).
+"""``avstrain convert``: official AVSBench ``Pred_endecoder`` files <-> avstrain checkpoints.
 
-The key mapping is pure (dicts in, dicts out; values are never touched), so it tests on
-meta tensors; the file I/O sits in ``official_to_checkpoint`` / ``checkpoint_to_official``.
-Layout facts (``fixtures/avsbench_official/README.md``): official ``train.py`` saves
-``model.module.state_dict()`` (no ``module.`` prefix); the ResNet-50 encoder is
-``resnet.*`` with two copies of stages 3-4 (``layer3_1``/``layer4_1`` used,
-``layer3_2``/``layer4_2`` built from the same ImageNet weights and never used); the
-PVT-v2-b5 encoder is ``encoder_backbone.*`` with the original PVT names; necks
-``conv1..4``, ``tpavi_b1..4``, decoder ``path1..4`` and ``output_conv`` are shared.
-Ours: ``backbone.*`` (torchvision / timm names), ``conv1..4``, ``tpavi_bK``,
-``decoder.pathK``, ``decoder.output_conv``.
+The file edges only: read the official file, check it fits, write the checkpoint (and back),
+and the key report for the terminal. The key mapping itself is pure and lives in
+``avstrain.models.weights`` (``official_to_ours``, ``ours_to_official``).
 """
 
 from __future__ import annotations
 
 import io
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
-from avsprep.common.errors import DataError
+import torch
 
-BACKBONE_PREFIX = {"resnet50": "resnet.", "pvt_v2_b5": "encoder_backbone."}
-UNUSED_RESNET = re.compile(r"^resnet\.layer[34]_2\.")
-_SHARED = re.compile(r"^(conv[1-4]\.|tpavi_b[1-4]\.)")
-_DECODER = re.compile(r"^(path[1-4]\.|output_conv\.)")
+from avsprep.common.atomic import atomic_write
+from avstrain.checkpoints import load_checkpoint, save_checkpoint
+from avstrain.config import TrainConfig, apply, from_dict, load_preset
+from avstrain.models.weights import (BACKBONE_PREFIX, ConvertError, detect_backbone, fit_problems, official_to_ours,
+                                     ours_to_official, read_state_dict, read_weights, remap_resnet_keys,
+                                     tpavi_stages_of, unwrap_state_dict)
+from avstrain.system import build_system
+
 # the official model's fixed shape: avstrain configs that the official Pred_endecoder can hold
 OFFICIAL_HEAD = [128, 32]
-
-
-class ConvertError(DataError):
-    """A file cannot be converted (missing / unexpected / wrongly shaped tensors, unknown layout)."""
-
-
-# --------------------------------------------------------------------------- pure key mapping
-
-
-def unwrap_state_dict(obj) -> dict:
-    """The state dict inside ``obj``: plain, ``{"model": sd}`` or ``{"state_dict": sd}``,
-    with a ``module.`` (DataParallel) prefix stripped. Pure; ValueError if none is found."""
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
-        raise ValueError("no state dict (name -> tensor) found")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
-
-
-def detect_backbone(sd: dict) -> Optional[str]:
-    """``resnet50`` / ``pvt_v2_b5`` from an official state dict's encoder prefix, else None."""
-    for name, prefix in BACKBONE_PREFIX.items():
-        if any(k.startswith(prefix) for k in sd):
-            return name
-    return None
-
-
-def tpavi_stages_of(sd: dict) -> list[int]:
-    """The TPAVI stages present in a state dict (``tpavi_bK`` -> stage K-1)."""
-    return sorted({int(m.group(1)) - 1 for k in sd if (m := re.match(r"^tpavi_b([1-4])\.", k))})
-
-
-def _pvt_to_timm(k: str) -> str:
-    """Original PVT-v2 name -> timm name (``patch_embed1`` -> ``patch_embed``, ``block2.3`` ->
-    ``stages.1.blocks.3``, ``norm4`` -> ``stages.3.norm``, ``dwconv.dwconv`` -> ``dwconv``)."""
-    k = k.replace("dwconv.dwconv", "dwconv")
-    if k.startswith("patch_embed1."):
-        return "patch_embed." + k[len("patch_embed1."):]
-    k = re.sub(r"^patch_embed([2-4])\.", lambda m: f"stages.{int(m.group(1)) - 1}.downsample.", k)
-    k = re.sub(r"^block([1-4])\.(\d+)\.", lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.", k)
-    return re.sub(r"^norm([1-4])\.", lambda m: f"stages.{int(m.group(1)) - 1}.norm.", k)
-
-
-def _timm_to_pvt(k: str) -> str:
-    """Inverse of ``_pvt_to_timm``."""
-    if k.startswith("patch_embed."):
-        return "patch_embed1." + k[len("patch_embed."):]
-    k = re.sub(r"^stages\.(\d)\.downsample\.", lambda m: f"patch_embed{int(m.group(1)) + 1}.", k)
-    k = re.sub(r"^stages\.(\d)\.blocks\.(\d+)\.", lambda m: f"block{int(m.group(1)) + 1}.{m.group(2)}.", k)
-    k = re.sub(r"^stages\.(\d)\.norm\.", lambda m: f"norm{int(m.group(1)) + 1}.", k)
-    return k.replace("mlp.dwconv.", "mlp.dwconv.dwconv.")
-
-
-@dataclass
-class Mapping:
-    """Result of ``official_to_ours``: the mapped dict, the unused ResNet branch that was
-    dropped (names), and keys that belong to no part of the model (names)."""
-
-    state_dict: dict
-    dropped: list = field(default_factory=list)
-    unexpected: list = field(default_factory=list)
-
-
-def official_to_ours(sd: dict, backbone: str) -> Mapping:
-    """Official ``Pred_endecoder`` keys -> avstrain ``AVSModel`` keys. Pure."""
-    if backbone not in BACKBONE_PREFIX:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONE_PREFIX)}")
-    prefix = BACKBONE_PREFIX[backbone]
-    out, dropped, unexpected = {}, [], []
-    for k, v in sd.items():
-        if backbone == "resnet50" and UNUSED_RESNET.match(k):
-            dropped.append(k)
-        elif k.startswith(prefix):
-            rest = k[len(prefix):]
-            if backbone == "resnet50":
-                rest = re.sub(r"^layer([34])_1\.", r"layer\1.", rest)
-            else:
-                rest = _pvt_to_timm(rest)
-            out["backbone." + rest] = v
-        elif _SHARED.match(k):
-            out[k] = v
-        elif _DECODER.match(k):
-            out["decoder." + k] = v
-        else:
-            unexpected.append(k)
-    return Mapping(out, dropped, unexpected)
-
-
-def ours_to_official(sd: dict, backbone: str, unused_branch: Optional[dict] = None) -> dict:
-    """avstrain ``AVSModel`` keys -> official ``Pred_endecoder`` keys. Pure.
-
-    ResNet-50: the official model also holds ``layer3_2``/``layer4_2`` (never used in its
-    forward, so they do not change the logits). The official code initialises them from the
-    ImageNet weights, like ``layer3_1``/``layer4_1``: ``unused_branch`` (torchvision names
-    ``layer3.*``/``layer4.*``, e.g. from the ImageNet file) supplies them; without it they are
-    copies of our ``layer3``/``layer4``."""
-    if backbone not in BACKBONE_PREFIX:
-        raise ValueError(f"only resnet50 and pvt_v2_b5 models have an official layout, not {backbone!r}")
-    prefix = BACKBONE_PREFIX[backbone]
-    out = {}
-    for k, v in sd.items():
-        if k.startswith("backbone."):
-            rest = k[len("backbone."):]
-            if backbone == "resnet50":
-                m = re.match(r"^layer([34])\.", rest)
-                if m:
-                    out[f"{prefix}layer{m.group(1)}_1.{rest[len(m.group(0)):]}"] = v
-                    source = unused_branch if unused_branch is not None else sd
-                    src_key = rest if unused_branch is not None else k
-                    if src_key not in source:
-                        raise KeyError(f"{rest} is missing from the weights given for the unused "
-                                       "layer3_2/layer4_2 branch")
-                    out[f"{prefix}layer{m.group(1)}_2.{rest[len(m.group(0)):]}"] = source[src_key]
-                    continue
-                out[prefix + rest] = v
-            else:
-                out[prefix + _timm_to_pvt(rest)] = v
-        elif k.startswith("decoder."):
-            out[k[len("decoder."):]] = v
-        else:
-            out[k] = v
-    return out
-
-
-def compare_shapes(expected: dict, got: dict) -> tuple[list, list, list]:
-    """(missing, unexpected, wrong shape) key lists of ``got`` against ``expected`` (name -> shape)."""
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    wrong = [k for k in expected if k in got and tuple(expected[k]) != tuple(got[k])]
-    return missing, unexpected, wrong
-
-
-def fit_problems(expected: dict, got: dict, unexpected: Sequence[str] = ()) -> list[str]:
-    """Why the tensors ``got`` (name -> shape) cannot fill a model whose tensors are ``expected``:
-    one phrase each for the missing, wrong-shaped and unexpected keys (``unexpected``: keys of
-    the file already known to fit nowhere). Empty when every tensor fits."""
-    missing, extra, wrong = compare_shapes(expected, got)
-    extra = list(unexpected) + extra
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {names_line(missing)}")
-    if wrong:
-        problems.append(f"{len(wrong)} with the wrong shape: "
-                        + names_line([f"{k} {tuple(got[k])} (model {tuple(expected[k])})" for k in wrong]))
-    if extra:
-        problems.append(f"{len(extra)} unexpected: {names_line(extra)}")
-    return problems
-
-
-def names_line(keys: list, limit: int = 6) -> str:
-    """``a, b, c (+N more)``: key lists in one-line messages."""
-    head = ", ".join(keys[:limit])
-    return head + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-# --------------------------------------------------------------------------- I/O edges
-
-
-def read_weights(path) -> object:
-    """``torch.load(weights_only=True)``: a pickle that would run code is refused, naming the file."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConvertError(f"{path}: file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refusals, zip errors, truncation
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ConvertError(f"{path}: cannot be read with weights_only=True ({first}); only plain tensor "
-                           "files are accepted (a pickle that runs code is refused)") from None
 
 
 def _preset_for(setting: str, backbone: str) -> str:
@@ -212,11 +31,8 @@ def _preset_for(setting: str, backbone: str) -> str:
 
 def official_system(sd: dict, path, backbone: Optional[str] = None, setting: str = "s4",
                     vggish_weights=None):
-    """An official state dict as an avstrain ``(AVSSystem, TrainConfig, report)``; every tensor the
+    """An official state dict as an avstrain ``(TrainableAVS, TrainConfig, report)``; every tensor the
     model needs must be in the file with its shape (else ``ConvertError`` naming them)."""
-    from avstrain.config import TrainConfig, apply, load_preset
-    from avstrain.system import build_system
-
     try:
         sd = unwrap_state_dict(sd)
     except ValueError:
@@ -256,8 +72,6 @@ def official_system(sd: dict, path, backbone: Optional[str] = None, setting: str
 def official_to_checkpoint(src, dst, backbone: Optional[str] = None, setting: str = "s4",
                            vggish_weights=None) -> dict:
     """``avstrain convert SRC -o DST``: official file -> avstrain checkpoint; returns the key report."""
-    from avstrain.checkpoints import save_checkpoint
-
     system, cfg, report = official_system(read_weights(src), src, backbone, setting, vggish_weights)
     save_checkpoint(dst, system, None, cfg, epoch=0, step=0, classes=[],
                     extra={"converted_from": {"file": str(src), "format": "official-avsbench"}})
@@ -268,12 +82,6 @@ def official_to_checkpoint(src, dst, backbone: Optional[str] = None, setting: st
 def checkpoint_to_official(src, dst, unused_branch_weights=None) -> dict:
     """``avstrain convert CKPT -o DST --to official``: a plain state dict for the official
     ``Pred_endecoder(...).load_state_dict(sd, strict=True)``, saved as its ``train.py`` does."""
-    import torch
-
-    from avsprep.common.atomic import atomic_write
-    from avstrain.checkpoints import load_checkpoint
-    from avstrain.config import from_dict
-
     ckpt = load_checkpoint(src)
     cfg = from_dict(ckpt["config"], source=f"config in {src}")
     if cfg.backbone not in BACKBONE_PREFIX:
@@ -284,8 +92,6 @@ def checkpoint_to_official(src, dst, unused_branch_weights=None) -> dict:
                            f"{OFFICIAL_HEAD}; such a model cannot be exported")
     branch = None
     if unused_branch_weights is not None and cfg.backbone == "resnet50":
-        from avstrain.models.backbones import read_state_dict, remap_resnet_keys
-
         branch = remap_resnet_keys(read_state_dict(unused_branch_weights))
     try:
         sd = ours_to_official(ckpt["model"], cfg.backbone, branch)

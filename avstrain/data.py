@@ -11,24 +11,29 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from avsprep.common.errors import DataError
+from avsprep.shards import ShardSet
+from avstrain.tasks import BINARY_STEPS, TASKS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-T = 5  # frames per clip
 
 _TENSOR_KEYS = ("frames", "masks", "mask_valid", "crops", "crop_valid", "audio_logmel", "audio_vggish",
                 "frame_valid", "gt_flag", "crop_label")  # the last three: AVSS shards only
 
 
-def augmentation_pipeline(steps: int = T):
+def augmentation_pipeline(steps: int = BINARY_STEPS):
     """Light augmentation applied identically to the clip's frames and masks (crops untouched)."""
-    import albumentations as A
+    import albumentations as A  # lazy: ~0.7 s to import, and only augmenting training runs need it
 
     targets = {f"image{t}": "image" for t in range(1, steps)}
     targets.update({f"mask{t}": "mask" for t in range(1, steps)})
@@ -56,12 +61,15 @@ class ShardDataset(Dataset):
     ``ShardSet`` opens the HDF5 files lazily in each process, so DataLoader
     workers never share a handle. ``audio_from[i]`` = j makes item i carry the
     audio of clip j (the ``shuffle`` audio ablation).
+
+    ``shards_setting`` is what the shards were built for (the manifest's ``setting``: s4, ms3,
+    avss; None in old manifests); ``task`` is what the items are shaped for: the ``task`` given
+    (a config's ``setting``), else ``shards_setting``. AVSS shards serve every task: read as S4
+    or MS3, each item is the binary view of a v1s/v1m clip (``binary_view``).
     """
 
     def __init__(self, shards_dir: os.PathLike | str, split: str = "train", augment: bool = False,
                  audio_from: Optional[Sequence[int]] = None, task: Optional[str] = None):
-        from avsprep.shards import ShardSet
-
         self.shards_dir = Path(shards_dir)
         self.split = split
         self.augment = augment
@@ -76,7 +84,7 @@ class ShardDataset(Dataset):
         self.manifest = reader.manifest
         self.has_vggish = bool(reader.has_vggish)
         opts = self.manifest.get("options", {}) if isinstance(self.manifest, dict) else {}
-        self.setting = self.manifest.get("setting") or opts.get("setting")  # may be None
+        self.shards_setting = self.manifest.get("setting") or opts.get("setting")  # may be None
         # stored mask value / scale = the official target (avsprep.shards.MASK_DECODING)
         self.mask_scale = float((self.manifest.get("mask_decoding") or {}).get("scale", 1))
         self.audio_from = list(audio_from) if audio_from is not None else None
@@ -84,10 +92,12 @@ class ShardDataset(Dataset):
             raise ValueError(f"audio_from has {len(self.audio_from)} entries for {self._len} clips")
         self._reader = reader  # opens its HDF5 files lazily, per process
         self._aug = None
-        # AVSS shards: task "avss" (semantic, 10 steps) or "s4"/"ms3" (binary view of v1s/v1m clips)
-        self.task = task if self.setting == "avss" else None
-        if self.setting == "avss" and task not in (None, "avss", "s4", "ms3"):
+        self.task = task or self.shards_setting
+        built_for = TASKS.get(self.shards_setting)
+        if built_for is not None and built_for.semantic and task is not None and task not in TASKS:
             raise ValueError(f"unknown task {task!r} for AVSS shards; use avss, s4 or ms3")
+        # semantic shards read as a binary task: each item is the binary view of its clip
+        self._binary_view = built_for is not None and built_for.semantic and not TASKS[self.task].semantic
         self._perm: Optional[list[int]] = None  # view index -> reader row (in_csv_order)
         self.order_source = "name"
 
@@ -140,9 +150,7 @@ class ShardDataset(Dataset):
             item["audio_logmel"] = other["audio_logmel"]
             if "audio_vggish" in other:
                 item["audio_vggish"] = other["audio_vggish"]
-        if self.task in ("s4", "ms3"):
-            from avstrain.avss_data import binary_view
-
+        if self._binary_view:
             item = binary_view(item, self.task, self.shards_dir)
         frames, masks = np.asarray(item["frames"]), np.asarray(item["masks"])
         if self.augment:
@@ -161,6 +169,25 @@ class ShardDataset(Dataset):
         sample["video"] = str(item["video"])
         sample["index"] = i
         return sample
+
+
+SUBSET_OF_TASK = {"s4": "v1s", "ms3": "v1m"}  # reference/avss.md 1.3: v1s = the S4 clips, v1m = the MS3 clips
+
+
+def binary_view(item: dict, task: str, where="the shards") -> dict:
+    """One AVSS shard item -> the S4/MS3 item of its ``v1s``/``v1m`` clip: the 5 real steps,
+    mask = any sounding class, no AVSS flags."""
+    subset = item.get("subset")
+    if subset not in SUBSET_OF_TASK.values():
+        raise DataError(f"{where}: clip {item.get('video')} is a {subset} clip; the binary {task} task takes "
+                        f"v1s/v1m clips: build the shards with --subset {SUBSET_OF_TASK[task]}")
+    steps = TASKS[task].steps
+    out = {k: v for k, v in item.items() if k not in ("frame_valid", "gt_flag", "crop_label", "subset")}
+    for key in ("frames", "mask_valid", "crops", "crop_valid", "audio_logmel", "audio_vggish"):
+        if key in out:
+            out[key] = out[key][:steps]
+    out["masks"] = (np.asarray(item["masks"][:steps]) > 0).astype(np.uint8)
+    return out
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -198,7 +225,7 @@ def _normalise(x_uint8: torch.Tensor, device, channels_last: bool) -> torch.Tens
 def _targets(batch: dict, device) -> torch.Tensor:
     """Stored masks -> the official loaders' float targets: ``stored / mask_scale`` (S4: PIL '1'
     values 0/1, scale 1; MS3: PIL 'P' values, scale 255, as ``ToTensor`` divides them)."""
-    m = batch["masks"].to(device, non_blocking=True).float()  # [B,5,S,S]
+    m = batch["masks"].to(device, non_blocking=True).float()  # [B,T,S,S]
     if "mask_scale" in batch:
         m = m / batch["mask_scale"].to(device).view(-1, 1, 1, 1)
     return m
@@ -207,14 +234,14 @@ def _targets(batch: dict, device) -> torch.Tensor:
 def to_device(batch: dict, device, channels_last: bool = False, image_size: Optional[int] = None) -> dict:
     """Move a collated batch to ``device``: float conversion and normalisation happen there.
 
-    Frames and masks are flattened clip-major (row ``b*5 + t``), as the model
+    Frames and masks are flattened clip-major (row ``b*T + t``, T steps per clip), as the model
     and the reference losses expect. ``image_size`` resizes the frames (bilinear)
     for a cheaper model input; masks keep the shard size (the model's logits are
     resized back to it, so losses and metrics always see the GT resolution).
     """
-    B, T = batch["frames"].shape[:2]  # T = 5 (S4/MS3), 10 (AVSS semantic)
+    B, T = batch["frames"].shape[:2]  # T = the task's steps (avstrain.tasks)
     S = batch["frames"].shape[2]
-    frames = _normalise(batch["frames"].reshape(B * T, S, S, 3), device, False)  # [B*5,3,S,S]
+    frames = _normalise(batch["frames"].reshape(B * T, S, S, 3), device, False)  # [B*T,3,S,S]
     if "frame_valid" in batch:  # AVSS: padded steps are zero after normalisation, as officially
         frames = frames * batch["frame_valid"].to(device).reshape(B * T, 1, 1, 1)
     if image_size and image_size != S:
@@ -223,20 +250,20 @@ def to_device(batch: dict, device, channels_last: bool = False, image_size: Opti
     if channels_last:
         frames = frames.contiguous(memory_format=torch.channels_last)
     out = {
-        "frames": frames,                                                                      # [B*5,3,s,s]
-        "masks": _targets(batch, device).reshape(B * T, S, S),                                 # [B*5,S,S] float
-        "mask_valid": batch["mask_valid"].to(device).reshape(B * T),                           # [B*5] bool
+        "frames": frames,                                                                      # [B*T,3,s,s]
+        "masks": _targets(batch, device).reshape(B * T, S, S),                                 # [B*T,S,S] float
+        "mask_valid": batch["mask_valid"].to(device).reshape(B * T),                           # [B*T] bool
         "label": batch["label"].to(device),                                                    # [B]
         "audio_logmel": batch["audio_logmel"].to(device, non_blocking=True)
-                         .reshape(B * T, 1, *batch["audio_logmel"].shape[2:]).float(),         # [B*5,1,96,64]
+                         .reshape(B * T, 1, *batch["audio_logmel"].shape[2:]).float(),         # [B*T,1,96,64]
         "video": batch["video"],
         "index": batch["index"],
         "batch_size": B,
     }
     if "crops" in batch:
         C = batch["crops"].shape[2]
-        out["crops"] = _normalise(batch["crops"].reshape(B * T, C, C, 3), device, channels_last)  # [B*5,3,C,C]
-        out["crop_valid"] = batch["crop_valid"].to(device).reshape(B * T)                       # [B*5] bool
+        out["crops"] = _normalise(batch["crops"].reshape(B * T, C, C, 3), device, channels_last)  # [B*T,3,C,C]
+        out["crop_valid"] = batch["crop_valid"].to(device).reshape(B * T)                       # [B*T] bool
     if "audio_vggish" in batch:
         out["audio_vggish"] = batch["audio_vggish"].to(device, non_blocking=True).reshape(B * T, -1).float()
     for key in ("frame_valid", "gt_flag", "crop_label"):  # AVSS semantic
@@ -247,8 +274,6 @@ def to_device(batch: dict, device, channels_last: bool = False, image_size: Opti
 
 def seed_worker(worker_id: int) -> None:
     """Seed numpy and python ``random`` in a worker from torch's per-worker seed."""
-    import random
-
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -291,8 +316,6 @@ def make_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int = 0, work
     generator = torch.Generator()
     generator.manual_seed(seed)
     if distributed:
-        from torch.utils.data.distributed import DistributedSampler
-
         base = DistributedSampler(ds, shuffle=shuffle, seed=seed, drop_last=drop_last)
     elif shuffle:
         base = RandomSampler(ds, generator=generator)

@@ -1,8 +1,9 @@
-"""Device choice, autocast and seeding: the few lines every loop shares."""
+"""Device choice, autocast, the evaluation forward and seeding: the few lines every loop shares."""
 
 from __future__ import annotations
 
 import random
+from typing import Optional
 
 import numpy as np
 import torch
@@ -24,6 +25,16 @@ def autocast(device: torch.device, cfg: TrainConfig):
     """bf16 autocast on CUDA (no GradScaler needed for bf16); fp32 on CPU."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                           enabled=device.type == "cuda" and cfg.amp)
+
+
+def eval_forward(model: torch.nn.Module, batch: dict, device: torch.device, cfg: Optional[TrainConfig] = None,
+                 zero_audio: bool = False) -> dict:
+    """The model's outputs on a device batch for evaluate, predict, the report and TensorBoard:
+    no grad, no crop head, and fp32 unless ``cfg.eval_amp`` on CUDA (the official test loop is
+    fp32; bf16 autocast is for training steps)."""
+    amp = device.type == "cuda" and cfg is not None and bool(cfg.eval_amp)
+    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+        return model(batch, crops=False, zero_audio=zero_audio)
 
 
 def seed_everything(seed: int) -> None:

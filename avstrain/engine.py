@@ -1,9 +1,11 @@
-"""The training loop: ``train`` -> ``train_one_epoch``, validation each ``val_every`` epochs.
+"""The training loop: ``train`` (set up, or resume) -> ``fit`` (the epochs) -> ``train_one_epoch``,
+validation each ``val_every`` epochs.
 
 Plain functions in call order (torchvision's ``references/segmentation/train.py``
 style). The pieces it uses live in modules named for them: ``system`` (the model and
-its losses), ``checkpoints``, ``rundir`` (config.json, metrics.csv, curves),
-``evaluation`` and ``prediction`` (the evaluate / predict commands), ``devices``.
+its losses, per ``tasks``), ``checkpoints`` (save, load, resume), ``rundir`` (config.json,
+metrics.csv, curves), ``evaluation`` and ``prediction`` (the evaluate / predict commands),
+``devices``.
 
 Single process::
 
@@ -19,6 +21,7 @@ states, so ``--resume`` continues exactly where ``last.pt`` left off.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -32,15 +35,17 @@ from torch import nn
 
 from avsprep.common.atomic import write_text
 from avsprep.common.clikit import progress
-from avsprep.common.errors import AvsError, DataError
+from avsprep.common.errors import AvsError
 from avstrain import dist
-from avstrain.checkpoints import init_from, load_checkpoint, save_checkpoint, set_rng_state
+from avstrain.checkpoints import init_from, load_checkpoint, restore_training_state, save_checkpoint
 from avstrain.config import TrainConfig, from_dict
 from avstrain.data import ShardDataset, epoch_steps, make_eval_loader, make_loader, set_loader_epoch, to_device
 from avstrain.devices import autocast, pick_device, seed_everything
 from avstrain.evaluation import evaluate
+from avstrain.report.tensorboard_log import TensorBoardLog, require_tensorboard
 from avstrain.rundir import plot_curves, prepare_run_dir, write_metrics_csv
 from avstrain.system import build_system, loss_weights, missing_pretrained, random_init_warnings, unwrap
+from avstrain.tasks import check_shards
 
 log = logging.getLogger("avstrain")
 
@@ -208,64 +213,33 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
     Returns the last history row (epoch, losses, val metrics). Raises ``TrainingStopped``
     on SIGTERM (after saving last.pt) or on a non-finite loss.
     """
-    import json
-
     run_dir = Path(run_dir)
     device = pick_device(cfg.device)
     info = dist.init(device.type)
+    tb = None
     try:
-        tb = None
         if cfg.tensorboard:
-            from avstrain.tensorboard_log import TensorBoardLog, require_tensorboard
-
             require_tensorboard()  # every rank: a missing extra fails before any work
         if info.is_main:
             prepare_run_dir(run_dir, resume, overwrite)
             if cfg.tensorboard:
                 tb = TensorBoardLog(run_dir)
         dist.barrier()
-        ckpt = None
-        if resume:
-            ckpt = load_checkpoint(run_dir / "last.pt")
-            saved = from_dict(ckpt["config"], source=f"{run_dir / 'last.pt'}")
-            # the run's own config wins, except what may change between sessions
-            cfg = TrainConfig(**{**saved.to_dict(), "epochs": cfg.epochs, "device": cfg.device,
-                                 "workers": cfg.workers})
+        ckpt = load_checkpoint(run_dir / "last.pt") if resume else None
+        if ckpt is not None:
+            cfg = resumed_config(cfg, ckpt, run_dir / "last.pt")
         seed_everything(cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
 
-        train_ds = ShardDataset(shards, "train", augment=cfg.augment, task=cfg.setting)
-        val_ds = ShardDataset(shards, "val", task=cfg.setting)
-        if cfg.setting == "avss" and train_ds.setting != "avss":
-            raise DataError(f"{shards}: setting=avss needs shards built from an AVSS release "
-                            f"(these are {train_ds.setting}); use --preset for {train_ds.setting}")
-        if cfg.max_eval_clips:
-            val_ds = torch.utils.data.Subset(val_ds, range(min(cfg.max_eval_clips, len(val_ds))))
-        if cfg.setting == "s4" and getattr(train_ds, "setting", None) == "ms3":
-            log.warning("the shards are MS3 but the config says setting=s4")
+        train_ds, val_ds = open_datasets(cfg, shards)
         warnings = list(ckpt.get("warnings", [])) if ckpt is not None else check_pretrained(cfg, train_ds.has_vggish)
-        model = build_system(cfg, num_classes=len(train_ds.classes), has_vggish=train_ds.has_vggish).to(device)
-        if cfg.init_from and ckpt is None:
-            parts = init_from(unwrap(model), cfg.init_from)
-            log.info("initialised %s from %s (fresh optimiser, epoch 0)", ", ".join(parts), cfg.init_from)
-        if device.type == "cuda" and cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = build_model(cfg, train_ds, device, init=ckpt is None)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=cfg.lr)  # reference: Adam 1e-4, constant, no weight decay
-
-        start_epoch, step, skip, best, history, partial = 0, 0, 0, -1.0, [], None
+        state = {"epoch": 0, "step": 0, "skip": 0, "best": -1.0, "history": [], "partial": None}
         if ckpt is not None:
-            m = model
-            m.avs.load_state_dict(ckpt["model"])
-            for name in ("audio_encoder", "crop_head", "audio_proj"):
-                if getattr(m, name) is not None:
-                    getattr(m, name).load_state_dict(ckpt[name])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start_epoch, step, skip = ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]
-            best, history = ckpt["best_miou"], list(ckpt["history"])
-            partial = ckpt.get("epoch_partial") if skip else None  # absent in older checkpoints
-            set_rng_state(ckpt["rng"])
-            log.info("resuming %s at epoch %d%s", run_dir, start_epoch + 1,
-                     f" batch {skip + 1}" if skip else "")
+            state = restore_training_state(model, optimizer, ckpt, run_dir / "last.pt")
+            log.info("resuming %s at epoch %d%s", run_dir, state["epoch"] + 1,
+                     f" batch {state['skip'] + 1}" if state["skip"] else "")
         if info.is_main:
             doc = cfg.to_dict()
             if warnings:
@@ -273,68 +247,112 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
             write_text(run_dir / "config.json", json.dumps(doc, indent=2) + "\n")
             log.info("training %s on %s: %d train / %d val clips, device %s, %d process(es)",
                      cfg.backbone, shards, len(train_ds), len(val_ds), device, info.world)
-
-        ddp_model = model
-        if info.enabled:
-            # find_unused_parameters: the reference decoder's path4.resConfUnit1 is built but never used
-            ddp_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-        loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, workers=cfg.workers,
-                             distributed=info.enabled)
-        val_loader = make_eval_loader(val_ds, 1, workers=min(cfg.workers, 1), rank=info.rank, world=info.world)
-
-        extra = {"warnings": warnings} if warnings else None
-        last_row: dict = history[-1] if history else {}
-        with _StopFlag() as stop:
-            for epoch in range(start_epoch, cfg.epochs):
-                t0 = time.time()
-                set_loader_epoch(loader, cfg.seed, epoch, skip_batches=skip)
-
-                def on_stop(batch_in_epoch, step_now, record, epoch=epoch):
-                    if info.is_main:
-                        save_checkpoint(run_dir / "last.pt", model, optimizer, cfg, epoch, step_now,
-                                        batch_in_epoch=batch_in_epoch, best=best, history=history,
-                                        classes=train_ds.classes, partial=record, extra=extra)
-                    dist.barrier()
-
-                losses, step = train_one_epoch(ddp_model, optimizer, loader, device, cfg, epoch + 1, step,
-                                               skip_batches=skip, stop=stop, quiet=quiet or not info.is_main,
-                                               on_stop=on_stop, partial=partial,
-                                               on_step=tb.step if tb is not None else None)
-                skip, partial = 0, None
-                row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in losses.items()}}
-                if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-                    val = evaluate(model, val_loader, device, cfg, batch_videos=1, quiet=quiet or not info.is_main,
-                                   desc=f"val {epoch + 1}")
-                    row["val_miou"] = val["miou"]
-                    row["val_fscore"] = val["fscore"]
-                row["time_s"] = round(time.time() - t0, 2)
-                history.append(row)
-                last_row = row
-                improved = "val_miou" in row and row["val_miou"] > best
-                if improved:
-                    best = row["val_miou"]
-                if tb is not None:
-                    tb.epoch(epoch + 1, row)
-                    if "val_miou" in row:
-                        tb.overlays(epoch + 1, model, cfg, device, val_ds)
-                if info.is_main:
-                    write_metrics_csv(run_dir / "metrics.csv", history)
-                    plot_curves(run_dir / "curves.png", history)
-                    save_checkpoint(run_dir / "last.pt", model, optimizer, cfg, epoch + 1, step,
-                                    best=best, history=history, classes=train_ds.classes, extra=extra)
-                    if improved:
-                        save_checkpoint(run_dir / "best.pt", model, optimizer, cfg, epoch + 1, step,
-                                        best=best, history=history, classes=train_ds.classes, extra=extra)
-                    log.info("epoch %d/%d  loss %.4f  %s  val mIoU %s  F %s  %.1fs", epoch + 1, cfg.epochs,
-                             row.get("train_total", math.nan),
-                             " ".join(f"{k[6:]} {v:.4f}" for k, v in row.items()
-                                      if k.startswith("train_") and k != "train_total"),
-                             f"{row['val_miou']:.4f}" if "val_miou" in row else "-",
-                             f"{row['val_fscore']:.4f}" if "val_fscore" in row else "-", row["time_s"])
-                dist.barrier()
-        return last_row
+        return fit(model, optimizer, cfg, train_ds, val_ds, run_dir, device, state, warnings, tb, quiet)
     finally:
         if tb is not None:
             tb.close()
         dist.shutdown()
+
+
+def resumed_config(cfg: TrainConfig, ckpt: dict, path: Path) -> TrainConfig:
+    """The run's own config from its checkpoint, except what may change between sessions."""
+    saved = from_dict(ckpt["config"], source=f"{path}")
+    return TrainConfig(**{**saved.to_dict(), "epochs": cfg.epochs, "device": cfg.device, "workers": cfg.workers})
+
+
+def open_datasets(cfg: TrainConfig, shards) -> tuple[ShardDataset, torch.utils.data.Dataset]:
+    """The train and val splits, shaped for ``cfg.setting`` (refused when the shards cannot serve
+    it); val capped at ``max_eval_clips``."""
+    train_ds = ShardDataset(shards, "train", augment=cfg.augment, task=cfg.setting)
+    val_ds = ShardDataset(shards, "val", task=cfg.setting)
+    warning = check_shards(cfg.setting, train_ds.shards_setting, shards)
+    if warning:
+        log.warning(warning)
+    if cfg.max_eval_clips:
+        val_ds = torch.utils.data.Subset(val_ds, range(min(cfg.max_eval_clips, len(val_ds))))
+    return train_ds, val_ds
+
+
+def build_model(cfg: TrainConfig, train_ds: ShardDataset, device, init: bool) -> nn.Module:
+    """The system for ``cfg`` on ``device``; ``init``: filled from ``cfg.init_from`` if given (a
+    fresh run; a resumed one gets its weights from last.pt)."""
+    model = build_system(cfg, num_classes=len(train_ds.classes), has_vggish=train_ds.has_vggish).to(device)
+    if cfg.init_from and init:
+        parts = init_from(unwrap(model), cfg.init_from)
+        log.info("initialised %s from %s (fresh optimiser, epoch 0)", ", ".join(parts), cfg.init_from)
+    if device.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def fit(model: nn.Module, optimizer, cfg: TrainConfig, train_ds: ShardDataset, val_ds, run_dir: Path, device,
+        state: dict, warnings: list, tb, quiet: bool) -> dict:
+    """The epochs from ``state`` (``restore_training_state``'s keys) to ``cfg.epochs``: train,
+    validate every ``val_every`` epochs, write metrics.csv, curves.png, last.pt and best.pt
+    (rank 0). Returns the last history row."""
+    info = dist.env_info()
+    ddp_model = model
+    if info.enabled:
+        # find_unused_parameters: the reference decoder's path4.resConfUnit1 is built but never used
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, workers=cfg.workers,
+                         distributed=info.enabled)
+    val_loader = make_eval_loader(val_ds, 1, workers=min(cfg.workers, 1), rank=info.rank, world=info.world)
+    step, skip, best, history, partial = (state[k] for k in ("step", "skip", "best", "history", "partial"))
+    extra = {"warnings": warnings} if warnings else None
+    last_row: dict = history[-1] if history else {}
+
+    def save(name: str, epoch: int, step_now: int, **kw) -> None:
+        save_checkpoint(run_dir / name, model, optimizer, cfg, epoch, step_now, best=best, history=history,
+                        classes=train_ds.classes, extra=extra, **kw)
+
+    with _StopFlag() as stop:
+        for epoch in range(state["epoch"], cfg.epochs):
+            t0 = time.time()
+            set_loader_epoch(loader, cfg.seed, epoch, skip_batches=skip)
+
+            def on_stop(batch_in_epoch, step_now, record, epoch=epoch):
+                if info.is_main:
+                    save("last.pt", epoch, step_now, batch_in_epoch=batch_in_epoch, partial=record)
+                dist.barrier()
+
+            losses, step = train_one_epoch(ddp_model, optimizer, loader, device, cfg, epoch + 1, step,
+                                           skip_batches=skip, stop=stop, quiet=quiet or not info.is_main,
+                                           on_stop=on_stop, partial=partial,
+                                           on_step=tb.step if tb is not None else None)
+            skip, partial = 0, None
+            row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in losses.items()}}
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+                val = evaluate(model, val_loader, device, cfg, batch_videos=1, quiet=quiet or not info.is_main,
+                               desc=f"val {epoch + 1}")
+                row["val_miou"] = val["miou"]
+                row["val_fscore"] = val["fscore"]
+            row["time_s"] = round(time.time() - t0, 2)
+            history.append(row)
+            last_row = row
+            improved = "val_miou" in row and row["val_miou"] > best
+            if improved:
+                best = row["val_miou"]
+            if tb is not None:
+                tb.epoch(epoch + 1, row)
+                if "val_miou" in row:
+                    tb.overlays(epoch + 1, model, cfg, device, val_ds)
+            if info.is_main:
+                write_metrics_csv(run_dir / "metrics.csv", history)
+                plot_curves(run_dir / "curves.png", history)
+                save("last.pt", epoch + 1, step)
+                if improved:
+                    save("best.pt", epoch + 1, step)
+                log.info("epoch %d/%d  %s", epoch + 1, cfg.epochs, epoch_line(row))
+            dist.barrier()
+    return last_row
+
+
+def epoch_line(row: dict) -> str:
+    """The log line of one history row: total loss, each term, val mIoU and F, time."""
+    return "loss %.4f  %s  val mIoU %s  F %s  %.1fs" % (
+        row.get("train_total", math.nan),
+        " ".join(f"{k[6:]} {v:.4f}" for k, v in row.items() if k.startswith("train_") and k != "train_total"),
+        f"{row['val_miou']:.4f}" if "val_miou" in row else "-",
+        f"{row['val_fscore']:.4f}" if "val_fscore" in row else "-", row["time_s"])

@@ -8,6 +8,7 @@ import io
 from typing import Optional, Sequence
 
 import numpy as np
+from PIL import Image
 
 # The demo's objects are flat red, yellow, magenta, orange, white, green, blue shapes, so no
 # flat colour stands out on all of them: the prediction is cyan *stripes* (plus a light tint
@@ -18,6 +19,7 @@ TINT_ALPHA = 0.3           # between the stripes
 STRIPE = 3                 # stripe width in px (diagonal)
 GT_RGB = (255, 255, 255)   # GT outline: white ...
 GT_INNER_RGB = (0, 0, 0)   # ... with a black ring inside
+TILE = 104                 # side in px of a frame in a clip strip (report galleries, TensorBoard)
 
 
 def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
@@ -82,8 +84,6 @@ def overlay(frame: np.ndarray, pred: np.ndarray, gt: Optional[np.ndarray] = None
 
 def resize(img: np.ndarray, side: int) -> np.ndarray:
     """Square RGB image to ``side`` x ``side`` (bilinear; a no-op at the same size)."""
-    from PIL import Image
-
     if img.shape[0] == side and img.shape[1] == side:
         return img
     return np.asarray(Image.fromarray(img).resize((side, side), Image.BILINEAR))
@@ -116,7 +116,7 @@ def vstack(rows: Sequence[np.ndarray], gap: int = 2, fill: int = 255) -> np.ndar
 def logmel_image(logmel: np.ndarray, height: int = 64) -> np.ndarray:
     """Log-mel examples ``[T,96,64]`` (time, mel) -> RGB ``[height, T*96*height/64, 3]``: time
     left to right, low frequencies at the bottom, min-max scaled, viridis colours."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: ~0.2 s to import, and only the log-mel strips need it
 
     x = np.asarray(logmel, dtype=np.float32)
     x = x.reshape(-1, x.shape[-1]).T[::-1]  # [T,96,64] -> [T*96, 64] -> [64 mel (high first), T*96]
@@ -124,8 +124,6 @@ def logmel_image(logmel: np.ndarray, height: int = 64) -> np.ndarray:
     x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
     rgb = (colormaps["viridis"](x)[..., :3] * 255).round().astype(np.uint8)
     if height != rgb.shape[0]:
-        from PIL import Image
-
         w = int(round(rgb.shape[1] * height / rgb.shape[0]))
         rgb = np.asarray(Image.fromarray(rgb).resize((w, height), Image.BILINEAR))
     return rgb
@@ -133,8 +131,11 @@ def logmel_image(logmel: np.ndarray, height: int = 64) -> np.ndarray:
 
 def png_bytes(img: np.ndarray) -> bytes:
     """An RGB (or single-channel) uint8 array as PNG bytes."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def clip_strip(frames: np.ndarray, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, side: int = TILE) -> np.ndarray:
+    """A clip's T frames side by side, prediction painted, GT outlined where it exists."""
+    return hstack([resize(overlay(frames[t], pred[t], gt[t] if valid[t] else None), side) for t in range(len(frames))])

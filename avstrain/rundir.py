@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
 from avsprep.common.atomic import atomic_write, write_text
 from avsprep.common.errors import DataError, OutputExistsError
-from avstrain.config import TrainConfig, from_dict
+from avstrain.config import TrainConfig, apply, from_dict
 
 RUN_FILES = ("config.json", "metrics.csv", "curves.png", "last.pt", "best.pt")
 
@@ -30,7 +32,7 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
 
 def plot_curves(path: Path, history: list[dict]) -> None:
     """Loss terms and val mIoU per epoch (matplotlib Agg, no display needed)."""
-    import matplotlib
+    import matplotlib  # lazy: importing avstrain must not pick a matplotlib backend (and costs 0.2 s)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -55,10 +57,6 @@ def plot_curves(path: Path, history: list[dict]) -> None:
 
 def saved_config(run_dir: os.PathLike | str, overrides: Optional[dict] = None) -> TrainConfig:
     """The config of an existing run (RUN/config.json) with ``overrides`` applied (for --resume)."""
-    import json
-
-    from avstrain.config import apply
-
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise DataError(f"nothing to resume: {path} does not exist; start without --resume")
@@ -86,7 +84,5 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                                     "or --resume to continue")
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
-        import shutil
-
         shutil.rmtree(run_dir / "tb", ignore_errors=True)  # TensorBoard events of the old run
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -11,29 +11,38 @@ from torch import nn
 
 from avsprep.common.errors import DataError
 from avstrain.config import TrainConfig
+from avstrain.losses import LossWeights
+from avstrain.models import build_avs_model
+from avstrain.models.audio import AudioEncoder
+from avstrain.models.crop_head import CropHead
+from avstrain.tasks import TASKS, Task
+
+# the parts saved beside the AVS model in a checkpoint (None when the config has no such part)
+PARTS = ("audio_encoder", "crop_head", "audio_proj")
 
 
-class AVSSystem(nn.Module):
-    """Everything that trains together: the AVS model, the audio encoder (absent when the
-    shards carry VGGish embeddings), the crop head and the audio projection P (128 -> 512)
-    of the audio-crop loss. One module, so DDP wraps it once."""
+class TrainableAVS(nn.Module):
+    """Everything that trains together for one task: the AVS model, the audio encoder (absent
+    when the shards carry VGGish embeddings), the crop head and the audio projection P
+    (128 -> 512) of the audio-crop loss. One module, so DDP wraps it once."""
 
     def __init__(self, avs: nn.Module, audio_encoder: Optional[nn.Module],
-                 crop_head: Optional[nn.Module], audio_proj: Optional[nn.Module]):
+                 crop_head: Optional[nn.Module], audio_proj: Optional[nn.Module], task: Task):
         super().__init__()
+        self.task = task
         self.avs = avs
         self.audio_encoder = audio_encoder
         self.crop_head = crop_head
         self.audio_proj = audio_proj
 
     def encode_audio(self, batch: dict) -> torch.Tensor:
-        """[B*5,128] audio features: the shards' VGGish embeddings or the encoder's output."""
+        """[B*T,128] audio features: the shards' VGGish embeddings or the encoder's output."""
         if self.audio_encoder is None:
             if "audio_vggish" not in batch:
                 raise DataError("these shards carry no audio_vggish embeddings; train with "
                                 "--set audio_encoder=tiny or give --set vggish_weights=FILE")
             return batch["audio_vggish"]
-        return self.audio_encoder(batch["audio_logmel"])  # [B*5,1,96,64] -> [B*5,128]
+        return self.audio_encoder(batch["audio_logmel"])  # [B*T,1,96,64] -> [B*T,128]
 
     def forward(self, batch: dict, crops: bool = True, zero_audio: bool = False, weights=None) -> dict:
         """Model outputs; with ``weights`` (``LossWeights``) also ``loss`` and ``terms``, computed
@@ -47,17 +56,15 @@ class AVSSystem(nn.Module):
             audio = audio * fv.reshape(-1, 1).to(audio.dtype)  # padded steps get zero audio (official)
         logits, feature_maps, audio_feats = self.avs(batch["frames"], audio, frame_valid=fv)[:3]
         size = batch["masks"].shape[-2:]
-        if logits.shape[-2:] != size and "gt_flag" in batch and weights is not None:
-            # AVSS training at a reduced image_size: 71 logit maps upsampled to 224 cost most of a CPU
-            # step, so the loss runs at the model resolution on nearest-downsampled masks instead
-            # (the metric still sees 224; the paper presets use the full size, where nothing changes)
+        if logits.shape[-2:] != size and self.task.seg_loss_at_model_size and weights is not None:
+            # the loss at the model resolution, on nearest-downsampled masks (see avstrain.tasks.AVSS)
             batch = dict(batch, masks=nn.functional.interpolate(batch["masks"][:, None].float(),
                                                                size=logits.shape[-2:], mode="nearest")[:, 0])
         elif logits.shape[-2:] != size:  # model ran at a reduced image_size: back to the GT resolution
             logits = nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         out = {"logits": logits, "feature_maps": feature_maps, "audio_feats": audio_feats, "audio_emb": audio}
         if crops and self.crop_head is not None:
-            out["crop_feat"], out["crop_logits"] = self.crop_head(batch["crops"])  # [B*5,512], [B*5,K]
+            out["crop_feat"], out["crop_logits"] = self.crop_head(batch["crops"])  # [B*T,512], [B*T,K]
         if weights is not None:
             out["loss"], out["terms"] = compute_losses(self, out, batch, weights)
         return out
@@ -99,19 +106,16 @@ def random_init_warnings(missing: list[str]) -> list[str]:
 
 
 def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
-                 audio_kind: Optional[str] = None) -> AVSSystem:
+                 audio_kind: Optional[str] = None) -> TrainableAVS:
     """Build the modules named by ``cfg`` (weights loaded from the paths it gives, if any).
 
     ``audio_kind`` forces the audio encoder (used when rebuilding from a checkpoint, whose
     frozen VGGish weights are inside it rather than in a file)."""
-    from avstrain.models import build_avs_model
-    from avstrain.models.audio import AudioEncoder
-
-    semantic = cfg.setting == "avss"  # AVSS: 71-class head, bias-free TPAVI audio projection
+    task = TASKS[cfg.setting]
     avs = build_avs_model(backbone=cfg.backbone, tpavi_stages=tuple(cfg.tpavi_stages),
                           pretrained=cfg.backbone_weights, channel=cfg.channel,
                           head_channels=tuple(cfg.head_channels),
-                          num_classes=num_classes if semantic else 1, audio_bias=not semantic)
+                          num_classes=task.head_classes(num_classes), audio_bias=task.audio_bias)
     kind = audio_kind or resolve_audio_encoder(cfg, has_vggish)
     audio_encoder = None
     if kind == "precomputed":
@@ -124,43 +128,28 @@ def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
         audio_encoder = AudioEncoder(kind, weights=cfg.vggish_weights)
     crop_head = audio_proj = None
     if cfg.crop_losses_on():
-        from avstrain.models.crop_head import CropHead
-
         crop_head = CropHead(num_classes, feat_dim=512, backbone=cfg.crop_backbone,
                              pretrained=cfg.crop_backbone_weights, logits_relu=cfg.crop_logits_relu)
         if cfg.w_audio > 0:
             audio_proj = nn.Linear(128, 512)  # P in 1 - cos(P a, f)
-    system = AVSSystem(avs, audio_encoder, crop_head, audio_proj)
+    system = TrainableAVS(avs, audio_encoder, crop_head, audio_proj, task)
     system.audio_kind = kind
     system.num_classes = num_classes
     return system
 
 
-def loss_weights(cfg: TrainConfig):
+def loss_weights(cfg: TrainConfig) -> LossWeights:
     """The config's loss weights as ``avstrain.losses.LossWeights`` (crop terms 0 without a crop head)."""
-    from avstrain.losses import LossWeights
-
     crop = cfg.crop_losses_on()
     return LossWeights(seg=1.0, avm=cfg.avm_weight(), ce=cfg.w_ce if crop else 0.0,
                        pairwise=cfg.w_pairwise if crop else 0.0, audio=cfg.w_audio if crop else 0.0,
                        avm_stages=tuple(cfg.tpavi_stages))
 
 
-def compute_losses(model: AVSSystem, out: dict, batch: dict, weights) -> tuple[torch.Tensor, dict]:
-    """``avstrain.losses.total_loss`` on a device batch -> (loss, {term: float, "total": float})."""
-    from avstrain.losses import total_loss
-
-    B = batch["batch_size"]
-    if "gt_flag" in batch:  # AVSS semantic (avstrain.losses_avss)
-        from avstrain.losses_avss import total_loss_avss
-
-        return total_loss_avss(dict(out, logits=out["logits"].float()), batch, weights, audio_proj=model.audio_proj)
-    lb = {"masks": batch["masks"], "mask_valid": batch["mask_valid"], "label": batch["label"]}
-    if "crop_valid" in batch:
-        lb["crop_valid"] = batch["crop_valid"].reshape(B, -1)  # [B*5] -> [B,5]
-    out = dict(out, logits=out["logits"].float())
-    return total_loss(out, lb, weights, audio_proj=model.audio_proj)
+def compute_losses(model: TrainableAVS, out: dict, batch: dict, weights: LossWeights) -> tuple[torch.Tensor, dict]:
+    """The task's loss on a device batch, in fp32 -> (loss, {term: float, "total": float})."""
+    return model.task.loss(dict(out, logits=out["logits"].float()), batch, weights, model.audio_proj)
 
 
-def unwrap(model: nn.Module) -> AVSSystem:
+def unwrap(model: nn.Module) -> TrainableAVS:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

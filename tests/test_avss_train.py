@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from avstrain.cli import cli
-from avstrain.losses_avss import avss_avm_kl, avss_ce
+from avstrain.losses.avss import avss_avm_kl, avss_ce
 
 TINY = ["--set", "channel=16", "--set", "image_size=64", "--batch-size", "2", "--set", "workers=0", "--quiet",
         "--device", "cpu", "--epochs", "1"]

@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
-from avstrain.convert import (compare_shapes, detect_backbone, official_to_ours, ours_to_official,
-                              tpavi_stages_of, unwrap_state_dict)
+from avstrain.models.weights import (compare_shapes, detect_backbone, official_to_ours, ours_to_official,
+                                     tpavi_stages_of, unwrap_state_dict)
 from tests.conftest import FIXTURES, need
 
 
@@ -156,7 +156,7 @@ def test_convert_names_a_missing_tensor_and_writes_nothing(official_file, tmp_pa
 def test_a_pickle_that_runs_code_is_refused(tmp_path):
     import pickle
 
-    from avstrain.convert import ConvertError, read_weights
+    from avstrain.models.weights import ConvertError, read_weights
 
     class Evil:
         def __reduce__(self):

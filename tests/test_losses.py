@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avstrain.config import TrainConfig
 from avstrain.losses import (
     LossWeights,
     avm_kl,
@@ -19,6 +20,7 @@ from avstrain.losses import (
     s4_bce,
     total_loss,
 )
+from avstrain.system import loss_weights
 
 B, T, S = 2, 5, 8
 
@@ -202,8 +204,12 @@ def test_total_loss_weights_and_report():
 
 
 def test_loss_weights_presets():
-    assert LossWeights.for_setting("s4").avm == 0.0
-    assert LossWeights.for_setting("ms3").avm == 0.5
-    assert LossWeights.for_setting("ms3", ce=0.0).ce == 0.0
-    with pytest.raises(ValueError, match="s4 or ms3"):
-        LossWeights.for_setting("avss")
+    """The official AVM default per setting, from the one place that holds it (config.avm_weight),
+    as the training loss receives it (system.loss_weights); an explicit w_avm or crop weight wins."""
+    assert loss_weights(TrainConfig(setting="s4")).avm == 0.0
+    assert loss_weights(TrainConfig(setting="ms3")).avm == 0.5
+    assert loss_weights(TrainConfig(setting="avss")).avm == 0.5  # AVSS trains with the MS3 weight
+    assert loss_weights(TrainConfig(setting="ms3", w_ce=0.0)).ce == 0.0
+    assert loss_weights(TrainConfig(setting="ms3", w_avm=0.25)).avm == 0.25
+    with pytest.raises(KeyError):
+        TrainConfig(setting="s5").avm_weight()

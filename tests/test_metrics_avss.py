@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from avsprep.datasets.avss_classes import AVSS_CLASSES, PALETTE, S4_TO_AVSS, decode_rgb_mask, encode_rgb_mask
-from avstrain.metrics_avss import AVSSMetric, frame_scores
+from avstrain.metrics.avss import AVSSMetric, frame_scores
 from tests.conftest import FIXTURES
 
 DIR = FIXTURES / "avss_metrics"

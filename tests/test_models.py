@@ -12,18 +12,10 @@ from torch import nn
 from avsprep.common.errors import DataError
 from avstrain.models import BACKBONES, AVSModelConfig, build_avs_model
 from avstrain.models.audio import AudioEncoder
-from avstrain.models.backbones import (
-    ResNet50Backbone,
-    TinyBackbone,
-    _pvt_class,
-    load_strict,
-    read_state_dict,
-    remap_pvt_keys,
-    remap_resnet_keys,
-    resnet50_backbone,
-)
+from avstrain.models.backbones import ResNet50Backbone, TinyBackbone, _pvt_class, resnet50_backbone
 from avstrain.models.crop_head import CropHead
 from avstrain.models.decoder import ClassifierModule, Decoder, FeatureFusionBlock, ResidualConvUnit
+from avstrain.models.weights import load_strict, read_state_dict, remap_pvt_keys, remap_resnet_keys
 
 
 def _count(module: nn.Module) -> int:

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from avsprep.audio import VGGish, load_vggish
+
 KINDS = ("vggish", "tiny", "precomputed")
 
 
@@ -58,8 +60,6 @@ class AudioEncoder(nn.Module):
         self.out_dim = 128
         self.net: nn.Module | None = None
         if kind == "vggish":
-            from avsprep.audio import VGGish, load_vggish  # lazy: torch side of avsprep
-
             if weights_from_checkpoint:
                 self.net = VGGish(relu=relu)
             elif weights is None:

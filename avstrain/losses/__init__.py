@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` where ``valid`` (same shape, broadcastable), 0 when nothing is valid."""
     valid = valid.expand_as(values)
     total = torch.where(valid, values, torch.zeros_like(values)).sum()
@@ -33,7 +33,7 @@ def s4_bce(logits: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor) 
     target = masks.reshape(logits.shape).to(logits.dtype)  # [B,T,S,S] -> [B*T,1,S,S]
     per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     valid = mask_valid.reshape(-1, *([1] * (logits.dim() - 1))).bool()  # [B,T] -> [B*T,1,1,1]
-    return _masked_mean(per_pixel, valid)
+    return masked_mean(per_pixel, valid)
 
 
 def ms3_bce(logits: torch.Tensor, masks: torch.Tensor, mask_valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,15 +59,26 @@ def avm_kl(
     if not stages:
         return pred_logits.sum() * 0
     total = pred_logits.new_zeros(())
+
+    def soft_fg(size):
+        return torch.sigmoid(F.adaptive_avg_pool2d(pred_logits, size))  # [B*T,1,S,S] -> [B*T,1,h,w]
+
+    for v, a in stage_features(feature_maps, audio_feats, stages, soft_fg):
+        total = total + F.kl_div(F.log_softmax(v.float(), dim=-1), F.softmax(a.float(), dim=-1), reduction="sum")
+    return total / len(stages)
+
+
+def stage_features(feature_maps: list, audio_feats: list, stages, foreground):
+    """Per AVM stage ``i``: ``(v, a)``, both ``[B*T, C]``: ``v`` the spatial mean of the stage map
+    weighted by ``foreground((h, w))`` (``[B*T,1,h,w]``), ``a`` the stage's TPAVI audio projection.
+    Shared by the binary and the AVSS AVM terms, which differ in the foreground and the KL reduction."""
     for i in stages:
         if audio_feats[i] is None:
             raise ValueError(f"AVM loss on stage {i}, but that stage has no audio-visual TPAVI; fix avm_stages")
         z = feature_maps[i]  # [B*T, C, h, w]
-        m = torch.sigmoid(F.adaptive_avg_pool2d(pred_logits, z.shape[-2:]))  # [B*T, 1, S, S] -> [B*T, 1, h, w]
-        v = (z * m).mean(dim=(2, 3))  # [B*T, C]
+        v = (z * foreground(z.shape[-2:])).mean(dim=(2, 3))  # [B*T, C]
         a = audio_feats[i].reshape(-1, z.shape[1])  # [B, T, C] -> [B*T, C]
-        total = total + F.kl_div(F.log_softmax(v.float(), dim=-1), F.softmax(a.float(), dim=-1), reduction="sum")
-    return total / len(stages)
+        yield v, a
 
 
 def crop_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,7 +88,7 @@ def crop_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | No
     per = F.cross_entropy(logits.float(), labels, reduction="none")  # [n]
     if valid is None:
         valid = torch.ones_like(per, dtype=torch.bool)
-    return _masked_mean(per, valid.reshape(-1).bool())
+    return masked_mean(per, valid.reshape(-1).bool())
 
 
 def crop_pairwise(feat: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -94,7 +105,7 @@ def crop_pairwise(feat: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     pairs = valid[:, :, None] & valid[:, None, :] & upper  # [B, T, T]
     n_pairs = pairs.sum(dim=(1, 2))  # [B]
     per_clip = torch.where(pairs, dist, torch.zeros_like(dist)).sum(dim=(1, 2)) / n_pairs.clamp(min=1)
-    return _masked_mean(per_clip, n_pairs > 0)
+    return masked_mean(per_clip, n_pairs > 0)
 
 
 def crop_audio_cosine(
@@ -108,7 +119,7 @@ def crop_audio_cosine(
     a = audio_emb.reshape(b, t, -1).mean(dim=1)  # [B, T, 128] -> [B, 128]
     pa = proj(a)  # [B, 512]
     cos = F.cosine_similarity(pa[:, None, :].expand_as(feat).float(), feat.float(), dim=-1)  # [B, T]
-    return _masked_mean(1 - cos, valid.bool())
+    return masked_mean(1 - cos, valid.bool())
 
 
 @dataclass
@@ -121,13 +132,6 @@ class LossWeights:
     pairwise: float = 1.0  # pairwise distance between a clip's crop features
     audio: float = 1.0  # 1 - cos(P a_mean, f) between audio and crop features
     avm_stages: tuple[int, ...] = (0, 1, 2, 3)  # stages the AVM loss averages over
-
-    @classmethod
-    def for_setting(cls, setting: str, **overrides) -> "LossWeights":
-        """Official defaults for ``s4`` (no AVM) or ``ms3`` (AVM 0.5), then ``overrides``."""
-        if setting not in ("s4", "ms3"):
-            raise ValueError(f"unknown setting {setting!r}; choose s4 or ms3")
-        return cls(**{"avm": 0.5 if setting == "ms3" else 0.0, **overrides})
 
 
 TERMS = ("seg", "avm", "ce", "pairwise", "audio")
@@ -152,16 +156,34 @@ def total_loss(
     if weights.ce or weights.pairwise or weights.audio:
         valid = batch["crop_valid"].bool()  # [B, T]
         b, t = valid.shape
-        feat = outputs["crop_feat"].reshape(b, t, -1)  # [B*T, D] -> [B, T, D]
-        if weights.ce:
-            labels = batch["label"].reshape(b, 1).expand(b, t)  # clip class for each of its crops
-            terms["ce"] = crop_ce(outputs["crop_logits"].reshape(b * t, -1), labels, valid)
-        if weights.pairwise:
-            terms["pairwise"] = crop_pairwise(feat, valid)
-        if weights.audio:
-            if audio_proj is None:
-                raise ValueError("the audio-crop loss needs audio_proj (Linear 128 -> crop feature size)")
-            terms["audio"] = crop_audio_cosine(feat, valid, outputs["audio_emb"], audio_proj)
+        labels = batch["label"].reshape(b, 1).expand(b, t)  # clip class for each of its crops
+        terms.update(crop_terms(outputs, valid, labels, weights, audio_proj))
+    return weighted_sum(terms, weights, logits)
+
+
+def crop_terms(outputs: dict, valid: torch.Tensor, labels: torch.Tensor, weights: LossWeights,
+               audio_proj: nn.Module | None) -> dict[str, torch.Tensor]:
+    """The active crop terms (``ce``, ``pairwise``, ``audio``) of both tasks: ``valid [B,T]``
+    bool, ``labels [B,T]`` the class each crop is trained against (the clip class for S4/MS3,
+    each box's own class for AVSS); ``outputs`` as in ``total_loss``."""
+    b, t = valid.shape
+    feat = outputs["crop_feat"].reshape(b, t, -1)  # [B*T, D] -> [B, T, D]
+    terms: dict[str, torch.Tensor] = {}
+    if weights.ce:
+        terms["ce"] = crop_ce(outputs["crop_logits"].reshape(b * t, -1), labels, valid)
+    if weights.pairwise:
+        terms["pairwise"] = crop_pairwise(feat, valid)
+    if weights.audio:
+        if audio_proj is None:
+            raise ValueError("the audio-crop loss needs audio_proj (Linear 128 -> crop feature size)")
+        terms["audio"] = crop_audio_cosine(feat, valid, outputs["audio_emb"], audio_proj)
+    return terms
+
+
+def weighted_sum(terms: dict[str, torch.Tensor], weights: LossWeights,
+                 logits: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """``(sum of weight * term, {term: float for every TERMS name, "total": float})``: off terms
+    report 0.0; the floats come from one host sync; no term at all gives an exact 0 with a graph."""
     weighted = [getattr(weights, name) * value for name, value in terms.items()]
     loss = torch.stack(weighted).sum() if weighted else logits.sum() * 0
     names = list(terms)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from avstrain.dist import all_gather_object
+
 NUM_CLASSES = 71
 EPS = 2.220446049250313e-16  # np.spacing(1), the official IoU epsilon
 BETA2 = 0.3
@@ -93,17 +95,14 @@ class AVSSMetric:
 
     def all_reduce(self) -> None:
         """Sum every rank's sums and counts (no-op without an initialised process group)."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        gathered = all_gather_object((self.iou_sum, self.f_sum, self.count, self.frames))
+        if gathered is None:
             return
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, (self.iou_sum, self.f_sum, self.count, self.frames))
         self.iou_sum[:] = 0
         self.f_sum[:] = 0
         self.count[:] = 0
         self.frames = 0
-        for iou_sum, f_sum, count, frames in gathered:
+        for iou_sum, f_sum, count, frames in gathered:  # rank order: the same float32 sums on every rank
             self.iou_sum += iou_sum
             self.f_sum += f_sum
             self.count += count

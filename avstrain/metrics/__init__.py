@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from avstrain.dist import all_gather_object
+
 PR_NUM = 255  # thresholds of the precision/recall curve
 BETA2 = 0.3  # F-measure beta^2
 IOU_EPS = 1e-7
@@ -199,12 +201,9 @@ class MetricAccumulator:
 
     def all_reduce(self) -> None:
         """Gather all ranks' records onto every rank (no-op without an initialised process group)."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        gathered = all_gather_object((self.videos, self.batches))
+        if gathered is None:
             return
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, (self.videos, self.batches))
         self.videos, self.batches = {}, []
         for videos, batches in gathered:  # rank order, so every rank ends with the same list
             for vid, rec in videos.items():

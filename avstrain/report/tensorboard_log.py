@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from avsprep.common.errors import AvsError
+from avstrain.overlays import clip_strip, vstack
+from avstrain.prediction import predict_masks
 
 TB_DIR = "tb"
 EXTRA_HINT = "pip install 'avsprep[tensorboard]' (or: pip install tensorboard)"
@@ -36,7 +40,7 @@ class TensorBoardLog:
 
     def __init__(self, run_dir: Path, overlay_clips: int = 2):
         require_tensorboard()
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard is an optional extra
 
         self.dir = Path(run_dir) / TB_DIR
         self.writer = SummaryWriter(log_dir=str(self.dir))
@@ -56,11 +60,6 @@ class TensorBoardLog:
 
     def overlays(self, epoch: int, model, cfg, device, val_ds) -> None:
         """The first ``overlay_clips`` validation clips painted with the current predictions."""
-        import numpy as np
-
-        from avstrain.overlays import vstack
-        from avstrain.report import clip_strip, predict_masks
-
         idx = list(range(min(self.overlay_clips, len(val_ds))))
         if not idx:
             return
