@@ -55,7 +55,8 @@ def finished_looking_problems(out: Path) -> tuple[list[str], dict]:
     sidecar. Without a finished build, readers must refuse the folder.
     """
     from avsprep.common.errors import AvsError
-    from avsprep.shards import ShardSet, check_shard_file, file_sha256, verify_shards
+    from avsprep.common.atomic import file_sha256
+    from avsprep.shards import ShardSet, check_shard_file, verify_shards
 
     problems = []
     state = {"manifest": (out / "manifest.json").exists(), "shards_claimed": 0, "shards_unclaimed": 0,

@@ -20,7 +20,9 @@ import json
 import logging
 import re
 import shutil
+import os
 import time
+from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Optional
@@ -34,13 +36,31 @@ from avsprep.build.crops import crop_and_resize, frame_boxes, select_box
 from avsprep.common.errors import DataError, IntegrityError
 from avsprep.common.images import open_image
 from avsprep.shards.integrity import VERIFIED, record_entry, write_record
+from avsprep.common.atomic import file_sha256
+from avsprep.datasets.avsbench import FRAMES
 from avsprep.shards import (
-    FRAME_SIZE, FRAMES, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
-    check_shard_file, file_sha256,
+    FRAME_SIZE, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SHARD_BOX_COLUMNS, SPLIT_ORDER, ShardWriter, check_shard_file,
 )
 from avsprep.validate import normalise_label
 
 log = logging.getLogger("avsprep.build")
+
+
+@dataclass
+class BuildOptions:
+    """What ``avsprep build`` was asked to do (``workers``/``overwrite``/``resume`` do not change bytes)."""
+
+    splits: Optional[list[str]] = None
+    clips_per_shard: int = 64
+    workers: int = 1
+    crop_size: int = 224
+    crop_policy: str = "largest"
+    vggish_weights: Optional[os.PathLike] = None
+    on_bad_input: str = "stop"
+    overwrite: bool = False
+    resume: bool = False
+    setting: Optional[str] = None
+    subsets: Optional[str] = None  # AVSS: comma-separated v1s,v1m,v2 (None = all)
 
 # ------------------------------------------------------------------------------- per clip (pure-ish)
 
@@ -456,7 +476,7 @@ def _finish(p: _Pending, out: Path, entry, record_json: str, opts: BuildOptions)
         "resampler": resampler_name() if "wav" in p.sources else "",
         "vggish_sha256": rec["vggish_sha256"], "clips": json.dumps([c.name for c in cs]),
         "skipped": json.dumps(p.skipped), "build_options": record_json,
-        "box_columns": json.dumps(["clip_row", "frame", "class", "xmin", "ymin", "xmax", "ymax"]),
+        "box_columns": json.dumps(SHARD_BOX_COLUMNS),
         "mask_decoding": json.dumps(MASK_DECODING[rec["setting"]]),
     }
     if rec["setting"] == "avss":  # what the official loader did to these clips (avsprep.build.avss_clip)

@@ -16,7 +16,8 @@ import numpy as np
 from avsprep.validate.avss_release import TYPOS
 from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask
 from avsprep.datasets.avss_loader import SIZE, apply_geometry, audio_examples, flags, geometry
-from avsprep.datasets.avss import STEPS, AVSSClip
+from avsprep.datasets.avss import AVSSClip
+from avsprep.datasets.steps import STEPS_PER_CLIP
 from avsprep.build.crops import crop_and_resize, frame_boxes, select_box
 from avsprep.common.errors import DataError
 from avsprep.common.images import open_image
@@ -37,7 +38,7 @@ def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int,
     """Arrays of one clip for an AVSS shard (T = 10); ``boxes`` as in :func:`avsprep.build.clip_arrays`."""
     from avsprep.audio import read_wav, waveform_to_examples
 
-    t, s, c = STEPS, SIZE, crop_size
+    t, s, c = STEPS_PER_CLIP["avss"], SIZE, crop_size
     frames = np.zeros((t, s, s, 3), np.uint8)
     masks = np.zeros((t, s, s), np.uint8)
     mask_valid = np.zeros(t, bool)

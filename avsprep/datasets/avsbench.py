@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from avsprep.common.errors import DataError
+from avsprep.datasets.steps import STEPS_PER_CLIP
 
 # Exact spelling and order of the AVSBench code (reference/avsbench.md 1.6).
 S4_CLASSES: list[str] = [
@@ -29,7 +30,7 @@ MS3_CLASSES: list[str] = ["sounding"]
 
 SETTINGS = ("s4", "ms3")
 SPLITS = ("train", "val", "test")
-FRAMES = 5
+FRAMES = STEPS_PER_CLIP["s4"]  # frames (time steps) per S4/MS3 clip
 META_FILES = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
 META_COLUMNS = {"s4": ["name", "start", "category", "split"], "ms3": ["video_id", "split"]}
 DATA_DIRS = {"s4": "s4_data", "ms3": "ms3_data"}

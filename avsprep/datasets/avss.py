@@ -15,14 +15,13 @@ from typing import Iterable, Optional
 
 from avsprep.datasets.avss_classes import AVSS_CLASSES, read_label2idx
 from avsprep.common.errors import DataError
+from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
 
 SUBSETS = ("v1s", "v1m", "v2")
 SPLITS = ("train", "val", "test")
 META_FILE = "metadata.csv"
 LABEL_FILE = "label2idx.json"
 META_COLUMNS = ["uid", "label", "split", "a_obj"]
-STEPS = 10  # time steps of every official item (v1 clips are padded from 5)
-REAL_STEPS = {"v1s": 5, "v1m": 5, "v2": 10}
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class AVSSClip:
 
     @property
     def frames(self) -> int:
-        return REAL_STEPS[self.subset]
+        return AVSS_REAL_STEPS[self.subset]
 
     @property
     def category(self) -> str:

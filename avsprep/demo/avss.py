@@ -22,7 +22,8 @@ import numpy as np
 
 from avsprep.common.atomic import write_bytes, write_text
 from avsprep.datasets.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
-from avsprep.datasets.avss import REAL_STEPS, SUBSETS
+from avsprep.datasets.avss import SUBSETS
+from avsprep.datasets.steps import AVSS_REAL_STEPS
 from avsprep.common.clikit import progress
 from avsprep.demo.avsbench import SIGNATURES, clip_ids, labelimg_box, labelimg_xml, shape_at
 
@@ -74,7 +75,7 @@ def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpe
         for c_i, split in enumerate(splits):
             vid = ids[s_i * clips_per_subset + c_i]
             start = int(rng.integers(0, 120))
-            length = REAL_STEPS[subset]
+            length = AVSS_REAL_STEPS[subset]
             name = f"{vid}_{start * 1000}_{(start + length) * 1000}" if subset != "v1m" else f"{vid}_{c_i}"
             classes = rng.choice(len(DEMO_CLASSES), 3, replace=False)
             objs = []
@@ -92,7 +93,7 @@ def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpe
 def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
     """Frames uint8 ``[T,H,W,3]``, class-index masks uint8 ``[T,H,W]`` (sounding objects only), boxes per frame."""
     w, h = SIZES[spec.subset]
-    t_steps = REAL_STEPS[spec.subset]
+    t_steps = AVSS_REAL_STEPS[spec.subset]
     rng = np.random.default_rng([*spec.seed, 1])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     base = rng.uniform(90, 140, 3).astype(np.float32)
@@ -119,7 +120,7 @@ def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
 def render_audio(spec: AVSSClipSpec) -> np.ndarray:
     """Stereo int16 ``[samples, 2]`` at 48 kHz: one tone per sounding class, slightly different per channel."""
     rng = np.random.default_rng([*spec.seed, 2])
-    n = REAL_STEPS[spec.subset] * SAMPLE_RATE
+    n = AVSS_REAL_STEPS[spec.subset] * SAMPLE_RATE
     t = np.arange(n) / SAMPLE_RATE
     wave = np.zeros(n)
     for j in spec.sounding:
@@ -151,7 +152,7 @@ def _wav_bytes(pcm: np.ndarray) -> bytes:
 
 
 def mask_frames(spec: AVSSClipSpec) -> list[int]:
-    return [0] if (spec.subset == "v1s" and spec.split == "train") else list(range(REAL_STEPS[spec.subset]))
+    return [0] if (spec.subset == "v1s" and spec.split == "train") else list(range(AVSS_REAL_STEPS[spec.subset]))
 
 
 def write_clip(root: Path, spec: AVSSClipSpec) -> None:
