@@ -155,7 +155,7 @@ def test_ms3_masks_decode_as_P_divided_by_255(tmp_path):
     from PIL import Image, ImageFilter
     from torchvision.transforms.functional import to_tensor
 
-    from avsprep.build import decode_mask
+    from avsprep.datasets.avsbench import Layout
     from avsprep.shards import MASK_DECODING
 
     mask = np.zeros((224, 224), np.uint8)
@@ -165,7 +165,7 @@ def test_ms3_masks_decode_as_P_divided_by_255(tmp_path):
     dec = MASK_DECODING["ms3"]
     with Image.open(p) as im:
         want = to_tensor(im.convert("P"))[0]
-        stored = decode_mask(im.convert(dec["pil_mode"]))
+        stored = Layout(tmp_path, "ms3").decode_mask(im.convert(dec["pil_mode"]))
     got = torch.from_numpy(stored.copy()).float() / dec["scale"]
     assert torch.equal(got, want)
     assert ((got > 0) & (got < 1)).any()  # soft targets, as the official MS3 loader gives

@@ -107,3 +107,12 @@ def normalise(frames_uint8: np.ndarray) -> np.ndarray:
     mean = np.asarray(MEAN, np.float32)[None, :, None, None]
     std = np.asarray(STD, np.float32)[None, :, None, None]
     return (x - mean) / std
+
+
+# What the official loader does to a clip, recorded in the build options and in every AVSS shard.
+LOADER_NOTES = {
+    "avss_mask_decoding": "labels_rgb palette exact match -> class index, off-palette colours -> 0 (official V2Dataset)",
+    "padding": ("v1 clips: 5 real steps + 5 padded (frames zero, to be set to zero after normalisation; masks 0; "
+                "log-mel zero; frame_valid 0); v1s GT flag on step 0 only"),
+    "geometry": "train: short edge 224 + centre crop; val/test: resize 224x224",
+}
