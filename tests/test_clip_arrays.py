@@ -41,7 +41,7 @@ def s4_case(base: Path):
     from PIL import Image
 
     from avsprep.datasets.avsbench import Layout
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
 
     root = base / "s4"
     write_demo(root, clips=3, seed=5, quiet=True)

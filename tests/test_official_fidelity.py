@@ -29,7 +29,7 @@ def _build(root: Path, out: Path) -> Path:
 def shuffled(tmp_path_factory):
     """A demo root whose metadata CSV is not in name order (like the real S4 CSV), its shards,
     and the CSV order of the train split."""
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
 
     base = tmp_path_factory.mktemp("csvorder")
     root = base / "root"
@@ -127,7 +127,7 @@ def test_blurred_s4_masks_become_the_official_loader_targets(tmp_path):
     from torchvision.transforms.functional import to_tensor
 
     from avsprep.datasets.avsbench import Layout
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
     from avstrain.data import ShardDataset, collate, to_device
 
     root = tmp_path / "root"

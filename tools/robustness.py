@@ -84,7 +84,7 @@ def fuzz_parse(cases: int, start: int) -> dict:
 
 def build_faults(work: Path, clips: int, cps: int, trials: int, seed: int) -> dict:
     from avsprep.importer import run_import
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
     from tests.test_faults_build import kill_trial, run_build, tree_bytes
 
     root, table = work / "root", work / "boxes.csv"
