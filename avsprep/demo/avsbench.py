@@ -14,14 +14,18 @@ touches the disk. Everything is seeded and byte-deterministic for the same
 
 from __future__ import annotations
 
+import colorsys
 import io
+import multiprocessing as mp
 import os
 import pickle
 import struct
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from avsprep.audio import clip_examples
 from avsprep.common.atomic import write_bytes, write_text
@@ -162,8 +166,6 @@ def signatures_for(categories: list[str]) -> tuple[Signature, ...]:
     shape, a hue on the golden-angle wheel, a pitch spaced on the mel scale
     (250 Hz to 5.5 kHz, inside VGGish's 125-7500 Hz band) and a pulse rate.
     """
-    import colorsys
-
     known = {sig.category: sig for sig in SIGNATURES}
     n = len(categories)
     mel = np.linspace(2595 * np.log10(1 + 250 / 700), 2595 * np.log10(1 + 5500 / 700), max(n, 2))
@@ -243,8 +245,6 @@ def shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
 
 def _background(rng: np.random.Generator) -> np.ndarray:
     """A low-saturation smooth texture, float32 [SIZE, SIZE, 3]."""
-    from PIL import Image
-
     base = rng.uniform(80, 150) + rng.uniform(-12, 12, 3)
     grain = rng.normal(0, 25, (7, 7, 1)) + rng.normal(0, 6, (7, 7, 3))   # mostly luminance
     low = np.clip(base + grain, 0, 255).astype(np.uint8)
@@ -304,7 +304,7 @@ def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
     storage's memory address; that key is replaced by ``"0"`` so the bytes
     are reproducible (the loader only matches the key with itself).
     """
-    import torch
+    import torch  # lazy: the demo module stays torch-free until it writes a pickle
 
     data = np.ascontiguousarray(examples, dtype=np.float32).reshape(FRAMES, 1, 96, 64)
     tensor = torch.tensor(data, requires_grad=True)
@@ -415,9 +415,6 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
         for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
             _write_clip(root, spec)
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
         bar = progress(total=len(specs), quiet=quiet, desc="demo", unit="clip")
         jobs = [(str(root), b) for b in _batches(specs, 16)]
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
