@@ -239,3 +239,26 @@ def test_avss_clip_arrays_unchanged(tmp_path, policy):
     layout, cases = avss_case(tmp_path)
     got = {clip.subset: _digest(clip_arrays(layout, clip, boxes, 32, policy, 3)) for clip, boxes in cases}
     assert got == AVSS_WANT[policy]
+
+
+def test_steps_per_clip_have_one_home(tmp_path):
+    """Layouts, the shard schema and the demos agree with datasets.steps (5 for S4/MS3, 10 for AVSS)."""
+    from avsprep.datasets.avsbench import FRAMES, Layout
+    from avsprep.datasets.avss import AVSSLayout
+    from avsprep.datasets.steps import STEPS_PER_CLIP
+    from avsprep.shards.schema import dataset_schema
+
+    assert STEPS_PER_CLIP == {"s4": 5, "ms3": 5, "avss": 10} and FRAMES == 5
+    layouts = {"s4": Layout(tmp_path, "s4"), "ms3": Layout(tmp_path, "ms3"), "avss": AVSSLayout(tmp_path)}
+    for setting, layout in layouts.items():
+        assert layout.steps == STEPS_PER_CLIP[setting]
+        assert dataset_schema(1, 8, False, setting=setting)["frames"][0][1] == STEPS_PER_CLIP[setting]
+
+
+def test_on_bad_input_policy_is_one_table():
+    """The error policy is the handler table ``build.workers.ON_BAD_INPUT``; the CLI offers its keys."""
+    from avsprep.build.workers import ON_BAD_INPUT
+    from avsprep.cli import build
+
+    option = next(p for p in build.params if p.name == "on_bad_input")
+    assert list(option.type.choices) == list(ON_BAD_INPUT) == ["stop", "skip"]

@@ -95,6 +95,30 @@ def _open_layout(root, setting: Optional[str], subsets):
     return Layout.from_root(root, setting)
 
 
+def _prepare_output(out: Path, plan, overwrite: bool) -> None:
+    """Create ``out``; remove the manifest, the verification record, temporary files and shards
+    outside the plan (``overwrite``: everything a build writes), so a build in progress never
+    looks finished."""
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        _clear_previous(out)
+    (out / MANIFEST).unlink(missing_ok=True)  # a build in progress never carries a manifest
+    (out / VERIFIED).unlink(missing_ok=True)  # nor a verification record
+    for p in out.glob(f".{MANIFEST}.tmp-*"):
+        p.unlink()
+    planned_files = {out / sp / shard_name(n) for sp, n, _ in plan}
+    for sp in SPLIT_ORDER:
+        d = out / sp
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            stale_tmp = p.name.startswith(".shard-") and ".tmp-" in p.name
+            base = p.with_name(p.name[:-len(".sha256")]) if p.name.endswith(".sha256") else p
+            unplanned = re.fullmatch(r"shard-\d{5}\.h5(\.sha256)?", p.name) and base not in planned_files
+            if stale_tmp or unplanned:
+                p.unlink()
+
+
 def _clear_previous(out: Path) -> None:
     """``--overwrite``: remove only what a build writes (manifest, split folders, temp files)."""
     for p in [out / MANIFEST, *out.glob(f".{MANIFEST}.tmp-*"), out / VERIFIED, *out.glob(f".{VERIFIED}.tmp-*")]:
@@ -156,26 +180,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     plan = plan_shards(clips, opts.clips_per_shard)
     boxes = _boxes_by_video(df, {c.name for c in clips}, layout.table_frames)
 
-    # -- prepare the output folder
-    out.mkdir(parents=True, exist_ok=True)
-    if opts.overwrite:
-        _clear_previous(out)
-    (out / MANIFEST).unlink(missing_ok=True)  # a build in progress never carries a manifest
-    (out / VERIFIED).unlink(missing_ok=True)  # nor a verification record
-    for p in out.glob(f".{MANIFEST}.tmp-*"):
-        p.unlink()
-    planned_files = {out / sp / shard_name(n) for sp, n, _ in plan}
-    for sp in SPLIT_ORDER:
-        d = out / sp
-        if not d.is_dir():
-            continue
-        for p in d.iterdir():
-            stale_tmp = p.name.startswith(".shard-") and ".tmp-" in p.name
-            base = p.with_name(p.name[:-len(".sha256")]) if p.name.endswith(".sha256") else p
-            unplanned = re.fullmatch(r"shard-\d{5}\.h5(\.sha256)?", p.name) and base not in planned_files
-            if stale_tmp or unplanned:
-                p.unlink()
-
+    _prepare_output(out, plan, opts.overwrite)
     results: dict[int, dict] = {}
     todo = []
     for i, (sp, n, cs) in enumerate(plan):
