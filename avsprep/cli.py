@@ -384,18 +384,13 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
       avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
       avsprep demo ./avss-demo --setting avss
     """
+    from avsprep.demo import write_demo
+
     setup_logging(quiet)
     check_output_dir(out, overwrite=overwrite, what="OUT")
-    if setting == "avss":
-        if like is not None:
-            raise click.UsageError("--like takes an S4/MS3 metadata CSV; it does not combine with --setting avss")
-        from avsprep.demo.avss import write_avss_demo
-
-        summary = write_avss_demo(out, clips=clips or 6, seed=seed, quiet=quiet)
-    else:
-        from avsprep.demo.avsbench import write_demo
-
-        summary = write_demo(out, clips=clips or 192, seed=seed, quiet=quiet, workers=workers, like=like)
+    if like is not None and setting == "avss":  # option check: --like is an S4/MS3 metadata CSV
+        raise click.UsageError("--like takes an S4/MS3 metadata CSV; it does not combine with --setting avss")
+    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like, setting=setting)
     click.echo(summary["text"])
 
 

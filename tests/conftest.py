@@ -33,7 +33,7 @@ def meta_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A small demo dataset (AVSBench S4 layout), written once per test session."""
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
 
     out = tmp_path_factory.mktemp("demo") / "root"
     write_demo(out, clips=12, seed=0, quiet=True)

@@ -19,8 +19,8 @@ import torch
 
 from avsprep.datasets.avss_classes import PALETTE, label2idx_json
 from avsprep.datasets.avss_loader import geometry
-from avsprep.build import build_shards
-from avsprep.shards import BuildOptions, ShardSet
+from avsprep.build import BuildOptions, build_shards
+from avsprep.shards import ShardSet
 
 H_FLAG = {"v1s": ([1] * 5 + [0] * 5, [1] + [0] * 9), "v1m": ([1] * 5 + [0] * 5, [1] * 5 + [0] * 5),
           "v2": ([1] * 10, [1] * 10)}

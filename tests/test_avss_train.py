@@ -29,8 +29,7 @@ def release(tmp_path_factory):
 
 
 def _build(base, root, name, subsets=None):
-    from avsprep.build import build_shards
-    from avsprep.shards import BuildOptions
+    from avsprep.build import BuildOptions, build_shards
 
     out = base / name
     if not (out / "manifest.json").is_file():

@@ -64,7 +64,7 @@ def _flip_in_place(path: Path, keep_mtime: bool = True) -> None:
 
 
 def test_build_records_every_shard_and_open_hashes_none(shards, monkeypatch):
-    from avsprep import shards as shards_mod
+    from avsprep.shards import reader as shards_mod  # where ShardSet hashes
     from avstrain.data import ShardDataset
 
     record = integrity.read_record(shards)

@@ -29,7 +29,7 @@ def _build(root: Path, out: Path) -> Path:
 def shuffled(tmp_path_factory):
     """A demo root whose metadata CSV is not in name order (like the real S4 CSV), its shards,
     and the CSV order of the train split."""
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
 
     base = tmp_path_factory.mktemp("csvorder")
     root = base / "root"
@@ -127,7 +127,7 @@ def test_blurred_s4_masks_become_the_official_loader_targets(tmp_path):
     from torchvision.transforms.functional import to_tensor
 
     from avsprep.datasets.avsbench import Layout
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
     from avstrain.data import ShardDataset, collate, to_device
 
     root = tmp_path / "root"
@@ -155,7 +155,7 @@ def test_ms3_masks_decode_as_P_divided_by_255(tmp_path):
     from PIL import Image, ImageFilter
     from torchvision.transforms.functional import to_tensor
 
-    from avsprep.build import decode_mask
+    from avsprep.datasets.avsbench import Layout
     from avsprep.shards import MASK_DECODING
 
     mask = np.zeros((224, 224), np.uint8)
@@ -165,7 +165,7 @@ def test_ms3_masks_decode_as_P_divided_by_255(tmp_path):
     dec = MASK_DECODING["ms3"]
     with Image.open(p) as im:
         want = to_tensor(im.convert("P"))[0]
-        stored = decode_mask(im.convert(dec["pil_mode"]))
+        stored = Layout(tmp_path, "ms3").decode_mask(im.convert(dec["pil_mode"]))
     got = torch.from_numpy(stored.copy()).float() / dec["scale"]
     assert torch.equal(got, want)
     assert ((got > 0) & (got < 1)).any()  # soft targets, as the official MS3 loader gives

@@ -108,7 +108,7 @@ def test_reader_reopens_after_fork(tmp_path):
 
 def test_reader_items_are_fresh_arrays_and_raw_chunk_reads_equal_hdf5(tmp_path):
     """Cached handles / whole-read small datasets: items never share memory with the cache."""
-    from avsprep.shards import _OpenShard, _read_row
+    from avsprep.shards.reader import _OpenShard, _read_row
 
     clips, shard = _folder(tmp_path)
     ds = ShardSet(tmp_path)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from lxml import etree
 from PIL import Image
 
-from avsprep.demo import avsbench as synth
+from avsprep.demo import avsbench as synth, render
 from tests.conftest import FIXTURES, need
 
 SPLIT_MASKS = {"train": [1], "val": [1, 2, 3, 4, 5], "test": [1, 2, 3, 4, 5]}
@@ -45,7 +45,7 @@ def test_metadata_csv(demo_root):
     assert Counter(df.split) == {"train": 8, "val": 2, "test": 2}
     assert (df.start == "0").all()
     assert df.name.is_unique
-    assert all(len(n) == 11 and set(n) <= set(synth.ID_ALPHABET) for n in df.name)
+    assert all(len(n) == 11 and set(n) <= set(render.ID_ALPHABET) for n in df.name)
     assert any(n.startswith("-") for n in df.name)
     assert set(df.category) == set(synth.demo_classes(4))
 
@@ -146,7 +146,7 @@ def test_labelimg_xml_reproduces_labelimg_bytes(name):
     doc = etree.fromstring(data)
     objects = [(o.findtext("name"), *(o.findtext(f"bndbox/{t}") for t in ("xmin", "ymin", "xmax", "ymax")),
                 int(o.findtext("difficult"))) for o in doc.findall("object")]
-    out = synth.labelimg_xml(doc.findtext("folder"), doc.findtext("filename"), doc.findtext("path"),
+    out = render.labelimg_xml(doc.findtext("folder"), doc.findtext("filename"), doc.findtext("path"),
                              int(doc.findtext("size/width")), int(doc.findtext("size/height")),
                              int(doc.findtext("size/depth")), objects, verified=doc.get("verified") == "yes")
     assert out == data
@@ -154,14 +154,14 @@ def test_labelimg_xml_reproduces_labelimg_bytes(name):
 
 def test_labelimg_xml_from_plain_values():
     data = need(FIXTURES / "labelimg" / "0a1B2c3D4e5_1.xml").read_bytes()
-    out = synth.labelimg_xml("frames", "0a1B2c3D4e5_1.png", "/home/annotator/avs/frames/0a1B2c3D4e5_1.png",
+    out = render.labelimg_xml("frames", "0a1B2c3D4e5_1.png", "/home/annotator/avs/frames/0a1B2c3D4e5_1.png",
                              640, 360, 3, [("guitar", 212, 80, 401, 300, 0)])
     assert out == data
 
 
 def test_labelimg_truncated_flag():
     def flag(box):
-        xml = synth.labelimg_xml("f", "a.png", None, 224, 224, 3, [("x", *box, 0)])
+        xml = render.labelimg_xml("f", "a.png", None, 224, 224, 3, [("x", *box, 0)])
         return etree.fromstring(xml).findtext("object/truncated")
 
     assert flag((10, 10, 50, 50)) == "0"
@@ -173,21 +173,21 @@ def test_labelimg_truncated_flag():
 
 def test_labelimg_box_conversion():
     mask = np.zeros((224, 224), bool)
-    assert synth.labelimg_box(mask) is None
+    assert render.labelimg_box(mask) is None
     mask[30:41, 100:121] = True
-    assert synth.labelimg_box(mask) == (100, 30, 121, 41)
+    assert render.labelimg_box(mask) == (100, 30, 121, 41)
     mask[:] = False
     mask[0:5, 0:7] = True          # touches the top-left corner: 0 -> 1
-    assert synth.labelimg_box(mask) == (1, 1, 7, 5)
+    assert render.labelimg_box(mask) == (1, 1, 7, 5)
     mask[:] = False
     mask[200:, 210:] = True        # touches the bottom-right corner: max = size
-    assert synth.labelimg_box(mask) == (210, 200, 224, 224)
+    assert render.labelimg_box(mask) == (210, 200, 224, 224)
 
 
 # --------------------------------------------------------------------------- content
 
 def _nearest_class(rgb) -> int:
-    dist = [np.linalg.norm(np.subtract(rgb, s.rgb)) for s in synth.SIGNATURES[:4]]
+    dist = [np.linalg.norm(np.subtract(rgb, s.rgb)) for s in render.SIGNATURES[:4]]
     return int(np.argmin(dist))
 
 
@@ -281,9 +281,9 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     pytest.importorskip("torch")
-    synth.write_demo(tmp_path / "a", clips=3, seed=7, quiet=True)
-    synth.write_demo(tmp_path / "b", clips=3, seed=7, quiet=True)
-    synth.write_demo(tmp_path / "c", clips=3, seed=8, quiet=True)
+    synth.write_avsbench_demo(tmp_path / "a", clips=3, seed=7, quiet=True)
+    synth.write_avsbench_demo(tmp_path / "b", clips=3, seed=7, quiet=True)
+    synth.write_avsbench_demo(tmp_path / "c", clips=3, seed=8, quiet=True)
     a, b, c = (_tree_bytes(tmp_path / x) for x in "abc")
     assert a.keys() == b.keys() and len(a) == 1 + 3 * 10 + 1 + 5 + 5 + 3 * 2
     for key in a:
@@ -296,7 +296,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
 
 def test_write_demo_summary(tmp_path):
     pytest.importorskip("torch")
-    summary = synth.write_demo(tmp_path / "d", clips=3, seed=0, quiet=True, classes=2)
+    summary = synth.write_avsbench_demo(tmp_path / "d", clips=3, seed=0, quiet=True, classes=2)
     assert summary["clips"] == {"train": 1, "val": 1, "test": 1}
     assert summary["classes"] == synth.demo_classes(2)
     assert summary["root"] == str(tmp_path / "d")

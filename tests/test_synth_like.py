@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from avsprep.demo import avsbench as synth
+from avsprep.demo import avsbench as synth, render
 from tests.conftest import META, need
 from tests.test_synth import _tree_bytes
 
@@ -30,7 +30,7 @@ def test_signatures_for_all_s4_classes_are_distinct():
     assert [s.category for s in sigs] == sorted(S4_CLASSES)
     assert len({(s.shape, s.rgb) for s in sigs}) == 23      # no two classes look alike
     assert len({s.f0 for s in sigs}) == 23 and all(200 < s.f0 < 7000 for s in sigs)
-    known = {s.category: s for s in synth.SIGNATURES}
+    known = {s.category: s for s in render.SIGNATURES}
     assert all(s == known[s.category] for s in sigs if s.category in known)
 
 
@@ -53,7 +53,7 @@ def test_like_ms3_writes_the_ms3_layout(tmp_path):
     like.parent.mkdir()
     like.write_text("".join(src.read_text().splitlines(keepends=True)[:7]))
     out = tmp_path / "ms3"
-    summary = synth.write_demo(out, like=like, quiet=True)
+    summary = synth.write_avsbench_demo(out, like=like, quiet=True)
     assert summary["setting"] == "ms3"
     assert (out / "ms3_meta_data.csv").read_text() == like.read_text()
     from avsprep.datasets.avsbench import Layout
@@ -70,8 +70,8 @@ def test_like_ms3_writes_the_ms3_layout(tmp_path):
 def test_workers_give_byte_identical_output(tmp_path):
     pytest.importorskip("torch")
     like = _sample_s4(tmp_path, every=600)
-    synth.write_demo(tmp_path / "one", like=like, quiet=True, workers=1)
-    synth.write_demo(tmp_path / "three", like=like, quiet=True, workers=3)
+    synth.write_avsbench_demo(tmp_path / "one", like=like, quiet=True, workers=1)
+    synth.write_avsbench_demo(tmp_path / "three", like=like, quiet=True, workers=3)
     a, b = _tree_bytes(tmp_path / "one"), _tree_bytes(tmp_path / "three")
     assert a.keys() == b.keys() and len(a) > 9 * 10
     for key in a:

@@ -15,7 +15,7 @@ def tiny_shards(base: Path) -> Path:
     once per test session (``base`` is the session's basetemp)."""
     from avsprep.importer import run_import
     from avsprep.build import BuildOptions, build_shards
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
 
     out = base / "avstrain-shards"
     if (out / "manifest.json").is_file():

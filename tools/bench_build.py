@@ -127,7 +127,7 @@ def main() -> None:
     args = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="1", AVS_NO_PROGRESS="1")
     from avsprep.importer import run_import
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
 
     figures = {}
     with tempfile.TemporaryDirectory(prefix="bench_build-") as tmp:

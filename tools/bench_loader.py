@@ -70,7 +70,7 @@ def _rate(loader, passes: int) -> tuple[float, int]:
 def build_demo(tmp: Path, clips: int) -> tuple[Path, Path]:
     from avsprep.importer import run_import
     from avsprep.build import BuildOptions, build_shards
-    from avsprep.demo.avsbench import write_demo
+    from avsprep.demo import write_demo
 
     root, shards = tmp / "demo", tmp / "shards"
     write_demo(root, clips=clips, seed=0, quiet=True)

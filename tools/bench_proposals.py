@@ -36,7 +36,8 @@ def main() -> None:
     from avsprep.annotations.convention import LABELIMG_1BASED
     from avsprep.build.crops import box_iou as iou
     from avsprep.annotations.propose import mask_boxes, proposal_bytes
-    from avsprep.demo.avsbench import labelimg_box, plan_demo, render_frames
+    from avsprep.demo.avsbench import plan_demo, render_frames
+    from avsprep.demo.render import labelimg_box
     from avsprep.annotations.voc import read_voc, read_voc_file
     from avstrain.prediction import run_predict
 

@@ -64,7 +64,7 @@ def main() -> None:
     w.mkdir(parents=True, exist_ok=True)
     root = w / "root"
     if not (root / "s4_meta_data.csv").is_file():
-        from avsprep.demo.avsbench import write_demo
+        from avsprep.demo import write_demo
 
         write_demo(root, clips=args.clips, seed=5, quiet=True)
         meta = root / "s4_meta_data.csv"

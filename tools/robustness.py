@@ -4,7 +4,7 @@
     python tools/robustness.py --cases 500 --trials 3
 
 Uses the same mutation engine and fault helpers as the tests
-(tests/test_fuzz_voc.py, tests/test_faults_build.py), only many more cases.
+(tests/test_fuzz_voc.py, tests/test_faults_build.py; helpers in tests/helpers/), only many more cases.
 Progress goes to stderr; the last line on stdout is one JSON document with the
 counts. Exit 1 when anything failed (an unhandled exception, a hang, a broken
 invariant, a finished-looking file after a kill, a resume that differs).
@@ -37,7 +37,7 @@ def say(msg: str) -> None:
 # ----------------------------------------------------------------------------- parse fuzz
 
 def fuzz_parse(cases: int, start: int) -> dict:
-    from tests.test_fuzz_voc import Hang, check_result, guarded_read, make_case
+    from tests.helpers.fuzz import Hang, check_result, guarded_read, make_case
 
     by_code = collections.Counter()
     by_op = collections.Counter()
@@ -84,8 +84,8 @@ def fuzz_parse(cases: int, start: int) -> dict:
 
 def build_faults(work: Path, clips: int, cps: int, trials: int, seed: int) -> dict:
     from avsprep.importer import run_import
-    from avsprep.demo.avsbench import write_demo
-    from tests.test_faults_build import kill_trial, run_build, tree_bytes
+    from avsprep.demo import write_demo
+    from tests.helpers.faults import kill_trial, run_build, tree_bytes
 
     root, table = work / "root", work / "boxes.csv"
     write_demo(root, clips=clips, seed=0, quiet=True)
@@ -135,7 +135,7 @@ def build_faults(work: Path, clips: int, cps: int, trials: int, seed: int) -> di
 
 
 def disk_full(work: Path) -> dict:
-    from tests.test_faults_build import check_disk_full_outcome, run_build, small_tmpfs
+    from tests.helpers.faults import check_disk_full_outcome, run_build, small_tmpfs
 
     root, table = work / "root", work / "boxes.csv"
     first = next((work / "clean").rglob("shard-00000.h5")).stat().st_size
@@ -159,7 +159,7 @@ def bad_inputs(work: Path) -> dict:
     from avsprep.common.errors import AvsError
     from avsprep.build import BuildOptions, build_shards
     from avsprep.shards import ShardSet
-    from tests.test_faults_build import BAD_KINDS, _corrupt, finished_looking_problems
+    from tests.helpers.faults import BAD_KINDS, corrupt, finished_looking_problems
 
     root, table = work / "root", work / "boxes.csv"
     out = {"cases": 0, "ok": 0, "failed": []}
@@ -169,7 +169,7 @@ def bad_inputs(work: Path) -> dict:
             case = work / f"bad-{kind}-{policy}"
             shutil.copytree(root, case / "root")
             marker = case / "PWNED"
-            clip, path = _corrupt(case / "root", kind, marker)
+            clip, path = corrupt(case / "root", kind, marker)
             shards = case / "shards"
             opts = BuildOptions(splits=["test"], clips_per_shard=2, on_bad_input=policy)
             try:

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+import numpy as np
+
+from avsprep.audio import sources as audio_sources
 from avsprep.common.errors import DataError
+from avsprep.datasets.avss_loader import SIZE, Geometry
+from avsprep.datasets.steps import STEPS_PER_CLIP
 
 # Exact spelling and order of the AVSBench code (reference/avsbench.md 1.6).
 S4_CLASSES: list[str] = [
@@ -29,7 +34,7 @@ MS3_CLASSES: list[str] = ["sounding"]
 
 SETTINGS = ("s4", "ms3")
 SPLITS = ("train", "val", "test")
-FRAMES = 5
+FRAMES = STEPS_PER_CLIP["s4"]  # frames (time steps) per S4/MS3 clip
 META_FILES = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
 META_COLUMNS = {"s4": ["name", "start", "category", "split"], "ms3": ["video_id", "split"]}
 DATA_DIRS = {"s4": "s4_data", "ms3": "ms3_data"}
@@ -213,3 +218,60 @@ class Layout:
         if self.setting == "s4":
             base = base / clip.category
         return base / f"{clip.name}.wav"
+
+    # -- one shard item (avsprep.build.clip) ------------------------------------------
+    # What a clip becomes in a shard; AVSSLayout answers the same questions for AVSS.
+
+    crop_labels = False  # no per-step class of the cropped box (AVSS shards have one)
+
+    @property
+    def steps(self) -> int:
+        """Time steps of a shard item: the clip's 5 frames."""
+        return STEPS_PER_CLIP[self.setting]
+
+    @property
+    def table_frames(self) -> range:
+        """Box-table ``frame`` values a shard item can hold: 1..5."""
+        return range(1, self.steps + 1)
+
+    def frame_indices(self, clip: Clip) -> range:
+        """The clip's frame numbers in step order (step ``i`` is frame ``i + 1``)."""
+        return range(1, self.steps + 1)
+
+    def geometry(self, width: int, height: int, split: str) -> Geometry:
+        """Every split: resize to 224x224 (= the AVSS val/test geometry)."""
+        return Geometry(width, height, SIZE, SIZE, 0, 0, SIZE)
+
+    def decode_mask(self, image) -> np.ndarray:
+        """A GT mask already converted to its setting's PIL mode -> stored uint8 (mode '1': 0/1;
+        mode 'P': the palette index, which the official ``ToTensor`` divides by 255)."""
+        return np.asarray(image, dtype=np.uint8) if image.mode != "1" else np.asarray(image).astype(np.uint8)
+
+    def clip_audio(self, clip: Clip) -> tuple[np.ndarray, str]:
+        """The clip's 5 log-mel examples ``[5, 96, 64]`` and their source ("pickle" or "wav")."""
+        return audio_sources.clip_audio(self, clip)
+
+    def box_class(self, label: str) -> int:
+        """Class index of a box label (case/whitespace drift accepted), -1 when unknown."""
+        from avsprep.validate import normalise_label  # validate imports this module
+
+        if getattr(self, "_box_index", None) is None:
+            self._box_index = {normalise_label(n): i for i, n in enumerate(self.classes())}
+        return self._box_index.get(normalise_label(str(label)), -1)
+
+    def clip_label(self, clip: Clip) -> int:
+        """The clip's ``label``: the S4 category's class index (0 when none, and for MS3)."""
+        classes = self.classes()
+        return classes.index(clip.category) if clip.category in classes else 0
+
+    def step_flags(self, clip: Clip) -> dict:
+        """Per-clip arrays beyond the common ones: none for S4/MS3."""
+        return {}
+
+    def record_extras(self) -> dict:
+        """Build options beyond the common ones (manifest ``options``): none for S4/MS3."""
+        return {}
+
+    def shard_attrs(self, clips: list) -> dict:
+        """Shard attributes beyond the common ones: none for S4/MS3."""
+        return {}

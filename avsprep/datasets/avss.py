@@ -9,20 +9,24 @@ clips). Columns are read by name, as the official loader does.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from avsprep.datasets.avss_classes import AVSS_CLASSES, read_label2idx
+import numpy as np
+
+from avsprep.audio import read_wav, waveform_to_examples
+from avsprep.datasets import avss_loader
+from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask, read_label2idx
 from avsprep.common.errors import DataError
+from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
 
 SUBSETS = ("v1s", "v1m", "v2")
 SPLITS = ("train", "val", "test")
 META_FILE = "metadata.csv"
 LABEL_FILE = "label2idx.json"
 META_COLUMNS = ["uid", "label", "split", "a_obj"]
-STEPS = 10  # time steps of every official item (v1 clips are padded from 5)
-REAL_STEPS = {"v1s": 5, "v1m": 5, "v2": 10}
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class AVSSClip:
 
     @property
     def frames(self) -> int:
-        return REAL_STEPS[self.subset]
+        return AVSS_REAL_STEPS[self.subset]
 
     @property
     def category(self) -> str:
@@ -177,3 +181,55 @@ class AVSSLayout:
 
     def wav_path(self, clip: AVSSClip) -> Path:
         return self.clip_dir(clip) / "audio.wav"
+
+    # -- one shard item (avsprep.build.clip) ------------------------------------------
+    # What a clip becomes in a shard, as the official loader makes it (avsprep.datasets.avss_loader).
+
+    steps = STEPS_PER_CLIP["avss"]  # v1 clips are padded from 5
+    table_frames = range(STEPS_PER_CLIP["avss"])  # the box table's 0-based ``frame``
+    crop_labels = True  # ``crop_label``: the class of the cropped box per step
+
+    def frame_indices(self, clip: AVSSClip) -> range:
+        """The clip's real frames in step order (step ``i`` is frame ``i``); later steps are padding."""
+        return range(clip.frames)
+
+    def geometry(self, width: int, height: int, split: str) -> avss_loader.Geometry:
+        """train: short edge 224 + centre crop; val/test: resize to 224x224."""
+        return avss_loader.geometry(width, height, split)
+
+    def decode_mask(self, image) -> np.ndarray:
+        """An RGB ``labels_rgb`` mask -> class indices through the palette (off-palette colours: 0)."""
+        return decode_rgb_mask(np.asarray(image))[0]
+
+    def clip_audio(self, clip: AVSSClip) -> tuple[np.ndarray, str]:
+        """10 log-mel examples ``[10, 96, 64]`` from ``audio.wav`` (zeros after the real ones), "wav"."""
+        wav = self.wav_path(clip)
+        wave, sr = read_wav(wav)
+        return avss_loader.audio_examples(waveform_to_examples(wave, sr), name=str(wav)), "wav"
+
+    def box_class(self, label: str) -> int:
+        """AVSS class index of a box label (exact spelling, the h orse typo mapped), -1 when unknown."""
+        from avsprep.validate.avss_release import TYPOS  # it imports this module
+
+        label = TYPOS.get(label.strip(), label.strip())
+        return AVSS_CLASSES.index(label) if label in AVSS_CLASSES else -1
+
+    def clip_label(self, clip: AVSSClip) -> int:
+        """The clip's ``label``: its first sounding class (0 when a_obj names none)."""
+        from avsprep.validate.avss_release import clip_classes  # it imports this module
+
+        return (clip_classes(clip.a_obj) or [0])[0]
+
+    def step_flags(self, clip: AVSSClip) -> dict:
+        """The official loader's frame-valid and GT flags ``[10]``, and the subset."""
+        frame_valid, gt_flag = avss_loader.flags(clip.subset)
+        return {"frame_valid": frame_valid, "gt_flag": gt_flag, "subset": clip.subset}
+
+    def record_extras(self) -> dict:
+        """Build options beyond the common ones (manifest ``options``): subsets, what the loader did."""
+        return {"subsets": list(self.subsets), **avss_loader.LOADER_NOTES}
+
+    def shard_attrs(self, clips: list) -> dict:
+        """Shard attributes beyond the common ones: its subsets, what the loader did, real steps."""
+        return {"subsets": json.dumps(sorted({c.subset for c in clips})), **avss_loader.LOADER_NOTES,
+                "frames_real": json.dumps(AVSS_REAL_STEPS)}

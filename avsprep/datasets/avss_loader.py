@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avsprep.datasets.avss import REAL_STEPS, STEPS
+from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
 
 SIZE = 224
 # Official ImageNet normalisation; a padded (zero) step is this colour in uint8 RGB space.
@@ -72,15 +72,15 @@ def apply_geometry(img, geo: Geometry, nearest: bool):
 
 def flags(subset: str) -> tuple[np.ndarray, np.ndarray]:
     """(frame-valid, GT) flags ``[10]`` bool, independent of the split (reference table 1.4.7)."""
-    real = REAL_STEPS[subset]
-    vid = np.zeros(STEPS, bool)
+    real = AVSS_REAL_STEPS[subset]
+    vid = np.zeros(STEPS_PER_CLIP["avss"], bool)
     vid[:real] = True
-    gt = np.zeros(STEPS, bool)
+    gt = np.zeros(STEPS_PER_CLIP["avss"], bool)
     gt[: 1 if subset == "v1s" else real] = True
     return vid, gt
 
 
-def pad_steps(x: np.ndarray, steps: int = STEPS) -> np.ndarray:
+def pad_steps(x: np.ndarray, steps: int = STEPS_PER_CLIP["avss"]) -> np.ndarray:
     """Append all-zero steps along axis 0 up to ``steps`` (masks: background; log-mel: zero examples)."""
     x = np.asarray(x)
     if len(x) > steps:
@@ -95,7 +95,7 @@ def audio_examples(examples: np.ndarray, name: str = "audio.wav") -> np.ndarray:
     """VGGish examples ``[n,96,64]`` -> ``[10,96,64]`` as the official forward: zeros after n, refuse n > 10."""
     from avsprep.common.errors import DataError
 
-    if len(examples) > STEPS:
+    if len(examples) > STEPS_PER_CLIP["avss"]:
         raise DataError(f"{name}: {len(examples)} VGGish examples (audio of {MAX_WAV_SECONDS} s or more); "
                         "the official loader fails on it - trim the wav to 10 s")
     return pad_steps(np.asarray(examples, np.float32))
@@ -107,3 +107,12 @@ def normalise(frames_uint8: np.ndarray) -> np.ndarray:
     mean = np.asarray(MEAN, np.float32)[None, :, None, None]
     std = np.asarray(STD, np.float32)[None, :, None, None]
     return (x - mean) / std
+
+
+# What the official loader does to a clip, recorded in the build options and in every AVSS shard.
+LOADER_NOTES = {
+    "avss_mask_decoding": "labels_rgb palette exact match -> class index, off-palette colours -> 0 (official V2Dataset)",
+    "padding": ("v1 clips: 5 real steps + 5 padded (frames zero, to be set to zero after normalisation; masks 0; "
+                "log-mel zero; frame_valid 0); v1s GT flag on step 0 only"),
+    "geometry": "train: short edge 224 + centre crop; val/test: resize 224x224",
+}

@@ -14,50 +14,34 @@ touches the disk. Everything is seeded and byte-deterministic for the same
 
 from __future__ import annotations
 
+import colorsys
 import io
+import multiprocessing as mp
 import os
 import pickle
 import struct
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from avsprep.audio import clip_examples
 from avsprep.common.atomic import write_bytes, write_text
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
+from avsprep.datasets.avsbench import FRAMES, Clip, Layout, read_metadata
+from avsprep.demo.render import (
+    SHAPES, SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
+)
 
 SIZE = 224              # frame width and height (AVSBench frames are 224x224)
-FRAMES = 5              # frames (and one-second audio examples) per clip
 SAMPLE_RATE = 16000     # AVSBench wavs are 16 kHz
 SECONDS = 5.0
 SPLITS = ("train", "val", "test")
-ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
-@dataclass(frozen=True)
-class Signature:
-    """How one demo class looks and sounds."""
-
-    category: str          # exact S4 class string
-    shape: str             # see ``shape_mask``
-    rgb: tuple             # base colour
-    f0: float              # fundamental of the tone (Hz); spaced apart on the mel scale
-    rate: float            # amplitude-pulse rate (Hz); 0 = steady tone
-
-
-# Ordered so that the first four (the default) are the most distinct in colour,
-# shape and pitch. ``horse_clip-clop`` keeps the hyphen in play.
-SIGNATURES: tuple[Signature, ...] = (
-    Signature("dog_barking", "disc", (220, 40, 40), 300.0, 0.0),
-    Signature("horse_clip-clop", "square", (40, 185, 60), 750.0, 4.0),
-    Signature("playing_piano", "triangle", (50, 80, 225), 1600.0, 0.0),
-    Signature("helicopter", "cross", (235, 210, 40), 3400.0, 8.0),
-    Signature("cat_meowing", "ring", (205, 60, 205), 480.0, 2.0),
-    Signature("race_car", "diamond", (40, 200, 215), 1100.0, 6.0),
-    Signature("playing_violin", "hbar", (245, 140, 30), 2300.0, 3.0),
-    Signature("ambulance_siren", "xcross", (240, 240, 240), 5000.0, 1.5),
-)
 MAX_CLASSES = len(SIGNATURES)
 
 
@@ -112,19 +96,6 @@ def demo_classes(classes: int = 4) -> list[str]:
     if not 2 <= classes <= MAX_CLASSES:
         raise ValueError(f"classes must be between 2 and {MAX_CLASSES}, got {classes}")
     return [s.category for s in SIGNATURES[:classes]]
-
-
-def clip_ids(rng: np.random.Generator, n: int) -> list[str]:
-    """``n`` distinct 11-character YouTube-like ids over ``[A-Za-z0-9_-]``."""
-    alphabet = np.array(list(ID_ALPHABET))
-    ids: list[str] = []
-    seen: set[str] = set()
-    while len(ids) < n:
-        name = "".join(alphabet[rng.integers(0, len(alphabet), 11)])
-        if name not in seen:
-            seen.add(name)
-            ids.append(name)
-    return ids
 
 
 def _tracks(rng: np.random.Generator, cls_a: int, cls_b: int) -> tuple[ObjectTrack, ObjectTrack]:
@@ -188,9 +159,6 @@ def plan_demo(clips: int = 192, seed: int = 0, classes: int = 4) -> list[ClipSpe
 
 # --------------------------------------------------------------------------- --like a real metadata CSV
 
-_SHAPES = ("disc", "square", "triangle", "cross", "ring", "diamond", "hbar", "xcross")
-
-
 def signatures_for(categories: list[str]) -> tuple[Signature, ...]:
     """One distinct look and sound per category, in the given order.
 
@@ -198,8 +166,6 @@ def signatures_for(categories: list[str]) -> tuple[Signature, ...]:
     shape, a hue on the golden-angle wheel, a pitch spaced on the mel scale
     (250 Hz to 5.5 kHz, inside VGGish's 125-7500 Hz band) and a pulse rate.
     """
-    import colorsys
-
     known = {sig.category: sig for sig in SIGNATURES}
     n = len(categories)
     mel = np.linspace(2595 * np.log10(1 + 250 / 700), 2595 * np.log10(1 + 5500 / 700), max(n, 2))
@@ -210,7 +176,7 @@ def signatures_for(categories: list[str]) -> tuple[Signature, ...]:
             out.append(known[cat])
             continue
         r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.8, 0.9)
-        out.append(Signature(cat, _SHAPES[i % len(_SHAPES)], (int(r * 255), int(g * 255), int(b * 255)),
+        out.append(Signature(cat, SHAPES[i % len(SHAPES)], (int(r * 255), int(g * 255), int(b * 255)),
                              float(round(pitches[i], 1)), float((i * 3) % 9)))
     return tuple(out)
 
@@ -220,8 +186,6 @@ def read_like(path) -> tuple[str, list[tuple[str, int, str, str]]]:
 
     MS3 rows (``video_id,split``) get category ``""`` and start 0.
     """
-    from avsprep.datasets.avsbench import read_metadata
-
     path = Path(path)
     setting = "ms3" if path.name.startswith("ms3") else "s4"
     df = read_metadata(path, setting)
@@ -279,35 +243,8 @@ def shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
     return shape_at(shape, _GRID_X - cx, _GRID_Y - cy, r)
 
 
-def shape_at(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
-    """Bool, the shape of ``dx``/``dy`` (pixel offsets from the shape's centre): inside or not."""
-    ax, ay = np.abs(dx), np.abs(dy)
-    if shape == "disc":
-        return dx * dx + dy * dy <= r * r
-    if shape == "ring":
-        d2 = dx * dx + dy * dy
-        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
-    if shape == "square":
-        return (ax <= 0.85 * r) & (ay <= 0.85 * r)
-    if shape == "triangle":   # apex up, base at +0.8 r
-        t = (dy + r) / (1.8 * r)
-        return (t >= 0) & (t <= 1) & (ax <= r * t)
-    if shape == "cross":
-        return ((ax <= 0.33 * r) & (ay <= r)) | ((ay <= 0.33 * r) & (ax <= r))
-    if shape == "diamond":
-        return ax + ay <= 1.15 * r
-    if shape == "hbar":
-        return (ax <= 1.1 * r) & (ay <= 0.45 * r)
-    if shape == "xcross":
-        diag = (np.abs(dx - dy) <= 0.45 * r) | (np.abs(dx + dy) <= 0.45 * r)
-        return diag & (ax <= 0.85 * r) & (ay <= 0.85 * r)
-    raise ValueError(f"unknown shape {shape!r}")
-
-
 def _background(rng: np.random.Generator) -> np.ndarray:
     """A low-saturation smooth texture, float32 [SIZE, SIZE, 3]."""
-    from PIL import Image
-
     base = rng.uniform(80, 150) + rng.uniform(-12, 12, 3)
     grain = rng.normal(0, 25, (7, 7, 1)) + rng.normal(0, 6, (7, 7, 3))   # mostly luminance
     low = np.clip(base + grain, 0, 255).astype(np.uint8)
@@ -358,40 +295,7 @@ def render_audio(spec: ClipSpec) -> np.ndarray:
 
 # --------------------------------------------------------------------------- labelImg
 
-def labelimg_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The box labelImg saves for a canvas rectangle drawn tightly around ``mask``.
-
-    The rectangle's corners are pixel edges (0-based, max exclusive);
-    labelImg's ``convert_points_to_bnd_box`` raises xmin/ymin below 1 to 1 and
-    truncates with ``int()``.
-    """
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
-        return None
-    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-    return int(max(x0, 1)), int(max(y0, 1)), x1, y1
-
-
-def labelimg_xml(folder: str, filename: str, path: str | None, width: int, height: int,
-                 depth: int, objects=(), verified: bool = False) -> bytes:
-    """The bytes labelImg 1.8.6's ``PascalVocWriter`` writes for one image (see
-    :mod:`avsprep.annotations.labelimg_xml`). ``objects``: ``(name, xmin, ymin, xmax, ymax, difficult)``."""
-    from avsprep.annotations.labelimg_xml import XmlFile, XmlObject, labelimg_xml_bytes
-
-    return labelimg_xml_bytes(XmlFile(folder, filename, width, height, depth, path=path, verified=verified,
-                                      objects=[XmlObject(*o) for o in objects]))
-
-
 # --------------------------------------------------------------------------- audio files
-
-def wav_bytes(pcm: np.ndarray) -> bytes:
-    """16-bit PCM WAV at 16 kHz (what AVSBench's moviepy extraction gives)."""
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    return buf.getvalue()
-
 
 def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
     """AVSBench's log-mel pickle: ``pickle.dump`` of a float32 tensor [5,1,96,64], requires_grad=True.
@@ -400,7 +304,7 @@ def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
     storage's memory address; that key is replaced by ``"0"`` so the bytes
     are reproducible (the loader only matches the key with itself).
     """
-    import torch
+    import torch  # lazy: the demo module stays torch-free until it writes a pickle
 
     data = np.ascontiguousarray(examples, dtype=np.float32).reshape(FRAMES, 1, 96, 64)
     tensor = torch.tensor(data, requires_grad=True)
@@ -423,18 +327,8 @@ def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
 
 # --------------------------------------------------------------------------- writing
 
-def _png_bytes(array: np.ndarray, mode: str) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array, mode).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
-
-
 def clip_files(spec: ClipSpec) -> dict[str, object]:
     """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.datasets.avsbench``."""
-    from avsprep.datasets.avsbench import Clip, Layout
-
     lay = Layout(Path("."), spec.setting)
     clip = Clip(spec.name, spec.split, spec.category if spec.setting == "s4" else None)
     return {
@@ -444,34 +338,33 @@ def clip_files(spec: ClipSpec) -> dict[str, object]:
         "pkl": lay.logmel_path(clip).as_posix(),
         "frame_stems": [lay.frame_stem(clip, k) for k in range(1, FRAMES + 1)],
         "mask_names": [lay.mask_path(clip, k).name for k in range(1, FRAMES + 1)],
+        "mask_frames": lay.mask_frames(clip),
     }
 
 
 def _write_clip(root: Path, spec: ClipSpec) -> None:
-    from avsprep.audio import clip_examples
-
     files = clip_files(spec)
     frames_dir = root / files["frames_dir"]
     masks_dir = root / files["masks_dir"]
     frames_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
     frames, masks = render_frames(spec)
-    mask_frames = [1] if (spec.split == "train" and spec.setting == "s4") else list(range(1, FRAMES + 1))
+    mask_frames = files["mask_frames"]
     for k in range(1, FRAMES + 1):
         stem = files["frame_stems"][k - 1]
         png = frames_dir / f"{stem}.png"
-        write_bytes(png, _png_bytes(frames[k - 1], "RGB"))
+        write_bytes(png, image_bytes(frames[k - 1], "RGB"))
         box = labelimg_box(masks[k - 1, 0])
         objects = [(spec.category, *box, 0)] if box else []
         write_bytes(frames_dir / f"{stem}.xml",
                     labelimg_xml(frames_dir.name, png.name, os.path.abspath(png), SIZE, SIZE, 3, objects))
         if k in mask_frames:
             write_bytes(masks_dir / files["mask_names"][k - 1],
-                        _png_bytes(masks[k - 1, 0].astype(np.uint8) * 255, "L"))
+                        image_bytes(masks[k - 1, 0].astype(np.uint8) * 255, "L"))
     pcm = render_audio(spec)
     for key in ("wav", "pkl"):
         (root / files[key]).parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(root / files["wav"], wav_bytes(pcm))
+    write_bytes(root / files["wav"], wav_bytes(pcm, SAMPLE_RATE))
     examples = clip_examples(pcm.astype(np.float64) / 32768.0, SAMPLE_RATE, frames=FRAMES)
     write_bytes(root / files["pkl"], logmel_pickle_bytes(examples))
 
@@ -498,7 +391,7 @@ def _batches(specs: list, size: int) -> list[list]:
     return [specs[i:i + size] for i in range(0, len(specs), size)]
 
 
-def write_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
+def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
                classes: int = 4, workers: int = 1, like=None) -> dict:
     """Write the demo dataset with OUT as the AVSBench root (the folder of the metadata CSV).
 
@@ -522,9 +415,6 @@ def write_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
         for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
             _write_clip(root, spec)
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
         bar = progress(total=len(specs), quiet=quiet, desc="demo", unit="clip")
         jobs = [(str(root), b) for b in _batches(specs, 16)]
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:

@@ -13,7 +13,6 @@ sound. Seeded and byte-deterministic except ``<path>`` in the XMLs.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,28 +20,20 @@ from pathlib import Path
 import numpy as np
 
 from avsprep.common.atomic import write_bytes, write_text
-from avsprep.datasets.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
-from avsprep.datasets.avss import REAL_STEPS, SUBSETS
 from avsprep.common.clikit import progress
-from avsprep.demo.avsbench import SIGNATURES, clip_ids, labelimg_box, labelimg_xml, shape_at
+from avsprep.datasets.avss import SUBSETS, AVSSClip, AVSSLayout, parse_a_obj
+from avsprep.datasets.avss_classes import AVSS_CLASSES, S4_TO_AVSS, encode_rgb_mask, label2idx_json
+from avsprep.datasets.steps import AVSS_REAL_STEPS
+from avsprep.demo.render import (
+    SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
+)
 
 SAMPLE_RATE = 48000
 SIZES = {"v1s": (320, 240), "v1m": (256, 192), "v2": (400, 224)}  # (width, height): never 224x224
 SPLIT_WEIGHTS = (("train", 4), ("val", 1), ("test", 1))
-SHAPES = ("disc", "square", "triangle", "diamond", "cross", "ring", "hbar", "xcross")
-
-
-@dataclass(frozen=True)
-class DemoClass:
-    name: str  # AVSS class
-    shape: str
-    rgb: tuple
-    f0: float
-    rate: float
-
 
 # The demo's classes: the S4 demo signatures under their AVSS names (dog, horse, piano, ...).
-DEMO_CLASSES = tuple(DemoClass(S4_TO_AVSS[s.category], s.shape, s.rgb, s.f0, s.rate) for s in SIGNATURES[:6])
+DEMO_CLASSES = tuple(Signature(S4_TO_AVSS[s.category], s.shape, s.rgb, s.f0, s.rate) for s in SIGNATURES[:6])
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,12 @@ class AVSSClipSpec:
 
     @property
     def a_obj(self) -> str:
-        return "_".join(DEMO_CLASSES[self.objects[j][0]].name for j in self.sounding)
+        return "_".join(DEMO_CLASSES[self.objects[j][0]].category for j in self.sounding)
+
+    @property
+    def clip(self) -> AVSSClip:
+        """The clip as the release's metadata lists it (paths and mask frames come from the layout)."""
+        return AVSSClip(self.name, self.split, self.subset, parse_a_obj(self.a_obj))
 
 
 def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpec]:
@@ -74,7 +70,7 @@ def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpe
         for c_i, split in enumerate(splits):
             vid = ids[s_i * clips_per_subset + c_i]
             start = int(rng.integers(0, 120))
-            length = REAL_STEPS[subset]
+            length = AVSS_REAL_STEPS[subset]
             name = f"{vid}_{start * 1000}_{(start + length) * 1000}" if subset != "v1m" else f"{vid}_{c_i}"
             classes = rng.choice(len(DEMO_CLASSES), 3, replace=False)
             objs = []
@@ -92,7 +88,7 @@ def plan_avss_demo(clips_per_subset: int = 6, seed: int = 0) -> list[AVSSClipSpe
 def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
     """Frames uint8 ``[T,H,W,3]``, class-index masks uint8 ``[T,H,W]`` (sounding objects only), boxes per frame."""
     w, h = SIZES[spec.subset]
-    t_steps = REAL_STEPS[spec.subset]
+    t_steps = spec.clip.frames
     rng = np.random.default_rng([*spec.seed, 1])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     base = rng.uniform(90, 140, 3).astype(np.float32)
@@ -107,10 +103,10 @@ def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
             m = shape_at(cls.shape, xx - (x0 + t * vx) * w, yy - (y0 + t * vy) * h, r * h)
             img[m] = np.asarray(cls.rgb, np.float32) + rng.normal(0, 6, (int(m.sum()), 3)).astype(np.float32)
             if j in spec.sounding:
-                masks[t][m] = AVSS_CLASSES.index(cls.name)
+                masks[t][m] = AVSS_CLASSES.index(cls.category)
                 box = labelimg_box(m)
                 if box:
-                    frame_boxes.append((cls.name, *box, 0))
+                    frame_boxes.append((cls.category, *box, 0))
         frames[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         boxes.append(frame_boxes)
     return frames, masks, boxes
@@ -119,7 +115,7 @@ def render_clip(spec: AVSSClipSpec) -> tuple[np.ndarray, np.ndarray, list]:
 def render_audio(spec: AVSSClipSpec) -> np.ndarray:
     """Stereo int16 ``[samples, 2]`` at 48 kHz: one tone per sounding class, slightly different per channel."""
     rng = np.random.default_rng([*spec.seed, 2])
-    n = REAL_STEPS[spec.subset] * SAMPLE_RATE
+    n = spec.clip.frames * SAMPLE_RATE
     t = np.arange(n) / SAMPLE_RATE
     wave = np.zeros(n)
     for j in spec.sounding:
@@ -133,43 +129,22 @@ def render_audio(spec: AVSSClipSpec) -> np.ndarray:
     return np.clip(np.rint(np.stack([left, right], 1) * 32767), -32768, 32767).astype(np.int16)
 
 
-def _img_bytes(array: np.ndarray, fmt: str, mode: str) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    kw = {"quality": 92} if fmt == "JPEG" else {"compress_level": 6}
-    Image.fromarray(array, mode).save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def _wav_bytes(pcm: np.ndarray) -> bytes:
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    return buf.getvalue()
-
-
-def mask_frames(spec: AVSSClipSpec) -> list[int]:
-    return [0] if (spec.subset == "v1s" and spec.split == "train") else list(range(REAL_STEPS[spec.subset]))
-
-
 def write_clip(root: Path, spec: AVSSClipSpec) -> None:
-    base = root / spec.subset / spec.name
+    layout, clip = AVSSLayout(root), spec.clip
     frames, masks, boxes = render_clip(spec)
     h, w = masks.shape[1:]
     for t in range(len(frames)):
-        jpg = base / "frames" / f"{t}.jpg"
+        jpg = layout.frame_path(clip, t)
         jpg.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(jpg, _img_bytes(frames[t], "JPEG", "RGB"))
-        write_bytes(base / "frames" / f"{t}.xml",
-                    labelimg_xml("frames", jpg.name, os.path.abspath(jpg), w, h, 3, boxes[t]))
-    for t in mask_frames(spec):
-        for sub, arr, mode in (("labels_rgb", encode_rgb_mask(masks[t]), "RGB"), ("labels_semantic", masks[t], "L")):
-            p = base / sub / f"{t}.png"
+        write_bytes(jpg, image_bytes(frames[t], "RGB", "JPEG"))
+        write_bytes(jpg.with_suffix(".xml"),
+                    labelimg_xml(jpg.parent.name, jpg.name, os.path.abspath(jpg), w, h, 3, boxes[t]))
+    for t in layout.mask_frames(clip):
+        for p, arr, mode in ((layout.mask_path(clip, t), encode_rgb_mask(masks[t]), "RGB"),
+                             (layout.semantic_mask_path(clip, t), masks[t], "L")):
             p.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes(p, _img_bytes(np.ascontiguousarray(arr), "PNG", mode))
-    write_bytes(base / "audio.wav", _wav_bytes(render_audio(spec)))
+            write_bytes(p, image_bytes(np.ascontiguousarray(arr), mode))
+    write_bytes(layout.wav_path(clip), wav_bytes(render_audio(spec), SAMPLE_RATE))
 
 
 def metadata_csv(specs: list[AVSSClipSpec]) -> str:
@@ -192,7 +167,7 @@ def write_avss_demo(out, clips: int = 6, seed: int = 0, quiet: bool = False) -> 
     write_text(root / "label2idx.json", label2idx_json())
     counts = {sub: {sp: sum(1 for s in specs if s.subset == sub and s.split == sp) for sp in ("train", "val", "test")}
               for sub in SUBSETS}
-    names = [c.name for c in DEMO_CLASSES]
+    names = [c.category for c in DEMO_CLASSES]
     text = (f"Wrote a synthetic AVSBench-semantic release at {root}: {clips} clips in each of "
             f"{', '.join(SUBSETS)} ({len(specs)} in all), classes {', '.join(names)}; three objects per clip, "
             "only the audio says which sound; palette masks, 48 kHz stereo wavs, one labelImg XML per frame. "

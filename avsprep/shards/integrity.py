@@ -25,6 +25,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from avsprep.common.atomic import write_text
+
 VERIFIED = "verified.json"
 RECORD_VERSION = 1
 IDENTITY_KEYS = ("bytes", "inode", "mtime_ns", "ctime_ns")
@@ -64,8 +66,6 @@ def read_record(directory: os.PathLike | str) -> dict:
 def write_record(directory: os.PathLike | str, shards: dict, merge: bool = False) -> bool:
     """Write the record atomically (``merge``: keep other shards' entries); False when the folder
     is read-only (readers then hash each shard once per process, as before)."""
-    from avsprep.common.atomic import write_text
-
     directory = Path(directory)
     doc_shards = dict(read_record(directory)) if merge else {}
     doc_shards.update(shards)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests and tools/ (public names; no tests here)."""
