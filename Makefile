@@ -34,7 +34,7 @@ bench: install
 rehearsal: install
 	$(PY) tools/rehearsal.py --like $(LIKE) $(REHEARSAL_ARGS)
 
-# docs/cli.md is generated from every command's --help (tests/test_docs.py fails on drift).
+# docs/cli.md is generated from every command's --help (tests/system/test_docs.py fails on drift).
 docs: install
 	$(PY) tools/gen_cli_docs.py
 

@@ -4,7 +4,7 @@
     python tools/robustness.py --cases 500 --trials 3
 
 Uses the same mutation engine and fault helpers as the tests
-(tests/test_fuzz_voc.py, tests/test_faults_build.py; helpers in tests/helpers/), only many more cases.
+(tests/system/test_fuzz_voc.py, tests/system/test_faults_build.py; helpers in tests/helpers/), only many more cases.
 Progress goes to stderr; the last line on stdout is one JSON document with the
 counts. Exit 1 when anything failed (an unhandled exception, a hang, a broken
 invariant, a finished-looking file after a kill, a resume that differs).

@@ -1,7 +1,7 @@
 """Fault-injection helpers for ``avsprep build``: run, kill and resume builds, check that nothing
 looks finished when it is not, fill a disk, damage a clip's files.
 
-Shared by tests/test_faults_build.py and tools/robustness.py (which runs many more trials).
+Shared by tests/system/test_faults_build.py and tools/robustness.py (which runs many more trials).
 """
 
 from __future__ import annotations

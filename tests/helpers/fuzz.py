@@ -1,7 +1,7 @@
 """The VOC fuzz engine: seed documents, hostile pieces, mutation operators (``make_case``), and
 the guarded parse with the invariants every result must hold (``guarded_read``, ``check_result``).
 
-Shared by tests/test_fuzz_voc.py and tools/robustness.py (which runs thousands of cases).
+Shared by tests/system/test_fuzz_voc.py and tools/robustness.py (which runs thousands of cases).
 """
 
 from __future__ import annotations

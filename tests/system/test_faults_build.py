@@ -84,7 +84,7 @@ def test_killed_before_any_shard(imported, clean_build, tmp_path):
     assert tree_bytes(out) == tree_bytes(clean)
 
 
-# (--resume on a tampered finished shard: tests/test_build_cli.py::test_resume_rebuilds_a_corrupted_shard)
+# (--resume on a tampered finished shard: tests/avsprep/test_build_cli.py::test_resume_rebuilds_a_corrupted_shard)
 
 
 # ----------------------------------------------------------------------------- full disk
@@ -138,7 +138,7 @@ def test_disk_full_injected_enospc(imported, tmp_path):
 
 # ----------------------------------------------------------------------------- bad input files
 
-# tests/test_build_cli.py covers the truncated frame; the default run adds the rest (tools/robustness.py runs all)
+# tests/avsprep/test_build_cli.py covers the truncated frame; the default run adds the rest (tools/robustness.py runs all)
 TEST_KINDS = BAD_KINDS[1:]
 
 

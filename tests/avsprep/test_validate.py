@@ -14,7 +14,7 @@ from avsprep.datasets.avsbench import S4_CLASSES, Clip, Layout
 from avsprep.annotations.table import empty_table, from_records
 from avsprep.validate import CODES, check_label, normalise_label, run_validate, validate_table
 from tests.conftest import META, need
-from tests.test_import import frame_xml, labelimg_xml, make_root
+from tests.avsprep.test_import import frame_xml, labelimg_xml, make_root
 
 
 def imported(tmp_path, setting="s4", name="boxes.csv", edit=None):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from avsprep.demo import avsbench as synth, render
 from tests.conftest import META, need
-from tests.test_synth import _tree_bytes
+from tests.avsprep.test_synth import _tree_bytes
 
 
 def _sample_s4(tmp_path: Path, every: int = 300) -> Path:

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from avstrain.cli import cli
-from tests.train_helpers import TINY, tiny_shards
+from tests.helpers.train import TINY, tiny_shards
 
 
 def _build(root: Path, out: Path) -> Path:

@@ -175,7 +175,7 @@ def test_full_checkpoint_as_backbone_weights_points_to_convert(official_file, tm
     from click.testing import CliRunner
 
     from avstrain.cli import cli
-    from tests.train_helpers import tiny_shards
+    from tests.helpers.train import tiny_shards
 
     shards = tiny_shards(tmp_path_factory.getbasetemp())
     r = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "run"), "--preset",
@@ -253,7 +253,7 @@ def test_convert_with_vggish_weights_and_evaluate_needs_embeddings_without(offic
     from avstrain.checkpoints import load_checkpoint
     from avstrain.convert import official_to_checkpoint
     from avstrain.evaluation import run_evaluate
-    from tests.train_helpers import tiny_shards
+    from tests.helpers.train import tiny_shards
 
     torch.manual_seed(1)
     vgg = tmp_path / "vggish.pth"

@@ -1,6 +1,6 @@
 """Open a local HTML file in headless Chromium over the DevTools protocol: what loaded, which
 requests were made, and a full-page screenshot. Used by the report's browser test (and by hand
-for the README screenshot: ``python3 -m tests.browser INDEX.html OUT.png``)."""
+for the README screenshot: ``python3 -m tests.helpers.browser INDEX.html OUT.png``)."""
 
 from __future__ import annotations
 

@@ -259,5 +259,5 @@ def test_sigterm_then_resume_same_history(sigterm_runs):
 
 
 # The fast in-process variant (SIGTERM to self at a fixed step, resume, same weights) is
-# tests/test_engine.py::test_sigterm_saves_and_resume_matches; the slow tests above add a real
+# tests/avstrain/test_engine.py::test_sigterm_saves_and_resume_matches; the slow tests above add a real
 # signal to a separate process and compare metrics.csv.

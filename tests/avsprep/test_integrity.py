@@ -35,7 +35,7 @@ def test_unreadable_record_trusts_nothing(tmp_path):
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from tests.train_helpers import tiny_shards
+    from tests.helpers.train import tiny_shards
 
     return tiny_shards(tmp_path_factory.getbasetemp())
 

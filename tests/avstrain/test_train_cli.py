@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from avstrain.cli import cli
-from tests.train_helpers import TINY, tiny_shards
+from tests.helpers.train import TINY, tiny_shards
 
 EVAL_KEYS = {"miou", "fscore", "miou_dataset", "fscore_dataset", "clips", "frames", "protocol", "ablations",
              "per_class"}

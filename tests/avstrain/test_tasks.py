@@ -145,7 +145,7 @@ def test_which_shards_serve_which_task():
 def test_no_task_branches_outside_the_table():
     """The rule of the redesign: outside tasks.py no code tests the task's name or probes a
     batch for AVSS keys to learn the task."""
-    root = Path(__file__).resolve().parent.parent / "avstrain"
+    root = Path(__file__).resolve().parents[2] / "avstrain"
     pattern = re.compile(r'"gt_flag" in|[!=]= "avss"|setting in')
     hits = [f"{p.relative_to(root)}:{i}: {line.strip()}"
             for p in sorted(root.rglob("*.py")) if p.name != "tasks.py"

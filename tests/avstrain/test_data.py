@@ -8,7 +8,7 @@ import torch
 
 from avstrain.data import (IMAGENET_MEAN, IMAGENET_STD, ShardDataset, apply_augmentation, collate, eval_batches,
                            make_eval_loader, make_loader, set_loader_epoch, to_device)
-from tests.train_helpers import tiny_shards
+from tests.helpers.train import tiny_shards
 
 
 @pytest.fixture(scope="module")

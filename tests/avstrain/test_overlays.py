@@ -10,7 +10,7 @@ from PIL import Image
 from avstrain.cli import cli
 from avstrain.overlays import (GT_INNER_RGB, GT_RGB, PRED_ALPHA, PRED_RGB, TINT_ALPHA, hstack, logmel_image, outline,
                                overlay, paint_mask, stripes, vstack)
-from tests.report_helpers import random_checkpoint
+from tests.helpers.report import random_checkpoint
 
 
 def test_outline_of_a_square_is_its_border():

@@ -16,7 +16,7 @@ import torch
 from avsprep.common.errors import IntegrityError, OutputExistsError
 from avstrain import checkpoints, engine, evaluation, system
 from avstrain.config import resolve_config
-from tests.train_helpers import TINY_OVERRIDES, tiny_shards
+from tests.helpers.train import TINY_OVERRIDES, tiny_shards
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from avstrain import checkpoints, evaluation
-from tests.train_helpers import tiny_shards
+from tests.helpers.train import tiny_shards
 
 TRAIN = ["-m", "avstrain", "train", "{shards}", "-o", "{run}", "--preset", "demo", "--epochs", "2",
          "--set", "channel=16", "--set", "image_size=64", "--batch-size", "2", "--set", "workers=0",

@@ -20,7 +20,7 @@ def test_s4_classes_exact_spelling_and_order():
 
 
 def test_predefined_classes_files_match_layout():
-    ann = Path(__file__).resolve().parent.parent / "annotations"
+    ann = Path(__file__).resolve().parents[2] / "annotations"
     assert (ann / "predefined_classes.txt").read_text(encoding="utf-8").splitlines() == S4_CLASSES
     assert (ann / "predefined_classes_ms3.txt").read_text(encoding="utf-8").splitlines() == MS3_CLASSES
 

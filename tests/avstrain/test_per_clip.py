@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from avstrain.cli import cli
 from avstrain.metrics import MetricAccumulator, f_measure, mask_iou
 from avstrain.per_clip import clip_metrics, per_clip_rows, records_to_clips, rows_to_csv, select, summary
-from tests.report_helpers import random_checkpoint
+from tests.helpers.report import random_checkpoint
 
 
 def _clip(rng, t=5, s=16):

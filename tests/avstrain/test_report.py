@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from avstrain.cli import cli
 from avstrain.report import closest_preset, run_warnings
-from tests.report_helpers import random_checkpoint
+from tests.helpers.report import random_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_closest_preset_and_warnings_are_pure():
 def test_report_in_a_real_browser(report_dir, tmp_path):
     """Headless Chromium: every image loads, no request leaves the folder, tables and galleries are there."""
     pytest.importorskip("websocket", reason="websocket-client (test extra) is needed to drive Chromium")
-    from tests.browser import find_browser, open_page
+    from tests.helpers.browser import find_browser, open_page
 
     if find_browser() is None:
         pytest.skip("no headless Chromium (apt-get install chromium-headless-shell; .ci/run does it as root)")

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from avstrain.cli import cli
-from tests.train_helpers import TINY, tiny_shards
+from tests.helpers.train import TINY, tiny_shards
 
 FAST = ["--epochs", "1", "--set", "max_steps_per_epoch=2", "--set", "max_eval_clips=2", "--device", "cpu"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.train_helpers import TINY_OVERRIDES, tiny_shards
+from tests.helpers.train import TINY_OVERRIDES, tiny_shards
 
 
 def random_checkpoint(base: Path) -> tuple[Path, Path]:
