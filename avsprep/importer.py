@@ -35,11 +35,11 @@ from avsprep.common.atomic import write_text
 from avsprep.common.clikit import progress
 from avsprep.annotations.convention import ZERO_BASED, decide
 from avsprep.common.errors import DataError
-from avsprep.common.findings import Finding
+from avsprep.common.findings import UNREADABLE_CODES, Finding
 from avsprep.annotations import createml, yolo
 from avsprep.datasets.avsbench import Layout, parse_frame_stem
 from avsprep.annotations.table import from_records, sidecar_path, write_table
-from avsprep.annotations.voc import UNREADABLE_CODES, VocResult, read_voc_file, with_place
+from avsprep.annotations.voc import VocResult, read_voc_file, with_place
 
 MAX_LISTED = 20  # findings printed in the text summary; the sidecar and --json hold all
 FORMATS = ("auto", "voc", "yolo", "createml")

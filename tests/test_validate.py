@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from avsprep.cli import cli
-from avsprep.common.findings import Finding
+from avsprep.common.findings import CODES, Finding
 from avsprep.datasets.avsbench import S4_CLASSES, Clip, Layout
 from avsprep.annotations.table import empty_table, from_records
-from avsprep.validate import CODES, check_label, normalise_label, run_validate, validate_table
+from avsprep.validate import check_label, normalise_label, run_validate, validate_table
 from tests.conftest import META, need
 from tests.test_import import frame_xml, labelimg_xml, make_root
 

@@ -10,7 +10,7 @@ the file reading.
 Severity policy: a coverage gap (missing frame, clip with no annotation) is a
 warning, so ``--strict`` fails it; a frame saved with no box is info (the sound
 source may be off-screen); anything that would put a wrong box into training
-is an error. Finding codes are stable; the full list is :data:`CODES`.
+is an error. Finding codes are stable; the full list is :data:`avsprep.common.findings.CODES`.
 """
 
 from __future__ import annotations
@@ -29,82 +29,8 @@ from avsprep.common.findings import SEVERITIES, Finding, exit_code as findings_e
 from avsprep.datasets.avsbench import FRAMES, Clip, Layout
 from avsprep.annotations.table import read_table, sidecar_path
 
-# code -> (severity, meaning). Datumaro's name is given where a check overlaps.
-CODES: dict[str, tuple[str, str]] = {
-    # reader (avsprep.annotations.voc / import)
-    "xml-unreadable": ("error", "not well-formed XML, not decodable, or not a file (AppleDouble ._*)"),
-    "xml-too-large": ("error", "over the size limit for one frame's XML (1 MiB)"),
-    "xml-entity": ("error", "DOCTYPE/ENTITY declaration: possible XXE or entity bomb, refused"),
-    "xml-not-annotation": ("error", "root element is not <annotation>"),
-    "xml-labelme": ("error", "a MIT LabelMe polygon XML, not Pascal VOC"),
-    "xml-rotated-box": ("error", "a roLabelImg file with rotated boxes only"),
-    "xml-cvat-task": ("error", "a CVAT for images/video task file, not one VOC file per frame"),
-    "xml-dlib": ("error", "a dlib imglab dataset XML"),
-    "xml-encoding": ("error", "bytes cannot be decoded; the likely encoding is named"),
-    "encoding-mismatch": ("warning", "UTF-8 bytes under another encoding declaration; read as UTF-8"),
-    "yolo-unreadable": ("error", "a .txt that is not YOLO labels (e.g. an image list)"),
-    "yolo-bad-row": ("error", "a YOLO row that is not 'class cx cy w h'; row skipped"),
-    "yolo-polygon": ("warning", "a YOLOv8-seg polygon row, read as its bounding box"),
-    "yolo-not-normalised": ("warning", "YOLO values outside 0..1"),
-    "yolo-no-class-file": ("error", "YOLO boxes with no classes.txt / obj.names / data.yaml"),
-    "yolo-class-file-bad": ("error", "a class file with no readable class names"),
-    "yolo-class-unknown": ("error", "YOLO class index outside the class file; box skipped"),
-    "yolo-classes-differ": ("warning", "class files of one import list different classes"),
-    "yolo-classes-changed": ("warning", "a class file differs from the earlier import of the folder"),
-    "yolo-no-frame": ("error", "YOLO boxes but the frame image (its size) cannot be read"),
-    "json-unreadable": ("error", "not valid JSON"),
-    "json-not-createml": ("error", "JSON of another tool (COCO, labelme, Label Studio, VoTT)"),
-    "json-bad-box": ("error", "a CreateML box without x/y/width/height; box skipped"),
-    "file-too-large": ("error", "an annotation file over the size limit"),
-    "file-unreadable": ("error", "an annotation file that cannot be opened or is not UTF-8"),
-    "file-not-annotation": ("info", "a file under the annotation folder that is no annotation nor frame"),
-    "file-skipped": ("info", "an annotation file of another format than --format"),
-    "frame-unchecked-proposal": ("info", "box proposals (avsprep propose / predict --labelimg) not yet "
-                                         "checked in labelImg; a warning under --strict"),
-    "xml-bad-name": ("warning", "file stem is not a frame name ({name}_{k} / {id}.mp4_{k})"),
-    "xml-no-clip": ("warning", "the video is not listed in the metadata CSV"),
-    "xml-duplicate-frame": ("error", "two XML files for the same frame"),
-    "filename-mismatch": ("warning", "<filename> names another image than the XML's own stem"),
-    "size-missing": ("info", "no <size> element"),
-    "size-zero": ("warning", "<size> is 0x0 (labelImg could not decode the image)"),
-    "size-bad-value": ("warning", "<size> value is not a pixel count"),
-    "difficult-empty": ("warning", "empty <difficult/>, read as 0"),
-    "difficult-bad-value": ("warning", "<difficult> is not 0/1, read as 0"),
-    "object-part-ignored": ("info", "<part> boxes inside an object are not read"),
-    "box-missing-coord": ("error", "<bndbox> lacks a coordinate; box skipped"),
-    "box-rotated": ("error", "a roLabelImg rotated box (<robndbox>) among normal boxes; not read"),
-    "box-polygon": ("error", "a polygon object among boxes; not read"),
-    "box-bad-coord": ("error", "a coordinate is not a number; box skipped"),
-    # validate
-    "box-not-finite": ("error", "NaN or infinite coordinate (Datumaro: InvalidValue)"),
-    "box-inverted": ("error", "xmin > xmax or ymin > ymax"),
-    "box-degenerate": ("error", "width or height under 1 pixel (Datumaro: NegativeLength)"),
-    "box-outside": ("error", "box (almost) entirely outside the frame"),
-    "box-partly-outside": ("warning", "box crosses the frame edge; clamping keeps a valid box"),
-    "box-duplicate": ("warning", "the same box twice on one frame"),
-    "size-mismatch": ("warning", "<size> differs from the real frame; rescaled (error with --size-policy reject)"),
-    "label-empty": ("error", "empty or whitespace-only label"),
-    "label-whitespace": ("warning", "label differs from a class only by spaces/TABs (labelImg double-space bug)"),
-    "label-case-drift": ("warning", "label differs from a class by case, or spaces where the class has '_'"),
-    "label-unknown": ("error", "label is not a class of this setting (Datumaro: UndefinedLabel)"),
-    "label-category-mismatch": ("error", "label is another class than the clip's category (S4)"),
-    "frame-missing": ("warning", "frame k of a clip has no annotation file (coverage gap)"),
-    "frame-no-box": ("info", "frame annotated with no box (Datumaro: MissingAnnotation, here info: "
-                             "the sounding object may be off-screen)"),
-    "frame-bad-index": ("error", "frame number in the table is not 1..5"),
-    "frame-image-missing": ("error", "the frame PNG for an annotated frame is not in the root"),
-    "frame-image-unreadable": ("error", "the frame PNG cannot be opened"),
-    "clip-not-annotated": ("warning", "clip in the metadata with no annotation at all"),
-    "table-clip-mismatch": ("warning", "split/category in the table differ from the metadata"),
-    "findings-sidecar-unreadable": ("warning", "TABLE.findings.json exists but cannot be read"),
-}
-
 EPS = 1e-6
 _SEV_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-
-
-def _finding(code: str, message: str, file=None, clip=None, frame=None, severity: Optional[str] = None) -> Finding:
-    return Finding(code, severity or CODES[code][0], message, file, clip, frame)
 
 
 def normalise_label(label: str) -> str:
@@ -227,7 +153,7 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
             rows_by_clip[r.video].append(r)
         elif r.split in split_set and r.video not in orphan_seen:
             orphan_seen.add(r.video)
-            findings.append(_finding("xml-no-clip", f"video {r.video!r} is in the table but not in the "
+            findings.append(Finding.of("xml-no-clip", f"video {r.video!r} is in the table but not in the "
                                      "metadata for these splits; ignored", r.xml, r.video, None))
 
     per_split = {sp: _blank_counts() for sp in splits}
@@ -244,12 +170,12 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
         mismatch_told = False
         for r in rows:
             if not 1 <= r.frame <= FRAMES:
-                findings.append(_finding("frame-bad-index", f"frame {r.frame} is not 1..{FRAMES}",
+                findings.append(Finding.of("frame-bad-index", f"frame {r.frame} is not 1..{FRAMES}",
                                          r.xml, clip.name, r.frame))
                 continue
             if not mismatch_told and (r.split != clip.split or (clip.category or "") != r.category):
                 mismatch_told = True
-                findings.append(_finding("table-clip-mismatch",
+                findings.append(Finding.of("table-clip-mismatch",
                                          f"table says {r.split}/{r.category or '-'}, metadata says "
                                          f"{clip.split}/{clip.category or '-'}; metadata wins (re-run import?)",
                                          r.xml, clip.name, r.frame))
@@ -261,12 +187,12 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
                 counts["clips"] += 1
                 counts[bucket] += 1
         if not frames:
-            findings.append(_finding("clip-not-annotated", "no frame of this clip is annotated",
+            findings.append(Finding.of("clip-not-annotated", "no frame of this clip is annotated",
                                      None, clip.name, None))
         else:
             for k in range(1, FRAMES + 1):
                 if k not in frames:
-                    findings.append(_finding("frame-missing", f"frame {k} has no annotation "
+                    findings.append(Finding.of("frame-missing", f"frame {k} has no annotation "
                                              f"(expected {clip.name}{'_' if setting == 's4' else '.mp4_'}{k}.xml)",
                                              None, clip.name, k))
         for k in sorted(frames):
@@ -278,7 +204,7 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
             bpf[len(boxes)] += 1
             if not boxes:
                 n_nobox += 1
-                findings.append(_finding("frame-no-box", "annotated with no box (sounding object off-screen?)",
+                findings.append(Finding.of("frame-no-box", "annotated with no box (sounding object off-screen?)",
                                          frows[0].xml, clip.name, k))
                 continue
             _check_frame(clip, k, boxes, frame_sizes.get((clip.name, k)), classes, setting,
@@ -287,7 +213,7 @@ def validate_table(df, clips: list[Clip], frame_sizes: Mapping[tuple[str, int], 
 
     if unchecked:
         shown = ", ".join(f"{c} frame {k}" for c, k in unchecked[:3]) + (" ..." if len(unchecked) > 3 else "")
-        findings.append(_finding("frame-unchecked-proposal",
+        findings.append(Finding.of("frame-unchecked-proposal",
                                  f"{len(unchecked)} frame(s) still carry unchecked box proposals ({shown}); "
                                  "open them in labelImg, fix the box, press Space (verify) and save",
                                  severity="warning" if strict else "info"))
@@ -318,12 +244,12 @@ def _check_frame(clip: Clip, k: int, boxes: list, real: Optional[tuple[int, int]
             and (int(xw), int(xh)) != tuple(real):
         if size_policy == "rescale":
             sx, sy = real[0] / xw, real[1] / xh
-            findings.append(_finding("size-mismatch", f"<size> {int(xw)}x{int(xh)} but the frame is "
+            findings.append(Finding.of("size-mismatch", f"<size> {int(xw)}x{int(xh)} but the frame is "
                                      f"{real[0]}x{real[1]}; boxes rescaled by {sx:.4g}x{sy:.4g}",
                                      xml, clip.name, k))
         else:
             reject = True
-            findings.append(_finding("size-mismatch", f"<size> {int(xw)}x{int(xh)} but the frame is "
+            findings.append(Finding.of("size-mismatch", f"<size> {int(xw)}x{int(xh)} but the frame is "
                                      f"{real[0]}x{real[1]}; boxes rejected (--size-policy reject)",
                                      xml, clip.name, k, severity="error"))
     seen = set()
@@ -332,24 +258,24 @@ def _check_frame(clip: Clip, k: int, boxes: list, real: Optional[tuple[int, int]
         where = f"box {i} ({r.label!r})"
         _, problems = check_label(r.label, classes, clip.category if setting == "s4" else None)
         for code, msg in problems:
-            findings.append(_finding(code, f"{where}: {msg}", r.xml, clip.name, k))
+            findings.append(Finding.of(code, f"{where}: {msg}", r.xml, clip.name, k))
         coords = (r.xmin, r.ymin, r.xmax, r.ymax)
         if not all(math.isfinite(v) for v in coords):
-            findings.append(_finding("box-not-finite", f"{where}: coordinates {list(coords)} are not finite",
+            findings.append(Finding.of("box-not-finite", f"{where}: coordinates {list(coords)} are not finite",
                                      r.xml, clip.name, k))
             continue
         if r.xmin > r.xmax or r.ymin > r.ymax:
-            findings.append(_finding("box-inverted", f"{where}: xmin,ymin,xmax,ymax = {_fmt(coords)} "
+            findings.append(Finding.of("box-inverted", f"{where}: xmin,ymin,xmax,ymax = {_fmt(coords)} "
                                      "(min above max)", r.xml, clip.name, k))
             continue
         x0, y0, x1, y1 = r.xmin * sx, r.ymin * sy, r.xmax * sx, r.ymax * sy
         if x1 - x0 < 1 or y1 - y0 < 1:
-            findings.append(_finding("box-degenerate", f"{where}: {_fmt((x0, y0, x1, y1))} is "
+            findings.append(Finding.of("box-degenerate", f"{where}: {_fmt((x0, y0, x1, y1))} is "
                                      f"{x1 - x0:.3g}x{y1 - y0:.3g} px (under 1 px)", r.xml, clip.name, k))
             continue
         key = (r.label, round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2))
         if key in seen:
-            findings.append(_finding("box-duplicate", f"{where}: same label and box as an earlier box",
+            findings.append(Finding.of("box-duplicate", f"{where}: same label and box as an earlier box",
                                      r.xml, clip.name, k))
         seen.add(key)
         if real is None or reject:
@@ -359,10 +285,10 @@ def _check_frame(clip: Clip, k: int, boxes: list, real: Optional[tuple[int, int]
             continue
         cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
         if cx1 - cx0 < 1 or cy1 - cy0 < 1:
-            findings.append(_finding("box-outside", f"{where}: {_fmt((x0, y0, x1, y1))} lies outside the "
+            findings.append(Finding.of("box-outside", f"{where}: {_fmt((x0, y0, x1, y1))} lies outside the "
                                      f"{w}x{h} frame", r.xml, clip.name, k))
         else:
-            findings.append(_finding("box-partly-outside", f"{where}: {_fmt((x0, y0, x1, y1))} crosses the "
+            findings.append(Finding.of("box-partly-outside", f"{where}: {_fmt((x0, y0, x1, y1))} crosses the "
                                      f"{w}x{h} frame edge; clamped to {_fmt((cx0, cy0, cx1, cy1))}",
                                      r.xml, clip.name, k))
 
@@ -387,11 +313,11 @@ def read_frame_sizes(layout: Layout, keys: Iterable[tuple[Clip, int]]):
                 sizes[(clip.name, k)] = tuple(im.size)  # type: ignore[assignment]
         except FileNotFoundError:
             sizes[(clip.name, k)] = None
-            findings.append(_finding("frame-image-missing", "annotated frame has no image at this path; "
+            findings.append(Finding.of("frame-image-missing", "annotated frame has no image at this path; "
                                      "boxes not checked against it", rel, clip.name, k))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             sizes[(clip.name, k)] = None
-            findings.append(_finding("frame-image-unreadable", f"cannot open the frame ({exc})",
+            findings.append(Finding.of("frame-image-unreadable", f"cannot open the frame ({exc})",
                                      rel, clip.name, k))
     return sizes, findings
 
@@ -413,7 +339,7 @@ def load_sidecar(table_path: Path) -> list[Finding]:
         return [Finding(**{k: d.get(k) for k in ("code", "severity", "message", "file", "clip", "frame")})
                 for d in doc["findings"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return [_finding("findings-sidecar-unreadable", f"cannot read it ({exc}); re-run import",
+        return [Finding.of("findings-sidecar-unreadable", f"cannot read it ({exc}); re-run import",
                          path.name)]
 
 

@@ -19,37 +19,8 @@ from avsprep.datasets.avss_loader import MAX_WAV_SECONDS
 from avsprep.datasets.avss import AVSSClip, AVSSLayout
 from avsprep.common.findings import Finding
 
-CODES: dict[str, tuple[str, str]] = {
-    "a-obj-typo": ("warning", "a_obj token is a misspelt class (h orse); read as that class"),
-    "a-obj-background": ("warning", "a_obj names 'background' as the sounding object (5 v1m rows)"),
-    "a-obj-off-screen": ("info", "a_obj is 'off-the-screen': the sound source is not visible"),
-    "a-obj-unknown": ("error", "a_obj token is not one of the 70 classes"),
-    "clip-dir-missing": ("error", "the clip's folder {subset}/{uid} is missing"),
-    "frame-file-missing": ("error", "frames/{i}.jpg missing"),
-    "frame-extra": ("warning", "a frame beyond the clip's 5 (v1) / 10 (v2)"),
-    "frames-extra-file": ("warning", "an entry in frames/ that is not a frame: the official loader counts "
-                                     "every entry and then fails to open {n}.jpg"),
-    "frames-annotation-file": ("info", "an annotation file in frames/: import reads it, the official loader "
-                                       "would count it as a frame - move it out before running that code"),
-    "frame-unreadable": ("error", "a frame JPEG cannot be opened"),
-    "mask-missing": ("error", "labels_rgb/{i}.png missing for a frame that must have a mask"),
-    "mask-unreadable": ("error", "a mask PNG cannot be opened"),
-    "mask-size-mismatch": ("warning", "mask and frame differ in size (both are resized to 224 anyway)"),
-    "mask-off-palette": ("warning", "mask pixels whose colour is in no palette entry: the official "
-                                    "loader makes them background silently"),
-    "mask-class-not-in-a-obj": ("info", "mask shows a class that a_obj does not list"),
-    "audio-missing": ("error", "audio.wav missing"),
-    "audio-unreadable": ("error", "audio.wav cannot be read"),
-    "audio-too-long": ("error", f"audio of {MAX_WAV_SECONDS} s or more: 11 VGGish examples, the official "
-                                "loader fails"),
-    "audio-short": ("warning", "fewer VGGish examples than frames: zero log-mel examples fill the rest"),
-}
 TYPOS = {"h orse": "horse"}
 ANNOTATION_SUFFIXES = (".xml", ".txt", ".json")
-
-
-def _f(code, message, file=None, clip=None, frame=None) -> Finding:
-    return Finding(code, CODES[code][0], message, file, clip, frame)
 
 
 def clip_classes(a_obj: Iterable[str]) -> list[int]:
@@ -68,16 +39,16 @@ def check_metadata(clips: Iterable[AVSSClip], meta_name: str = "metadata.csv") -
     for c in clips:
         for tok in c.a_obj:
             if tok in TYPOS:
-                out.append(_f("a-obj-typo", f"a_obj token {tok!r} read as {TYPOS[tok]!r}", meta_name, c.name))
+                out.append(Finding.of("a-obj-typo", f"a_obj token {tok!r} read as {TYPOS[tok]!r}", meta_name, c.name))
             elif tok == "background":
-                out.append(_f("a-obj-background", "a_obj is 'background': no sounding class is named; "
+                out.append(Finding.of("a-obj-background", "a_obj is 'background': no sounding class is named; "
                                                   "boxes on this clip cannot be checked against a_obj",
                               meta_name, c.name))
             elif tok == "off-the-screen":
-                out.append(_f("a-obj-off-screen", "sound source off-screen; expect empty masks and no boxes",
+                out.append(Finding.of("a-obj-off-screen", "sound source off-screen; expect empty masks and no boxes",
                               meta_name, c.name))
             elif tok not in AVSS_CLASSES:
-                out.append(_f("a-obj-unknown", f"a_obj token {tok!r} is not an AVSS class; fix the row",
+                out.append(Finding.of("a-obj-unknown", f"a_obj token {tok!r} is not an AVSS class; fix the row",
                               meta_name, c.name))
     return out
 
@@ -89,21 +60,21 @@ def check_frame_listing(names: list[str], n: int, rel: str, clip: str) -> list[F
     present = set(names)
     for i in range(n):
         if f"{i}.jpg" not in present:
-            out.append(_f("frame-file-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
+            out.append(Finding.of("frame-file-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
                           f"{rel}/{i}.jpg", clip, i))
     annotations = []
     for name in sorted(present - expected):
         stem, dot, ext = name.partition(".")
         if name.lower().endswith(".jpg") and stem.isdigit():
-            out.append(_f("frame-extra", f"frame {name} beyond the clip's {n}; the official loader would "
+            out.append(Finding.of("frame-extra", f"frame {name} beyond the clip's {n}; the official loader would "
                                          "read it as a time step", f"{rel}/{name}", clip, int(stem)))
         elif name.lower().endswith(ANNOTATION_SUFFIXES):
             annotations.append(name)
         else:
-            out.append(_f("frames-extra-file", f"{name!r} in frames/ breaks the official loader's frame count; "
+            out.append(Finding.of("frames-extra-file", f"{name!r} in frames/ breaks the official loader's frame count; "
                                                "delete it", f"{rel}/{name}", clip))
     if annotations:  # one finding per clip: labelImg puts its XMLs here by design
-        out.append(_f("frames-annotation-file", f"{len(annotations)} annotation file(s) ({annotations[0]}...) "
+        out.append(Finding.of("frames-annotation-file", f"{len(annotations)} annotation file(s) ({annotations[0]}...) "
                       "that the official loader would count as frames", rel, clip))
     return out
 
@@ -127,16 +98,16 @@ def check_mask(rgb: np.ndarray, frame_size: Optional[tuple[int, int]], allowed: 
     out = []
     h, w = rgb.shape[:2]
     if frame_size is not None and frame_size != (w, h):
-        out.append(_f("mask-size-mismatch", f"mask is {w}x{h}, frame {frame_size[0]}x{frame_size[1]}",
+        out.append(Finding.of("mask-size-mismatch", f"mask is {w}x{h}, frame {frame_size[0]}x{frame_size[1]}",
                       rel, clip, i))
     index, unknown = decode_rgb_mask(rgb)
     msg = off_palette_summary(unknown, rgb)
     if msg:
-        out.append(_f("mask-off-palette", msg, rel, clip, i))
+        out.append(Finding.of("mask-off-palette", msg, rel, clip, i))
     if allowed:
         extra = sorted(set(np.unique(index).tolist()) - set(allowed) - {0})
         if extra:
-            out.append(_f("mask-class-not-in-a-obj", "mask shows " + ", ".join(AVSS_CLASSES[c] for c in extra) +
+            out.append(Finding.of("mask-class-not-in-a-obj", "mask shows " + ", ".join(AVSS_CLASSES[c] for c in extra) +
                           " not listed in a_obj", rel, clip, i))
     return out
 
@@ -146,10 +117,10 @@ def check_audio_length(seconds: float, subset_frames: int, rel: str, clip: str) 
 
     n = expected_example_count(int(seconds * 16000))
     if seconds >= MAX_WAV_SECONDS or n > 10:
-        return [_f("audio-too-long", f"{seconds:.3f} s gives {n} VGGish examples; trim the wav to 10 s",
+        return [Finding.of("audio-too-long", f"{seconds:.3f} s gives {n} VGGish examples; trim the wav to 10 s",
                    rel, clip)]
     if n < subset_frames:
-        return [_f("audio-short", f"{seconds:.3f} s gives {n} VGGish example(s) for {subset_frames} frames; "
+        return [Finding.of("audio-short", f"{seconds:.3f} s gives {n} VGGish example(s) for {subset_frames} frames; "
                                   "the rest are zero log-mel examples", rel, clip)]
     return []
 
@@ -162,7 +133,7 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
     base = layout.clip_dir(clip)
     rel = base.relative_to(layout.root).as_posix()
     if not base.is_dir():
-        return [_f("clip-dir-missing", f"{rel}/ is missing; the release is incomplete", rel, clip.name)]
+        return [Finding.of("clip-dir-missing", f"{rel}/ is missing; the release is incomplete", rel, clip.name)]
     fdir = base / "frames"
     names = sorted(os.listdir(fdir)) if fdir.is_dir() else []
     out += check_frame_listing(names, clip.frames, f"{rel}/frames", clip.name)
@@ -174,27 +145,27 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
                 with Image.open(p) as im:
                     sizes[i] = im.size
             except OSError as exc:
-                out.append(_f("frame-unreadable", f"cannot open ({exc}); re-extract it", f"{rel}/frames/{i}.jpg",
+                out.append(Finding.of("frame-unreadable", f"cannot open ({exc}); re-extract it", f"{rel}/frames/{i}.jpg",
                               clip.name, i))
     allowed = clip_classes(clip.a_obj)
     for i in layout.mask_frames(clip):
         p = layout.mask_path(clip, i)
         mrel = f"{rel}/labels_rgb/{i}.png"
         if not p.is_file():
-            out.append(_f("mask-missing", f"labels_rgb/{i}.png missing; the official loader needs "
+            out.append(Finding.of("mask-missing", f"labels_rgb/{i}.png missing; the official loader needs "
                                           f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
             continue
         try:
             with Image.open(p) as im:
                 rgb = np.asarray(im.convert("RGB"))
         except OSError as exc:
-            out.append(_f("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
+            out.append(Finding.of("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
             continue
         out += check_mask(rgb, sizes.get(i), allowed, mrel, clip.name, i)
     wav = layout.wav_path(clip)
     wrel = f"{rel}/audio.wav"
     if not wav.is_file():
-        out.append(_f("audio-missing", "audio.wav missing; extract the clip's audio", wrel, clip.name))
+        out.append(Finding.of("audio-missing", "audio.wav missing; extract the clip's audio", wrel, clip.name))
     else:
         import soundfile
 
@@ -202,5 +173,5 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
             info = soundfile.info(str(wav))
             out += check_audio_length(info.frames / info.samplerate, clip.frames, wrel, clip.name)
         except RuntimeError as exc:
-            out.append(_f("audio-unreadable", f"cannot read ({exc})", wrel, clip.name))
+            out.append(Finding.of("audio-unreadable", f"cannot read ({exc})", wrel, clip.name))
     return out
