@@ -269,9 +269,9 @@ def test_disk_full_injected_enospc(imported, tmp_path):
 # ----------------------------------------------------------------------------- bad input files
 
 def _test_clip(root: Path):
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
-    layout = Layout.from_root(root)
+    layout = AVSBenchLayout.from_root(root)
     return layout, layout.clips(["test"])[0]
 
 

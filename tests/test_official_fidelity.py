@@ -126,7 +126,7 @@ def test_blurred_s4_masks_become_the_official_loader_targets(tmp_path):
     from PIL import Image
     from torchvision.transforms.functional import to_tensor
 
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
     from avsprep.demo.avsbench import write_demo
     from avstrain.data import ShardDataset, collate, to_device
 
@@ -134,7 +134,7 @@ def test_blurred_s4_masks_become_the_official_loader_targets(tmp_path):
     write_demo(root, clips=6, seed=1, quiet=True)
     _blur_masks(root)
     shards = _build(root, tmp_path / "shards")
-    layout = Layout.from_root(root, "s4")
+    layout = AVSBenchLayout.from_root(root, "s4")
     ds = ShardDataset(shards, "test")
     checked = soft = 0
     for i, name in enumerate(ds.names):

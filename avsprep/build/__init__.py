@@ -38,7 +38,8 @@ from avsprep.shards import (
     FRAME_SIZE, FRAMES, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER, BuildOptions, ShardWriter,
     check_shard_file, file_sha256,
 )
-from avsprep.validate import normalise_label
+from avsprep.datasets import open_layout
+from avsprep.datasets.classes import normalise_label
 
 log = logging.getLogger("avsprep.build")
 
@@ -133,10 +134,10 @@ def _one_torch_thread():
 
 def _init_worker(root: str, setting: str, classes, crop_size, crop_policy, vggish_weights) -> None:
     from avsprep.datasets.avss import AVSSLayout
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
     _W.clear()
-    _W.update(layout=AVSSLayout(root) if setting == "avss" else Layout(root, setting), classes=classes, crop_size=crop_size,
+    _W.update(layout=AVSSLayout(root) if setting == "avss" else AVSBenchLayout(root, setting), classes=classes, crop_size=crop_size,
               crop_policy=crop_policy, vggish=None)
     if vggish_weights:
         from avsprep.audio import load_vggish
@@ -231,7 +232,6 @@ def _keepable(final: Path, split: str, record_json: str, planned: list[str]) -> 
 def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> dict:
     """Write ``out/{split}/shard-NNNNN.h5`` and ``out/manifest.json``; returns a summary with ``text``."""
     from avsprep.audio import resampler_name
-    from avsprep.datasets.avsbench import Layout
     from avsprep.annotations.table import read_table
 
     t0 = time.perf_counter()
@@ -241,12 +241,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     if opts.on_bad_input not in ("stop", "skip"):
         raise ValueError(f"on_bad_input must be stop or skip, got {opts.on_bad_input!r}")
     check_output_dir(out, overwrite=opts.overwrite, resume=opts.resume, what="SHARDS")
-    from avsprep.datasets.avss import AVSSLayout, is_avss_root
-
-    if opts.setting == "avss" or (opts.setting is None and is_avss_root(root)):
-        layout = AVSSLayout.from_root(root, opts.subsets)  # per clip: avsprep.build.avss_clip
-    else:
-        layout = Layout.from_root(root, opts.setting)
+    layout = open_layout(root, opts.setting, opts.subsets)
     classes = layout.classes()
     clips = layout.clips(opts.splits)
     if not clips:
@@ -306,7 +301,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     label_of = {c: (classes.index(c.category) if layout.setting == "s4" and c.category in classes else 0)
                 for c in clips}
     if layout.setting == "avss":  # the clip's first sounding class (0 when a_obj names none)
-        from avsprep.validate.avss_release import clip_classes
+        from avsprep.datasets.avss_classes import clip_classes
 
         label_of = {c: (clip_classes(c.a_obj) or [0])[0] for c in clips}
     tasks = [(i, (c, boxes.get(c.name, []), label_of[c])) for i in todo for c in plan[i][2]]

@@ -13,8 +13,7 @@ import collections
 
 import numpy as np
 
-from avsprep.validate.avss_release import TYPOS
-from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask
+from avsprep.datasets.avss_classes import box_class, decode_rgb_mask
 from avsprep.datasets.avss_loader import SIZE, apply_geometry, audio_examples, flags, geometry
 from avsprep.datasets.avss import STEPS, AVSSClip
 from avsprep.build.crops import crop_and_resize, frame_boxes, select_box
@@ -24,12 +23,6 @@ from avsprep.common.images import open_image
 MASK_DECODING = "labels_rgb palette exact match -> class index, off-palette colours -> 0 (official V2Dataset)"
 PADDING = ("v1 clips: 5 real steps + 5 padded (frames zero, to be set to zero after normalisation; masks 0; "
            "log-mel zero; frame_valid 0); v1s GT flag on step 0 only")
-
-
-def box_class(label: str) -> int:
-    """AVSS class index of a box label (exact spelling, the h orse typo mapped), -1 when unknown."""
-    label = TYPOS.get(label.strip(), label.strip())
-    return AVSS_CLASSES.index(label) if label in AVSS_CLASSES else -1
 
 
 def avss_clip_arrays(layout, clip: AVSSClip, boxes: list[tuple], crop_size: int, crop_policy: str,

@@ -433,9 +433,9 @@ def _png_bytes(array: np.ndarray, mode: str) -> bytes:
 
 def clip_files(spec: ClipSpec) -> dict[str, object]:
     """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.datasets.avsbench``."""
-    from avsprep.datasets.avsbench import Clip, Layout
+    from avsprep.datasets.avsbench import Clip, AVSBenchLayout
 
-    lay = Layout(Path("."), spec.setting)
+    lay = AVSBenchLayout(Path("."), spec.setting)
     clip = Clip(spec.name, spec.split, spec.category if spec.setting == "s4" else None)
     return {
         "frames_dir": lay.frame_path(clip, 1).parent.as_posix(),

@@ -1,7 +1,9 @@
 """Checks of an AVSS release: metadata anomalies, files per clip, mask colours, audio length.
 
-Pure functions take parsed values and return findings; :func:`check_tree`
-reads the files of one clip. The anomalies are those of reference/avss.md 3.3
+Pure functions take parsed values and return findings; :func:`check_clip`
+reads the files of one clip, :func:`check_release` runs it all (the AVSS
+layout's ``extra_checks``). Frame sizes come from ``validate``'s one read of
+every frame. The anomalies are those of reference/avss.md 3.3
 (``h orse``, ``background``, ``off-the-screen``) plus anything that would make
 the official loader fail or silently differ (extra entries in ``frames/``,
 mask colours outside the palette, wavs of 10.575 s or more).
@@ -14,23 +16,13 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask
+from avsprep.common.clikit import progress
+from avsprep.common.findings import Finding
+from avsprep.datasets.avss_classes import AVSS_CLASSES, TYPOS, clip_classes, decode_rgb_mask
 from avsprep.datasets.avss_loader import MAX_WAV_SECONDS
 from avsprep.datasets.avss import AVSSClip, AVSSLayout
-from avsprep.common.findings import Finding
 
-TYPOS = {"h orse": "horse"}
 ANNOTATION_SUFFIXES = (".xml", ".txt", ".json")
-
-
-def clip_classes(a_obj: Iterable[str]) -> list[int]:
-    """Class indices of the a_obj tokens that name a class (typos mapped, non-classes dropped)."""
-    out = []
-    for tok in a_obj:
-        tok = TYPOS.get(tok, tok)
-        if tok in AVSS_CLASSES and tok != "background" and AVSS_CLASSES.index(tok) not in out:
-            out.append(AVSS_CLASSES.index(tok))
-    return out
 
 
 def check_metadata(clips: Iterable[AVSSClip], meta_name: str = "metadata.csv") -> list[Finding]:
@@ -42,14 +34,14 @@ def check_metadata(clips: Iterable[AVSSClip], meta_name: str = "metadata.csv") -
                 out.append(Finding.of("a-obj-typo", f"a_obj token {tok!r} read as {TYPOS[tok]!r}", meta_name, c.name))
             elif tok == "background":
                 out.append(Finding.of("a-obj-background", "a_obj is 'background': no sounding class is named; "
-                                                  "boxes on this clip cannot be checked against a_obj",
-                              meta_name, c.name))
+                                      "boxes on this clip cannot be checked against a_obj",
+                                      meta_name, c.name))
             elif tok == "off-the-screen":
                 out.append(Finding.of("a-obj-off-screen", "sound source off-screen; expect empty masks and no boxes",
-                              meta_name, c.name))
+                                      meta_name, c.name))
             elif tok not in AVSS_CLASSES:
                 out.append(Finding.of("a-obj-unknown", f"a_obj token {tok!r} is not an AVSS class; fix the row",
-                              meta_name, c.name))
+                                      meta_name, c.name))
     return out
 
 
@@ -61,21 +53,21 @@ def check_frame_listing(names: list[str], n: int, rel: str, clip: str) -> list[F
     for i in range(n):
         if f"{i}.jpg" not in present:
             out.append(Finding.of("frame-file-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
-                          f"{rel}/{i}.jpg", clip, i))
+                                  f"{rel}/{i}.jpg", clip, i))
     annotations = []
     for name in sorted(present - expected):
         stem, dot, ext = name.partition(".")
         if name.lower().endswith(".jpg") and stem.isdigit():
             out.append(Finding.of("frame-extra", f"frame {name} beyond the clip's {n}; the official loader would "
-                                         "read it as a time step", f"{rel}/{name}", clip, int(stem)))
+                                  "read it as a time step", f"{rel}/{name}", clip, int(stem)))
         elif name.lower().endswith(ANNOTATION_SUFFIXES):
             annotations.append(name)
         else:
             out.append(Finding.of("frames-extra-file", f"{name!r} in frames/ breaks the official loader's frame count; "
-                                               "delete it", f"{rel}/{name}", clip))
+                                  "delete it", f"{rel}/{name}", clip))
     if annotations:  # one finding per clip: labelImg puts its XMLs here by design
         out.append(Finding.of("frames-annotation-file", f"{len(annotations)} annotation file(s) ({annotations[0]}...) "
-                      "that the official loader would count as frames", rel, clip))
+                              "that the official loader would count as frames", rel, clip))
     return out
 
 
@@ -99,7 +91,7 @@ def check_mask(rgb: np.ndarray, frame_size: Optional[tuple[int, int]], allowed: 
     h, w = rgb.shape[:2]
     if frame_size is not None and frame_size != (w, h):
         out.append(Finding.of("mask-size-mismatch", f"mask is {w}x{h}, frame {frame_size[0]}x{frame_size[1]}",
-                      rel, clip, i))
+                              rel, clip, i))
     index, unknown = decode_rgb_mask(rgb)
     msg = off_palette_summary(unknown, rgb)
     if msg:
@@ -108,7 +100,7 @@ def check_mask(rgb: np.ndarray, frame_size: Optional[tuple[int, int]], allowed: 
         extra = sorted(set(np.unique(index).tolist()) - set(allowed) - {0})
         if extra:
             out.append(Finding.of("mask-class-not-in-a-obj", "mask shows " + ", ".join(AVSS_CLASSES[c] for c in extra) +
-                          " not listed in a_obj", rel, clip, i))
+                                  " not listed in a_obj", rel, clip, i))
     return out
 
 
@@ -118,15 +110,26 @@ def check_audio_length(seconds: float, subset_frames: int, rel: str, clip: str) 
     n = expected_example_count(int(seconds * 16000))
     if seconds >= MAX_WAV_SECONDS or n > 10:
         return [Finding.of("audio-too-long", f"{seconds:.3f} s gives {n} VGGish examples; trim the wav to 10 s",
-                   rel, clip)]
+                           rel, clip)]
     if n < subset_frames:
         return [Finding.of("audio-short", f"{seconds:.3f} s gives {n} VGGish example(s) for {subset_frames} frames; "
-                                  "the rest are zero log-mel examples", rel, clip)]
+                           "the rest are zero log-mel examples", rel, clip)]
     return []
 
 
-def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
-    """Every file of one clip: frames listing, frame/mask readability, mask colours, audio length."""
+def check_release(layout: AVSSLayout, clips: list[AVSSClip], sizes: dict, errors: dict,
+                  quiet: bool = True) -> list[Finding]:
+    """The metadata anomalies and every clip's files; ``sizes`` / ``errors`` of every frame of ``clips``
+    (:func:`avsprep.datasets.frames.read_frame_sizes`)."""
+    findings = check_metadata(clips, layout.meta_path.name)
+    for clip in progress(clips, quiet=quiet, desc="validate", unit="clip"):
+        findings += check_clip(layout, clip, sizes, errors)
+    return findings
+
+
+def check_clip(layout: AVSSLayout, clip: AVSSClip, sizes: dict, errors: dict) -> list[Finding]:
+    """Every file of one clip: frames listing, frame/mask readability, mask colours, audio length.
+    Frames are not opened here: ``sizes`` / ``errors`` hold what reading them gave."""
     from PIL import Image
 
     out: list[Finding] = []
@@ -137,23 +140,18 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
     fdir = base / "frames"
     names = sorted(os.listdir(fdir)) if fdir.is_dir() else []
     out += check_frame_listing(names, clip.frames, f"{rel}/frames", clip.name)
-    sizes: dict[int, tuple[int, int]] = {}
-    for i in range(clip.frames):
-        p = layout.frame_path(clip, i)
-        if p.is_file():
-            try:
-                with Image.open(p) as im:
-                    sizes[i] = im.size
-            except OSError as exc:
-                out.append(Finding.of("frame-unreadable", f"cannot open ({exc}); re-extract it", f"{rel}/frames/{i}.jpg",
-                              clip.name, i))
+    for i in layout.frame_indices(clip):
+        exc = errors.get((clip.name, i))
+        if exc is not None and layout.frame_path(clip, i).is_file():
+            out.append(Finding.of("frame-unreadable", f"cannot open ({exc}); re-extract it", f"{rel}/frames/{i}.jpg",
+                                  clip.name, i))
     allowed = clip_classes(clip.a_obj)
     for i in layout.mask_frames(clip):
         p = layout.mask_path(clip, i)
         mrel = f"{rel}/labels_rgb/{i}.png"
         if not p.is_file():
             out.append(Finding.of("mask-missing", f"labels_rgb/{i}.png missing; the official loader needs "
-                                          f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
+                                  f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
             continue
         try:
             with Image.open(p) as im:
@@ -161,7 +159,7 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
         except OSError as exc:
             out.append(Finding.of("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
             continue
-        out += check_mask(rgb, sizes.get(i), allowed, mrel, clip.name, i)
+        out += check_mask(rgb, sizes.get((clip.name, i)), allowed, mrel, clip.name, i)
     wav = layout.wav_path(clip)
     wrel = f"{rel}/audio.wav"
     if not wav.is_file():
