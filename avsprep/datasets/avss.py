@@ -332,8 +332,9 @@ class PlaceMatcher:
         return Finding("xml-no-clip", "info" if known else "warning", f"{why}; not imported", rel, uid, frame)
 
     def frame_problem(self, clip, frame: int) -> Optional[str]:
-        if frame >= clip.frames:
-            return (f"frame {frame} but a {clip.subset} clip has frames 0..{clip.frames - 1}; "
+        frames = self.layout.frame_indices(clip)
+        if frame not in frames:
+            return (f"frame {frame} but a {clip.subset} clip has frames {frames[0]}..{frames[-1]}; "
                     "not imported")
         return None
 
