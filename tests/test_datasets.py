@@ -10,7 +10,7 @@ from avsprep.datasets import open_layout
 from avsprep.datasets.avsbench import AVSBenchLayout, Clip, StemMatcher
 from avsprep.datasets.avss import AVSSClip, AVSSLayout, PlaceMatcher
 from avsprep.datasets.avss_classes import label2idx_json
-from avsprep.datasets.base import SPLITS, mask_frames, step_of
+from avsprep.datasets.base import SPLITS, Clip as ClipProtocol, Layout, Matcher, mask_frames, step_of
 from avsprep.validate.coverage import check_coverage
 from tests.test_import import make_root
 
@@ -51,6 +51,12 @@ def test_open_layout_refuses_a_folder_that_is_no_release(tmp_path):
 
 
 # --------------------------------------------------------------------------- shared facts
+
+def test_both_layouts_offer_the_whole_protocol(tmp_path):
+    for layout in (AVSBenchLayout("/R", "s4"), AVSBenchLayout("/R", "ms3"), open_layout(avss_root(tmp_path))):
+        assert isinstance(layout, Layout) and isinstance(layout.matcher(), Matcher)
+    assert isinstance(Clip("x", "train"), ClipProtocol) and isinstance(AVSSClip("u", "val", "v2", ()), ClipProtocol)
+
 
 def test_frame_numbering_and_mask_frames_per_layout(tmp_path):
     s4, ms3 = AVSBenchLayout("/R", "s4"), AVSBenchLayout("/R", "ms3")

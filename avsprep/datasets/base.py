@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional, Protocol, Sequence
+from typing import Iterable, Optional, Protocol, Sequence, runtime_checkable
 
 from avsprep.common.findings import Finding
 
@@ -53,6 +53,7 @@ def walk_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+@runtime_checkable
 class Clip(Protocol):
     """One clip of a release's metadata; each layout adds its own fields (S4 category, AVSS subset)."""
 
@@ -60,6 +61,7 @@ class Clip(Protocol):
     split: str  # one of SPLITS
 
 
+@runtime_checkable
 class Matcher(Protocol):
     """Where an annotation file (a CreateML image entry) belongs: (clip name, frame number), by the
     layout's own rule. Methods are pure."""
@@ -90,6 +92,7 @@ class Matcher(Protocol):
         ...
 
 
+@runtime_checkable
 class Layout(Protocol):
     """One release root as the stages see it."""
 
