@@ -12,13 +12,14 @@ from pathlib import Path
 import click
 
 from avsprep import __version__
+from avsprep.datasets.base import SPLITS as DATASET_SPLITS
 from avsprep.common.clikit import (
     check_output_dir, check_output_file, echo_json, echo_result, handle_errors, json_option,
     overwrite_option, quiet_option, setup_logging, strict_option,
 )
 
 SETTINGS = click.Choice(["s4", "ms3", "avss"])
-SPLITS = click.Choice(["train", "val", "test"])
+SPLITS = click.Choice(list(DATASET_SPLITS))
 ROOT_HELP = ("AVSBench root: the folder holding s4_meta_data.csv (or ms3_meta_data.csv), "
              "or the AVSBench-semantic release (metadata.csv + label2idx.json).")
 SUBSET_HELP = ("AVSS only: subsets to use, comma-separated, any of v1s,v1m,v2 "
@@ -140,18 +141,11 @@ def validate(table, root, split, subset, size_policy, max_findings, strict, as_j
     Example:
       avsprep validate boxes.csv --root ./demo-data --split test --json
     """
-    from avsprep.datasets.avss import is_avss_root
+    from avsprep.validate import run_validate
 
     setup_logging(quiet or as_json)
-    if is_avss_root(root):
-        from avsprep.validate.avss import run_avss_validate
-
-        report = run_avss_validate(table, root, splits=list(split) or None, size_policy=size_policy,
-                                   subsets=subset, quiet=quiet or as_json)
-    else:
-        from avsprep.validate import run_validate
-
-        report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy, strict=strict)
+    report = run_validate(table, root, splits=list(split) or None, size_policy=size_policy, strict=strict,
+                          subsets=subset, quiet=quiet or as_json)
     code = report.exit_code(strict=strict)
     if as_json:
         echo_json(report.to_dict(strict=strict))

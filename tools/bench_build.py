@@ -36,11 +36,11 @@ from pathlib import Path
 BASELINE = r"""
 import sys, h5py, numpy as np
 from PIL import Image
-from avsprep.datasets.avsbench import Layout
+from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.annotations.table import read_table
 from avsprep.audio import load_logmel_pickle
 root, table, out = sys.argv[1:4]
-layout = Layout.from_root(root)
+layout = AVSBenchLayout.from_root(root)
 df = read_table(table)
 with h5py.File(out, "w") as f:
     for clip in layout.clips():
@@ -72,12 +72,12 @@ with h5py.File(out, "w") as f:
 FLOOR = r"""
 import sys, collections, numpy as np
 from PIL import Image
-from avsprep.datasets.avsbench import Layout
+from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.annotations.table import read_table
 from avsprep.audio import load_logmel_pickle
 from avsprep.build.crops import crop_and_resize, select_box
 root, table = sys.argv[1:3]
-layout = Layout.from_root(root)
+layout = AVSBenchLayout.from_root(root)
 df = read_table(table).dropna(subset=["xmin"])
 boxes = collections.defaultdict(list)
 for v, k, x0, y0, x1, y1 in zip(df.video, df.frame, df.xmin, df.ymin, df.xmax, df.ymax):

@@ -32,9 +32,9 @@ class AVSBenchStyleDataset(Dataset):
     def __init__(self, root: Path, split: str):
         from torchvision import transforms
 
-        from avsprep.datasets.avsbench import Layout
+        from avsprep.datasets.avsbench import AVSBenchLayout
 
-        self.layout = Layout.from_root(root)
+        self.layout = AVSBenchLayout.from_root(root)
         self.clips = self.layout.clips([split])
         self.img_tf = transforms.Compose([transforms.ToTensor(),
                                           transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])

@@ -129,11 +129,11 @@ def run_export(table, out_dir, to: str = "voc", root=None, classes_file=None) ->
             raise DataError(f"{classes_file}: no class names in it (one per line, or YAML 'names')")
     sizes = None
     if root is not None:
-        from avsprep.datasets.avsbench import Layout
-        from avsprep.validate import read_frame_sizes
+        from avsprep.datasets.avsbench import AVSBenchLayout
+        from avsprep.datasets.frames import read_frame_sizes
 
-        layout = Layout.from_root(root)
+        layout = AVSBenchLayout.from_root(root)
         index = layout.clip_index()
-        keys = [(index[v], int(k)) for v, k in zip(df["video"], df["frame"]) if v in index and 1 <= int(k) <= 5]
+        keys = [(index[v], int(k)) for v, k in zip(df["video"], df["frame"]) if v in index and int(k) in layout.frame_indices(index[v])]
         sizes, _ = read_frame_sizes(layout, keys)
     return export_table(df, out_dir, to=to, classes=classes, frame_sizes=sizes)

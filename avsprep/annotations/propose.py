@@ -56,12 +56,13 @@ def mask_boxes(mask: np.ndarray, all_blobs: bool = False) -> list[tuple[int, int
 def existing_annotation_stems(ann_dir: Path) -> set[str]:
     """Frame stems that already have an annotation file of any format under ``ann_dir``."""
     from avsprep.annotations import createml
-    from avsprep.importer import classify, find_annotation_files
+    from avsprep.datasets.base import walk_files
+    from avsprep.importer import classify
 
     stems: set[str] = set()
     if not ann_dir.is_dir():
         return stems
-    for p in find_annotation_files(ann_dir):
+    for p in walk_files(ann_dir):
         kind = classify(p)
         if kind not in ("voc", "yolo", "createml"):
             continue
@@ -158,12 +159,12 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
 
     from avsprep.common.clikit import progress
     from avsprep.common.errors import DataError
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
     if source not in SOURCES:
         raise DataError(f"--from {source!r}: only 'masks' here; model proposals come from "
                         "`avstrain predict CKPT SHARDS --labelimg DIR`")
-    layout = Layout.from_root(root, setting)
+    layout = AVSBenchLayout.from_root(root, setting)
     clips = layout.clips(splits)
     ann_dir = Path(annotations) if annotations is not None else layout.frames_dir()
     writer = ProposalWriter(ann_dir, source, dry_run=dry_run)

@@ -42,11 +42,6 @@ from avsprep.annotations.convention import (  # noqa: F401  (re-exported: the na
 from avsprep.annotations import sniff
 from avsprep.annotations.labelimg_xml import detect_writer
 
-# Reader finding codes (the full list, with validate's, is avsprep.validate.CODES).
-UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation",
-                              "xml-labelme", "xml-rotated-box", "xml-cvat-task", "xml-dlib", "xml-encoding",
-                              "yolo-unreadable", "yolo-no-class-file", "yolo-class-file-bad", "yolo-no-frame",
-                              "json-unreadable", "json-not-createml", "file-unreadable", "file-too-large"})
 _HOSTILE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
 _APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07"
 _COORDS = ("xmin", "ymin", "xmax", "ymax")

@@ -38,8 +38,7 @@ from avsprep.build.workers import ON_BAD_INPUT, shard_name, write_planned
 from avsprep.common.atomic import file_sha256, write_text
 from avsprep.common.clikit import check_output_dir, progress
 from avsprep.common.errors import DataError
-from avsprep.datasets.avsbench import Layout
-from avsprep.datasets.avss import AVSSLayout, is_avss_root
+from avsprep.datasets import open_layout
 from avsprep.shards.integrity import VERIFIED, record_entry, write_record
 from avsprep.shards.schema import FRAME_SIZE, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER
 from avsprep.shards.verify import check_shard_file
@@ -86,13 +85,6 @@ def _boxes_by_video(df, names: set, frames: range) -> dict:
         if frame in frames and not all(np.isnan(v) for v in row[5:9]):
             out[video].append((frame, "" if row[2] != row[2] else row[2], *[float(v) for v in row[3:9]]))
     return out
-
-
-def _open_layout(root, setting: Optional[str], subsets):
-    """The release's layout: AVSS when asked or when ROOT is an AVSS release, else S4/MS3."""
-    if setting == "avss" or (setting is None and is_avss_root(root)):  # becomes datasets.open_layout
-        return AVSSLayout.from_root(root, subsets)
-    return Layout.from_root(root, setting)
 
 
 def _prepare_output(out: Path, plan, overwrite: bool) -> None:
@@ -160,7 +152,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     if opts.on_bad_input not in ON_BAD_INPUT:
         raise ValueError(f"on_bad_input must be stop or skip, got {opts.on_bad_input!r}")
     check_output_dir(out, overwrite=opts.overwrite, resume=opts.resume, what="SHARDS")
-    layout = _open_layout(root, opts.setting, opts.subsets)
+    layout = open_layout(root, opts.setting, opts.subsets)
     classes = layout.classes()
     clips = layout.clips(opts.splits)
     if not clips:

@@ -3,7 +3,9 @@
 An AVSBench root is the folder holding ``s4_meta_data.csv`` and ``s4_data/``
 (Single-source) or ``ms3_meta_data.csv`` and ``ms3_data/`` (Multi-sources).
 Every path the toolkit opens is derived here from (clip, frame); paths written
-inside annotation files are never used.
+inside annotation files are never used. Annotation files are matched to frames by
+their own stem (:class:`StemMatcher`). Frame numbers are 1-based (``k`` of
+``{name}_{k}.png``; :mod:`avsprep.datasets.base`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import numpy as np
 
 from avsprep.audio import sources as audio_sources
 from avsprep.common.errors import DataError
+from avsprep.common.findings import Finding
 from avsprep.datasets.avss_loader import SIZE, Geometry
+from avsprep.datasets.base import SPLITS, mask_frames, walk_files
+from avsprep.datasets.classes import normalise_label
+from avsprep.datasets.frames import frame_image_findings
 from avsprep.datasets.steps import STEPS_PER_CLIP
 
 # Exact spelling and order of the AVSBench code (reference/avsbench.md 1.6).
@@ -33,8 +39,7 @@ S4_CLASSES: list[str] = [
 MS3_CLASSES: list[str] = ["sounding"]
 
 SETTINGS = ("s4", "ms3")
-SPLITS = ("train", "val", "test")
-FRAMES = STEPS_PER_CLIP["s4"]  # frames (time steps) per S4/MS3 clip
+FRAMES = STEPS_PER_CLIP["s4"]  # frames per S4/MS3 clip, numbered 1..5 (datasets.base: frame numbering)
 META_FILES = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
 META_COLUMNS = {"s4": ["name", "start", "category", "split"], "ms3": ["video_id", "split"]}
 DATA_DIRS = {"s4": "s4_data", "ms3": "ms3_data"}
@@ -98,8 +103,12 @@ def read_metadata(path: Path | str, setting: Optional[str] = None) -> "pandas.Da
     return df
 
 
-class Layout:
-    """Paths of one AVSBench root for one setting."""
+class AVSBenchLayout:
+    """Paths of one AVSBench root for one setting (a :class:`avsprep.datasets.base.Layout`)."""
+
+    steps = FRAMES
+    table_checks = True
+    no_box_hint = "sounding object off-screen?"
 
     def __init__(self, root: Path | str, setting: str):
         if setting not in SETTINGS:
@@ -112,7 +121,7 @@ class Layout:
     # -- construction ---------------------------------------------------------------
 
     @classmethod
-    def from_root(cls, root: Path | str, setting: Optional[str] = None) -> "Layout":
+    def from_root(cls, root: Path | str, setting: Optional[str] = None) -> "AVSBenchLayout":
         """Open ``root``; infer the setting from the metadata CSV present when not given."""
         root = Path(root)
         if not root.is_dir():
@@ -177,11 +186,65 @@ class Layout:
     def classes(self) -> list[str]:
         return list(S4_CLASSES if self.setting == "s4" else MS3_CLASSES)
 
+    def box_classes(self) -> list[str]:
+        return self.classes()
+
+    def label_category(self, clip: Clip) -> Optional[str]:
+        """S4: a box must name the clip's category; MS3: any box is "sounding"."""
+        return clip.category if self.setting == "s4" else None
+
+    def allowed_labels(self, clip: Clip) -> None:
+        return None
+
+    def table_category(self, clip: Clip) -> str:
+        """The table's ``category``: the S4 category, "" for MS3."""
+        return clip.category or ""
+
+    def describe(self) -> str:
+        return self.setting
+
+    def frame_indices(self, clip: Clip) -> range:
+        """Frame numbers 1..5 (``k`` of ``{name}_{k}.png``)."""
+        return range(1, FRAMES + 1)
+
     def mask_frames(self, clip: Clip) -> list[int]:
         """Frames with a GT mask: S4 train has only frame 1 (semi-supervised)."""
-        if self.setting == "s4" and clip.split == "train":
-            return [1]
-        return list(range(1, FRAMES + 1))
+        return mask_frames(self.frame_indices(clip), clip.split, single_source=self.setting == "s4")
+
+    # -- import ---------------------------------------------------------------------
+
+    def matcher(self) -> "StemMatcher":
+        return StemMatcher(self)
+
+    def default_annotation_dir(self) -> Path:
+        return self.frames_dir()
+
+    def annotation_files(self, ann_dir: Path) -> list[Path]:
+        """Every file under ``ann_dir`` (dotfiles included), sorted for determinism."""
+        return walk_files(ann_dir)
+
+    # -- validate -------------------------------------------------------------------
+
+    def annotation_name(self, clip: Clip, k: int) -> str:
+        return f"{self.frame_stem(clip, k)}.xml"
+
+    def coverage_groups(self) -> list[str]:
+        """S4: one coverage row per class; MS3: none."""
+        return self.classes() if self.setting == "s4" else []
+
+    def coverage_group(self, clip: Clip) -> str:
+        return clip.category or ""
+
+    def size_frames(self, clip: Clip, annotated: Iterable[int]) -> list[int]:
+        return list(annotated)
+
+    def extra_checks(self, clips: list[Clip], sizes: dict, errors: dict, quiet: bool = True) -> list[Finding]:
+        """The annotated frames whose image is missing or unreadable."""
+        keys = [(c, k) for c in clips for k in self.frame_indices(c)]
+        return frame_image_findings(self, keys, errors)
+
+    def summary_fields(self) -> dict:
+        return {}
 
     # -- paths ----------------------------------------------------------------------
 
@@ -225,17 +288,8 @@ class Layout:
     crop_labels = False  # no per-step class of the cropped box (AVSS shards have one)
 
     @property
-    def steps(self) -> int:
-        """Time steps of a shard item: the clip's 5 frames."""
-        return STEPS_PER_CLIP[self.setting]
-
-    @property
     def table_frames(self) -> range:
         """Box-table ``frame`` values a shard item can hold: 1..5."""
-        return range(1, self.steps + 1)
-
-    def frame_indices(self, clip: Clip) -> range:
-        """The clip's frame numbers in step order (step ``i`` is frame ``i + 1``)."""
         return range(1, self.steps + 1)
 
     def geometry(self, width: int, height: int, split: str) -> Geometry:
@@ -253,8 +307,6 @@ class Layout:
 
     def box_class(self, label: str) -> int:
         """Class index of a box label (case/whitespace drift accepted), -1 when unknown."""
-        from avsprep.validate import normalise_label  # validate imports this module
-
         if getattr(self, "_box_index", None) is None:
             self._box_index = {normalise_label(n): i for i, n in enumerate(self.classes())}
         return self._box_index.get(normalise_label(str(label)), -1)
@@ -275,3 +327,32 @@ class Layout:
     def shard_attrs(self, clips: list) -> dict:
         """Shard attributes beyond the common ones: none for S4/MS3."""
         return {}
+
+class StemMatcher:
+    """S4/MS3: a file (a CreateML image) is a frame by its own stem, ``{name}_{k}`` / ``{id}.mp4_{k}``
+    (a :class:`avsprep.datasets.base.Matcher`; :class:`avsprep.datasets.avss.PlaceMatcher` matches AVSS
+    files by their place instead). Methods are pure."""
+
+    classes_differ_severity = "warning"
+
+    def __init__(self, layout: AVSBenchLayout):
+        self.layout = layout
+        self.pattern = "{name}_{k}" if layout.setting == "s4" else "{id}.mp4_{k}"
+
+    def where(self, stem: str, parts: tuple = (), image_parts: tuple = ()) -> Optional[tuple[str, int]]:
+        """(video, frame) of a file stem, or None when it is not a frame name."""
+        return parse_frame_stem(stem, self.layout.setting)
+
+    def bad_name(self, what: str) -> str:
+        return f"{what} is not a frame name ({self.pattern}, k = 1..5); not imported"
+
+    def no_clip(self, video: str, frame: int, rel: str) -> Finding:
+        return Finding("xml-no-clip", "warning",
+                       f"video {video!r} is not listed in {self.layout.meta_path.name}; not imported",
+                       rel, video, frame)
+
+    def frame_problem(self, clip, frame: int) -> Optional[str]:
+        return None  # the stem pattern already limits k to 1..5
+
+    def hint(self) -> str:
+        return "save the labelImg annotations there or pass --annotations DIR"

@@ -4,12 +4,25 @@
 ``{root}/{subset}/{uid}/frames/{i}.jpg`` (0-based), ``labels_rgb/{i}.png``
 (palette RGB), ``labels_semantic/{i}.png`` and ``audio.wav``. ``subset`` is the
 metadata's ``label`` column (``v1s`` = S4 clips, ``v1m`` = MS3, ``v2`` = 10-s
-clips). Columns are read by name, as the official loader does.
+clips). Columns are read by name, as the official loader does. Frame numbers are
+0-based (``i`` of ``frames/{i}.jpg``; :mod:`avsprep.datasets.base`).
+
+Import (:class:`PlaceMatcher`, :func:`annotation_files`): labelImg saves
+``frames/{i}.xml`` (VOC), ``frames/{i}.txt`` (YOLO, with ``classes.txt`` beside it)
+or ``frames/{i}.json`` (CreateML) next to ``frames/{i}.jpg``. The frame names
+carry no uid, so a file is matched by its place: the folder above ``frames/`` is
+the uid (under ``--annotations DIR`` also ``DIR/{uid}/{i}.xml``). A CreateML file
+may hold several images: each entry is frame i of its own image name (``3.jpg``)
+in the clip the JSON lies in (or, when that is no clip, the clip its image path
+names). Labels are kept as written; ``validate`` checks each against the clip's
+a_obj classes (:meth:`AVSSLayout.allowed_labels`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -17,13 +30,14 @@ from typing import Iterable, Optional
 import numpy as np
 
 from avsprep.audio import read_wav, waveform_to_examples
-from avsprep.datasets import avss_loader
-from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask, read_label2idx
 from avsprep.common.errors import DataError
+from avsprep.common.findings import Finding
+from avsprep.datasets import avss_loader
+from avsprep.datasets.avss_classes import AVSS_CLASSES, box_class, clip_classes, decode_rgb_mask, read_label2idx
+from avsprep.datasets.base import SPLITS, mask_frames
 from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
 
 SUBSETS = ("v1s", "v1m", "v2")
-SPLITS = ("train", "val", "test")
 META_FILE = "metadata.csv"
 LABEL_FILE = "label2idx.json"
 META_COLUMNS = ["uid", "label", "split", "a_obj"]
@@ -41,11 +55,6 @@ class AVSSClip:
     @property
     def frames(self) -> int:
         return AVSS_REAL_STEPS[self.subset]
-
-    @property
-    def category(self) -> str:
-        """What the box table stores as ``category`` for AVSS: the subset."""
-        return self.subset
 
 
 def parse_a_obj(value: str) -> tuple[str, ...]:
@@ -98,9 +107,13 @@ def parse_subsets(value: Optional[str | Iterable[str]]) -> tuple[str, ...]:
 
 
 class AVSSLayout:
-    """Paths of one AVSS release root, restricted to the chosen subsets."""
+    """Paths of one AVSS release root, restricted to the chosen subsets (a
+    :class:`avsprep.datasets.base.Layout`)."""
 
     setting = "avss"
+    steps = STEPS_PER_CLIP["avss"]  # time steps of a shard item; v1 clips are padded from 5
+    table_checks = False
+    no_box_hint = "sound source off-screen?"
 
     def __init__(self, root: Path | str, subsets=None):
         self.root = Path(root)
@@ -155,11 +168,69 @@ class AVSSLayout:
     def classes(self) -> list[str]:
         return list(AVSS_CLASSES)
 
+    def box_classes(self) -> list[str]:
+        """A box never says "background"."""
+        return AVSS_CLASSES[1:]
+
+    def label_category(self, clip: AVSSClip) -> None:
+        return None
+
+    def allowed_labels(self, clip: AVSSClip) -> Optional[set[str]]:
+        """The clip's a_obj classes (typos mapped); None when a_obj names none (off-the-screen,
+        background): nothing to compare with."""
+        return {AVSS_CLASSES[c] for c in clip_classes(clip.a_obj)} or None
+
+    def table_category(self, clip: AVSSClip) -> str:
+        """The table's ``category`` for AVSS: the subset."""
+        return clip.subset
+
+    def describe(self) -> str:
+        return f"avss; subsets {', '.join(self.subsets)}"
+
+    def frame_indices(self, clip: AVSSClip) -> range:
+        """Frame numbers 0..n-1 (``i`` of ``frames/{i}.jpg``; n = 5 for v1, 10 for v2)."""
+        return range(clip.frames)
+
     def mask_frames(self, clip: AVSSClip) -> list[int]:
         """0-based frames with a mask: ``v1s`` train has only ``0.png`` (reference 1.3)."""
-        if clip.subset == "v1s" and clip.split == "train":
-            return [0]
-        return list(range(clip.frames))
+        return mask_frames(self.frame_indices(clip), clip.split, single_source=clip.subset == "v1s")
+
+    # -- import ---------------------------------------------------------------------
+
+    def matcher(self) -> "PlaceMatcher":
+        return PlaceMatcher(self)
+
+    def default_annotation_dir(self) -> Path:
+        return self.root
+
+    def annotation_files(self, ann_dir: Path) -> list[Path]:
+        return annotation_files(ann_dir, self.root)
+
+    # -- validate -------------------------------------------------------------------
+
+    def annotation_name(self, clip: AVSSClip, i: int) -> str:
+        return f"frames/{i}.xml"
+
+    def coverage_groups(self) -> list[str]:
+        """One coverage row per selected subset."""
+        return list(self.subsets)
+
+    def coverage_group(self, clip: AVSSClip) -> str:
+        return clip.subset
+
+    def size_frames(self, clip: AVSSClip, annotated: Iterable[int]) -> list[int]:
+        """Every frame: the release checks compare each mask with its frame."""
+        return list(self.frame_indices(clip))
+
+    def extra_checks(self, clips: list[AVSSClip], sizes: dict, errors: dict, quiet: bool = True) -> list[Finding]:
+        """The release checks of :mod:`avsprep.validate.avss_release` (metadata, files, masks, audio)."""
+        # imported here: avsprep.validate imports this package
+        from avsprep.validate.avss_release import check_release
+
+        return check_release(self, clips, sizes, errors, quiet=quiet)
+
+    def summary_fields(self) -> dict:
+        return {"subsets": list(self.subsets)}
 
     # -- paths ----------------------------------------------------------------------
 
@@ -185,13 +256,8 @@ class AVSSLayout:
     # -- one shard item (avsprep.build.clip) ------------------------------------------
     # What a clip becomes in a shard, as the official loader makes it (avsprep.datasets.avss_loader).
 
-    steps = STEPS_PER_CLIP["avss"]  # v1 clips are padded from 5
     table_frames = range(STEPS_PER_CLIP["avss"])  # the box table's 0-based ``frame``
     crop_labels = True  # ``crop_label``: the class of the cropped box per step
-
-    def frame_indices(self, clip: AVSSClip) -> range:
-        """The clip's real frames in step order (step ``i`` is frame ``i``); later steps are padding."""
-        return range(clip.frames)
 
     def geometry(self, width: int, height: int, split: str) -> avss_loader.Geometry:
         """train: short edge 224 + centre crop; val/test: resize to 224x224."""
@@ -209,15 +275,13 @@ class AVSSLayout:
 
     def box_class(self, label: str) -> int:
         """AVSS class index of a box label (exact spelling, the h orse typo mapped), -1 when unknown."""
-        from avsprep.validate.avss_release import TYPOS  # it imports this module
+        return box_class(label)
 
         label = TYPOS.get(label.strip(), label.strip())
         return AVSS_CLASSES.index(label) if label in AVSS_CLASSES else -1
 
     def clip_label(self, clip: AVSSClip) -> int:
         """The clip's ``label``: its first sounding class (0 when a_obj names none)."""
-        from avsprep.validate.avss_release import clip_classes  # it imports this module
-
         return (clip_classes(clip.a_obj) or [0])[0]
 
     def step_flags(self, clip: AVSSClip) -> dict:
@@ -233,3 +297,94 @@ class AVSSLayout:
         """Shard attributes beyond the common ones: its subsets, what the loader did, real steps."""
         return {"subsets": json.dumps(sorted({c.subset for c in clips})), **avss_loader.LOADER_NOTES,
                 "frames_real": json.dumps(AVSS_REAL_STEPS)}
+
+# -- import: where an annotation file lies -> (uid, frame i) ----------------------------------
+
+_INDEX = re.compile(r"^(0|[1-9][0-9]?)\.(xml|txt|json|jpe?g|png)$", re.I)
+PLACE = "{subset}/{uid}/frames/{i}.xml|.txt|.json"
+# per clip folder: what the release itself holds besides frames/ (never annotation files)
+RELEASE_DIRS = ("labels_rgb", "labels_semantic")
+RELEASE_FILES = ("audio.wav",)
+
+
+def match_path(rel_parts: tuple[str, ...]) -> Optional[tuple[str, int]]:
+    """Path parts (relative) -> (uid, i) for ``.../{uid}/frames/{i}.{xml,txt,json,jpg}`` or
+    ``{uid}/{i}.{ext}`` (pure)."""
+    if len(rel_parts) < 2:
+        return None
+    m = _INDEX.match(rel_parts[-1])
+    if not m:
+        return None
+    i = int(m.group(1))
+    if rel_parts[-2] == "frames":
+        return (rel_parts[-3], i) if len(rel_parts) >= 3 else None
+    return rel_parts[-2], i
+
+
+def is_release_file(rel_parts: tuple[str, ...]) -> bool:
+    """True for the release's own files (metadata.csv, label2idx.json, masks, audio.wav), given
+    their path parts relative to the release root (pure)."""
+    if len(rel_parts) == 1:
+        return rel_parts[0] in (META_FILE, LABEL_FILE)
+    if len(rel_parts) >= 3 and rel_parts[0] in SUBSETS:
+        return rel_parts[2] in RELEASE_DIRS or (len(rel_parts) == 3 and rel_parts[2] in RELEASE_FILES)
+    return False
+
+
+def annotation_files(ann_dir: Path, root: Path) -> list[Path]:
+    """Every file under ``ann_dir`` except the release's own (when ``ann_dir`` is in the release),
+    sorted; the mask folders are not walked at all."""
+    ann_dir, root = Path(ann_dir), Path(root)
+    try:
+        base = ann_dir.absolute().relative_to(root.absolute()).parts
+    except ValueError:
+        base = None
+    found = []
+    for dirpath, dirnames, filenames in os.walk(ann_dir):
+        here = Path(dirpath)
+        rel = None if base is None else base + here.relative_to(ann_dir).parts
+        if rel is not None:
+            dirnames[:] = [d for d in dirnames if not is_release_file(rel + (d, "x"))]
+        dirnames.sort()
+        found += [here / n for n in filenames if rel is None or not is_release_file(rel + (n,))]
+    return sorted(found, key=lambda p: p.relative_to(ann_dir).as_posix())
+
+
+class PlaceMatcher:
+    """AVSS: a file is frame i of clip uid by its place, ``{uid}/frames/{i}.{ext}`` (a
+    :class:`avsprep.datasets.base.Matcher`; pure methods)."""
+
+    # labelImg writes one classes.txt per folder, i.e. per clip: differing lists are expected here
+    classes_differ_severity = "info"
+
+    def __init__(self, layout: "AVSSLayout"):
+        self.layout = layout
+        self.all_uids = {c.name for c in layout.all_clips()}
+
+    def where(self, stem: str, parts: tuple = (), image_parts: tuple = ()) -> Optional[tuple[str, int]]:
+        """(uid, i) from the file's place; a CreateML entry whose JSON lies in no clip's folder falls
+        back to the clip its image path names (``.../{uid}/frames/3.jpg``)."""
+        placed = match_path(tuple(parts))
+        if image_parts and (placed is None or placed[0] not in self.all_uids):
+            by_image = match_path(tuple(image_parts))
+            if by_image is not None and by_image[0] in self.all_uids:
+                return by_image
+        return placed
+
+    def bad_name(self, what: str) -> str:
+        return f"{what}: not at {PLACE} (i = 0..9); not imported"
+
+    def no_clip(self, uid: str, frame: int, rel: str) -> Finding:
+        known = uid in self.all_uids
+        why = "its subset is not selected (--subset)" if known else f"uid {uid!r} is not listed in {META_FILE}"
+        return Finding("xml-no-clip", "info" if known else "warning", f"{why}; not imported", rel, uid, frame)
+
+    def frame_problem(self, clip, frame: int) -> Optional[str]:
+        frames = self.layout.frame_indices(clip)
+        if frame not in frames:
+            return (f"frame {frame} but a {clip.subset} clip has frames {frames[0]}..{frames[-1]}; "
+                    "not imported")
+        return None
+
+    def hint(self) -> str:
+        return (f"save the labelImg files next to the frames ({PLACE}) or pass --annotations DIR")

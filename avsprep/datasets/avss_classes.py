@@ -40,6 +40,32 @@ S4_TO_AVSS: dict[str, str] = {
 }
 
 
+# a_obj tokens (and box labels) misspelt in the release, read as the class they mean (reference 3.3)
+TYPOS = {"h orse": "horse"}
+
+
+def canonical_label(label: str) -> str:
+    """A box label or a_obj token as the class name it means: stripped, the known typos mapped."""
+    label = label.strip()
+    return TYPOS.get(label, label)
+
+
+def box_class(label: str) -> int:
+    """AVSS class index of a box label (exact spelling, the h orse typo mapped), -1 when unknown."""
+    label = canonical_label(label)
+    return AVSS_CLASSES.index(label) if label in AVSS_CLASSES else -1
+
+
+def clip_classes(a_obj) -> list[int]:
+    """Class indices of the a_obj tokens that name a class (typos mapped, non-classes dropped)."""
+    out = []
+    for tok in a_obj:
+        tok = TYPOS.get(tok, tok)
+        if tok in AVSS_CLASSES and tok != "background" and AVSS_CLASSES.index(tok) not in out:
+            out.append(AVSS_CLASSES.index(tok))
+    return out
+
+
 def palette(n: int = NUM_CLASSES) -> np.ndarray:
     """``[n, 3]`` uint8: bit 3k of j -> bit 7-k of R, 3k+1 -> G, 3k+2 -> B."""
     out = np.zeros((n, 3), np.uint8)

@@ -31,7 +31,7 @@ from avsprep.audio import clip_examples
 from avsprep.common.atomic import write_bytes, write_text
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
-from avsprep.datasets.avsbench import FRAMES, Clip, Layout, read_metadata
+from avsprep.datasets.avsbench import FRAMES, Clip, AVSBenchLayout, read_metadata
 from avsprep.demo.render import (
     SHAPES, SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
 )
@@ -329,7 +329,7 @@ def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
 
 def clip_files(spec: ClipSpec) -> dict[str, object]:
     """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.datasets.avsbench``."""
-    lay = Layout(Path("."), spec.setting)
+    lay = AVSBenchLayout(Path("."), spec.setting)
     clip = Clip(spec.name, spec.split, spec.category if spec.setting == "s4" else None)
     return {
         "frames_dir": lay.frame_path(clip, 1).parent.as_posix(),

@@ -1,7 +1,9 @@
 """Checks of an AVSS release: metadata anomalies, files per clip, mask colours, audio length.
 
-Pure functions take parsed values and return findings; :func:`check_tree`
-reads the files of one clip. The anomalies are those of reference/avss.md 3.3
+Pure functions take parsed values and return findings; :func:`check_clip`
+reads the files of one clip, :func:`check_release` runs it all (the AVSS
+layout's ``extra_checks``). Frame sizes come from ``validate``'s one read of
+every frame. The anomalies are those of reference/avss.md 3.3
 (``h orse``, ``background``, ``off-the-screen``) plus anything that would make
 the official loader fail or silently differ (extra entries in ``frames/``,
 mask colours outside the palette, wavs of 10.575 s or more).
@@ -14,52 +16,13 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from avsprep.datasets.avss_classes import AVSS_CLASSES, decode_rgb_mask
+from avsprep.common.clikit import progress
+from avsprep.common.findings import Finding
+from avsprep.datasets.avss_classes import AVSS_CLASSES, TYPOS, clip_classes, decode_rgb_mask
 from avsprep.datasets.avss_loader import MAX_WAV_SECONDS
 from avsprep.datasets.avss import AVSSClip, AVSSLayout
-from avsprep.common.findings import Finding
 
-CODES: dict[str, tuple[str, str]] = {
-    "a-obj-typo": ("warning", "a_obj token is a misspelt class (h orse); read as that class"),
-    "a-obj-background": ("warning", "a_obj names 'background' as the sounding object (5 v1m rows)"),
-    "a-obj-off-screen": ("info", "a_obj is 'off-the-screen': the sound source is not visible"),
-    "a-obj-unknown": ("error", "a_obj token is not one of the 70 classes"),
-    "clip-dir-missing": ("error", "the clip's folder {subset}/{uid} is missing"),
-    "frame-file-missing": ("error", "frames/{i}.jpg missing"),
-    "frame-extra": ("warning", "a frame beyond the clip's 5 (v1) / 10 (v2)"),
-    "frames-extra-file": ("warning", "an entry in frames/ that is not a frame: the official loader counts "
-                                     "every entry and then fails to open {n}.jpg"),
-    "frames-annotation-file": ("info", "an annotation file in frames/: import reads it, the official loader "
-                                       "would count it as a frame - move it out before running that code"),
-    "frame-unreadable": ("error", "a frame JPEG cannot be opened"),
-    "mask-missing": ("error", "labels_rgb/{i}.png missing for a frame that must have a mask"),
-    "mask-unreadable": ("error", "a mask PNG cannot be opened"),
-    "mask-size-mismatch": ("warning", "mask and frame differ in size (both are resized to 224 anyway)"),
-    "mask-off-palette": ("warning", "mask pixels whose colour is in no palette entry: the official "
-                                    "loader makes them background silently"),
-    "mask-class-not-in-a-obj": ("info", "mask shows a class that a_obj does not list"),
-    "audio-missing": ("error", "audio.wav missing"),
-    "audio-unreadable": ("error", "audio.wav cannot be read"),
-    "audio-too-long": ("error", f"audio of {MAX_WAV_SECONDS} s or more: 11 VGGish examples, the official "
-                                "loader fails"),
-    "audio-short": ("warning", "fewer VGGish examples than frames: zero log-mel examples fill the rest"),
-}
-TYPOS = {"h orse": "horse"}
 ANNOTATION_SUFFIXES = (".xml", ".txt", ".json")
-
-
-def _f(code, message, file=None, clip=None, frame=None) -> Finding:
-    return Finding(code, CODES[code][0], message, file, clip, frame)
-
-
-def clip_classes(a_obj: Iterable[str]) -> list[int]:
-    """Class indices of the a_obj tokens that name a class (typos mapped, non-classes dropped)."""
-    out = []
-    for tok in a_obj:
-        tok = TYPOS.get(tok, tok)
-        if tok in AVSS_CLASSES and tok != "background" and AVSS_CLASSES.index(tok) not in out:
-            out.append(AVSS_CLASSES.index(tok))
-    return out
 
 
 def check_metadata(clips: Iterable[AVSSClip], meta_name: str = "metadata.csv") -> list[Finding]:
@@ -68,17 +31,17 @@ def check_metadata(clips: Iterable[AVSSClip], meta_name: str = "metadata.csv") -
     for c in clips:
         for tok in c.a_obj:
             if tok in TYPOS:
-                out.append(_f("a-obj-typo", f"a_obj token {tok!r} read as {TYPOS[tok]!r}", meta_name, c.name))
+                out.append(Finding.of("a-obj-typo", f"a_obj token {tok!r} read as {TYPOS[tok]!r}", meta_name, c.name))
             elif tok == "background":
-                out.append(_f("a-obj-background", "a_obj is 'background': no sounding class is named; "
-                                                  "boxes on this clip cannot be checked against a_obj",
-                              meta_name, c.name))
+                out.append(Finding.of("a-obj-background", "a_obj is 'background': no sounding class is named; "
+                                      "boxes on this clip cannot be checked against a_obj",
+                                      meta_name, c.name))
             elif tok == "off-the-screen":
-                out.append(_f("a-obj-off-screen", "sound source off-screen; expect empty masks and no boxes",
-                              meta_name, c.name))
+                out.append(Finding.of("a-obj-off-screen", "sound source off-screen; expect empty masks and no boxes",
+                                      meta_name, c.name))
             elif tok not in AVSS_CLASSES:
-                out.append(_f("a-obj-unknown", f"a_obj token {tok!r} is not an AVSS class; fix the row",
-                              meta_name, c.name))
+                out.append(Finding.of("a-obj-unknown", f"a_obj token {tok!r} is not an AVSS class; fix the row",
+                                      meta_name, c.name))
     return out
 
 
@@ -89,22 +52,22 @@ def check_frame_listing(names: list[str], n: int, rel: str, clip: str) -> list[F
     present = set(names)
     for i in range(n):
         if f"{i}.jpg" not in present:
-            out.append(_f("frame-file-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
-                          f"{rel}/{i}.jpg", clip, i))
+            out.append(Finding.of("frame-file-missing", f"frames/{i}.jpg missing (the clip needs {n} frames)",
+                                  f"{rel}/{i}.jpg", clip, i))
     annotations = []
     for name in sorted(present - expected):
         stem, dot, ext = name.partition(".")
         if name.lower().endswith(".jpg") and stem.isdigit():
-            out.append(_f("frame-extra", f"frame {name} beyond the clip's {n}; the official loader would "
-                                         "read it as a time step", f"{rel}/{name}", clip, int(stem)))
+            out.append(Finding.of("frame-extra", f"frame {name} beyond the clip's {n}; the official loader would "
+                                  "read it as a time step", f"{rel}/{name}", clip, int(stem)))
         elif name.lower().endswith(ANNOTATION_SUFFIXES):
             annotations.append(name)
         else:
-            out.append(_f("frames-extra-file", f"{name!r} in frames/ breaks the official loader's frame count; "
-                                               "delete it", f"{rel}/{name}", clip))
+            out.append(Finding.of("frames-extra-file", f"{name!r} in frames/ breaks the official loader's frame count; "
+                                  "delete it", f"{rel}/{name}", clip))
     if annotations:  # one finding per clip: labelImg puts its XMLs here by design
-        out.append(_f("frames-annotation-file", f"{len(annotations)} annotation file(s) ({annotations[0]}...) "
-                      "that the official loader would count as frames", rel, clip))
+        out.append(Finding.of("frames-annotation-file", f"{len(annotations)} annotation file(s) ({annotations[0]}...) "
+                              "that the official loader would count as frames", rel, clip))
     return out
 
 
@@ -127,17 +90,17 @@ def check_mask(rgb: np.ndarray, frame_size: Optional[tuple[int, int]], allowed: 
     out = []
     h, w = rgb.shape[:2]
     if frame_size is not None and frame_size != (w, h):
-        out.append(_f("mask-size-mismatch", f"mask is {w}x{h}, frame {frame_size[0]}x{frame_size[1]}",
-                      rel, clip, i))
+        out.append(Finding.of("mask-size-mismatch", f"mask is {w}x{h}, frame {frame_size[0]}x{frame_size[1]}",
+                              rel, clip, i))
     index, unknown = decode_rgb_mask(rgb)
     msg = off_palette_summary(unknown, rgb)
     if msg:
-        out.append(_f("mask-off-palette", msg, rel, clip, i))
+        out.append(Finding.of("mask-off-palette", msg, rel, clip, i))
     if allowed:
         extra = sorted(set(np.unique(index).tolist()) - set(allowed) - {0})
         if extra:
-            out.append(_f("mask-class-not-in-a-obj", "mask shows " + ", ".join(AVSS_CLASSES[c] for c in extra) +
-                          " not listed in a_obj", rel, clip, i))
+            out.append(Finding.of("mask-class-not-in-a-obj", "mask shows " + ", ".join(AVSS_CLASSES[c] for c in extra) +
+                                  " not listed in a_obj", rel, clip, i))
     return out
 
 
@@ -146,55 +109,61 @@ def check_audio_length(seconds: float, subset_frames: int, rel: str, clip: str) 
 
     n = expected_example_count(int(seconds * 16000))
     if seconds >= MAX_WAV_SECONDS or n > 10:
-        return [_f("audio-too-long", f"{seconds:.3f} s gives {n} VGGish examples; trim the wav to 10 s",
-                   rel, clip)]
+        return [Finding.of("audio-too-long", f"{seconds:.3f} s gives {n} VGGish examples; trim the wav to 10 s",
+                           rel, clip)]
     if n < subset_frames:
-        return [_f("audio-short", f"{seconds:.3f} s gives {n} VGGish example(s) for {subset_frames} frames; "
-                                  "the rest are zero log-mel examples", rel, clip)]
+        return [Finding.of("audio-short", f"{seconds:.3f} s gives {n} VGGish example(s) for {subset_frames} frames; "
+                           "the rest are zero log-mel examples", rel, clip)]
     return []
 
 
-def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
-    """Every file of one clip: frames listing, frame/mask readability, mask colours, audio length."""
+def check_release(layout: AVSSLayout, clips: list[AVSSClip], sizes: dict, errors: dict,
+                  quiet: bool = True) -> list[Finding]:
+    """The metadata anomalies and every clip's files; ``sizes`` / ``errors`` of every frame of ``clips``
+    (:func:`avsprep.datasets.frames.read_frame_sizes`)."""
+    findings = check_metadata(clips, layout.meta_path.name)
+    for clip in progress(clips, quiet=quiet, desc="validate", unit="clip"):
+        findings += check_clip(layout, clip, sizes, errors)
+    return findings
+
+
+def check_clip(layout: AVSSLayout, clip: AVSSClip, sizes: dict, errors: dict) -> list[Finding]:
+    """Every file of one clip: frames listing, frame/mask readability, mask colours, audio length.
+    Frames are not opened here: ``sizes`` / ``errors`` hold what reading them gave."""
     from PIL import Image
 
     out: list[Finding] = []
     base = layout.clip_dir(clip)
     rel = base.relative_to(layout.root).as_posix()
     if not base.is_dir():
-        return [_f("clip-dir-missing", f"{rel}/ is missing; the release is incomplete", rel, clip.name)]
+        return [Finding.of("clip-dir-missing", f"{rel}/ is missing; the release is incomplete", rel, clip.name)]
     fdir = base / "frames"
     names = sorted(os.listdir(fdir)) if fdir.is_dir() else []
     out += check_frame_listing(names, clip.frames, f"{rel}/frames", clip.name)
-    sizes: dict[int, tuple[int, int]] = {}
-    for i in range(clip.frames):
-        p = layout.frame_path(clip, i)
-        if p.is_file():
-            try:
-                with Image.open(p) as im:
-                    sizes[i] = im.size
-            except OSError as exc:
-                out.append(_f("frame-unreadable", f"cannot open ({exc}); re-extract it", f"{rel}/frames/{i}.jpg",
-                              clip.name, i))
+    for i in layout.frame_indices(clip):
+        exc = errors.get((clip.name, i))
+        if exc is not None and layout.frame_path(clip, i).is_file():
+            out.append(Finding.of("frame-unreadable", f"cannot open ({exc}); re-extract it", f"{rel}/frames/{i}.jpg",
+                                  clip.name, i))
     allowed = clip_classes(clip.a_obj)
     for i in layout.mask_frames(clip):
         p = layout.mask_path(clip, i)
         mrel = f"{rel}/labels_rgb/{i}.png"
         if not p.is_file():
-            out.append(_f("mask-missing", f"labels_rgb/{i}.png missing; the official loader needs "
-                                          f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
+            out.append(Finding.of("mask-missing", f"labels_rgb/{i}.png missing; the official loader needs "
+                                  f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
             continue
         try:
             with Image.open(p) as im:
                 rgb = np.asarray(im.convert("RGB"))
         except OSError as exc:
-            out.append(_f("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
+            out.append(Finding.of("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
             continue
-        out += check_mask(rgb, sizes.get(i), allowed, mrel, clip.name, i)
+        out += check_mask(rgb, sizes.get((clip.name, i)), allowed, mrel, clip.name, i)
     wav = layout.wav_path(clip)
     wrel = f"{rel}/audio.wav"
     if not wav.is_file():
-        out.append(_f("audio-missing", "audio.wav missing; extract the clip's audio", wrel, clip.name))
+        out.append(Finding.of("audio-missing", "audio.wav missing; extract the clip's audio", wrel, clip.name))
     else:
         import soundfile
 
@@ -202,5 +171,5 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip) -> list[Finding]:
             info = soundfile.info(str(wav))
             out += check_audio_length(info.frames / info.samplerate, clip.frames, wrel, clip.name)
         except RuntimeError as exc:
-            out.append(_f("audio-unreadable", f"cannot read ({exc})", wrel, clip.name))
+            out.append(Finding.of("audio-unreadable", f"cannot read ({exc})", wrel, clip.name))
     return out

@@ -428,9 +428,9 @@ def test_import_audio_does_not_import_torch():
 
 def test_clip_audio_on_demo_dataset(demo_root):
     """Integration with the real Layout: the demo's pickle equals the frontend run on its wav."""
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
-    layout = Layout.from_root(demo_root)
+    layout = AVSBenchLayout.from_root(demo_root)
     clip = layout.clips()[0]
     from_pickle, source = clip_audio(layout, clip)
     assert source == "pickle" and from_pickle.shape == (5, 96, 64)

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from avsprep.datasets.avss_import import PlaceMatcher, annotation_files, is_release_file, match_path
-from avsprep.datasets.avss import AVSSLayout
+from avsprep.datasets.avss import AVSSLayout, PlaceMatcher, annotation_files, is_release_file, match_path
 from avsprep.cli import cli
 from avsprep.annotations.convention import LABELIMG_1BASED, ZERO_BASED
 from avsprep.annotations.table import read_table

@@ -9,11 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from avsprep.validate.avss_release import (
-    check_audio_length, check_frame_listing, check_mask, check_metadata, clip_classes,
+    check_audio_length, check_frame_listing, check_mask, check_metadata,
 )
-from avsprep.datasets.avss_classes import PALETTE, encode_rgb_mask, label2idx_json, read_label2idx
-from avsprep.datasets.avss_import import match_path
-from avsprep.datasets.avss import AVSSClip, AVSSLayout, parse_a_obj, parse_subsets, read_avss_metadata
+from avsprep.datasets.avss_classes import PALETTE, clip_classes, encode_rgb_mask, label2idx_json, read_label2idx
+from avsprep.datasets.avss import AVSSClip, AVSSLayout, match_path, parse_a_obj, parse_subsets, read_avss_metadata
 from avsprep.cli import cli
 from avsprep.common.errors import DataError
 

@@ -69,10 +69,10 @@ def test_workers_do_not_change_bytes(built, demo_root, table, tmp_path):
 
 
 def test_manifest_and_reader(built, demo_root):
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
     man = json.loads((built / "manifest.json").read_text())
-    layout = Layout.from_root(demo_root)
+    layout = AVSBenchLayout.from_root(demo_root)
     clips = layout.clips()
     assert man["classes"] == layout.classes() and man["setting"] == "s4"
     assert sorted(man["index"]) == sorted(c.name for c in clips)
@@ -110,9 +110,9 @@ def test_manifest_and_reader(built, demo_root):
 def test_frames_and_masks_match_the_pngs(built, demo_root):
     from PIL import Image
 
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
-    layout = Layout.from_root(demo_root)
+    layout = AVSBenchLayout.from_root(demo_root)
     clip = [c for c in layout.clips(["val"])][0]
     item = ShardSet(built)[ShardSet(built).index(clip.name)]
     for k in range(1, 6):
@@ -215,11 +215,11 @@ def test_resume_rebuilds_a_corrupted_shard(built, demo_root, table, tmp_path):
 
 
 def _broken_root(demo_root, tmp_path):
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
     root = tmp_path / "root"
     shutil.copytree(demo_root, root)
-    layout = Layout.from_root(root)
+    layout = AVSBenchLayout.from_root(root)
     clip = layout.clips(["test"])[0]
     frame = layout.frame_path(clip, 3)
     frame.write_bytes(frame.read_bytes()[:200])  # truncated PNG

@@ -40,12 +40,12 @@ def s4_case(base: Path):
     """(layout, clip, boxes): the test clip of a 3-clip demo, frames and masks resized to 300x200."""
     from PIL import Image
 
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
     from avsprep.demo import write_demo
 
     root = base / "s4"
     write_demo(root, clips=3, seed=5, quiet=True)
-    layout = Layout.from_root(root)
+    layout = AVSBenchLayout.from_root(root)
     clip = layout.clips(["test"])[0]
     for k in range(1, 6):
         for p, resample in ((layout.frame_path(clip, k), Image.BILINEAR), (layout.mask_path(clip, k), Image.NEAREST)):
@@ -243,13 +243,13 @@ def test_avss_clip_arrays_unchanged(tmp_path, policy):
 
 def test_steps_per_clip_have_one_home(tmp_path):
     """Layouts, the shard schema and the demos agree with datasets.steps (5 for S4/MS3, 10 for AVSS)."""
-    from avsprep.datasets.avsbench import FRAMES, Layout
+    from avsprep.datasets.avsbench import FRAMES, AVSBenchLayout
     from avsprep.datasets.avss import AVSSLayout
     from avsprep.datasets.steps import STEPS_PER_CLIP
     from avsprep.shards.schema import dataset_schema
 
     assert STEPS_PER_CLIP == {"s4": 5, "ms3": 5, "avss": 10} and FRAMES == 5
-    layouts = {"s4": Layout(tmp_path, "s4"), "ms3": Layout(tmp_path, "ms3"), "avss": AVSSLayout(tmp_path)}
+    layouts = {"s4": AVSBenchLayout(tmp_path, "s4"), "ms3": AVSBenchLayout(tmp_path, "ms3"), "avss": AVSSLayout(tmp_path)}
     for setting, layout in layouts.items():
         assert layout.steps == STEPS_PER_CLIP[setting]
         assert dataset_schema(1, 8, False, setting=setting)["frames"][0][1] == STEPS_PER_CLIP[setting]

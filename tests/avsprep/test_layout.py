@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from avsprep.common.errors import DataError
-from avsprep.datasets.avsbench import MS3_CLASSES, S4_CLASSES, Clip, Layout, parse_frame_stem, read_metadata
+from avsprep.datasets.avsbench import MS3_CLASSES, S4_CLASSES, Clip, AVSBenchLayout, parse_frame_stem, read_metadata
 from tests.conftest import META, need
 
 
@@ -27,7 +27,7 @@ def test_predefined_classes_files_match_layout():
 
 def test_real_s4_metadata_counts():
     need(META / "s4_meta_data.csv")
-    lay = Layout(META, "s4")
+    lay = AVSBenchLayout(META, "s4")
     clips = lay.clips()
     assert len(clips) == 4932
     assert Counter(c.split for c in clips) == {"train": 3452, "val": 740, "test": 740}
@@ -41,7 +41,7 @@ def test_real_s4_metadata_counts():
 
 def test_real_ms3_metadata_counts():
     need(META / "ms3_meta_data.csv")
-    clips = Layout(META, "ms3").clips()
+    clips = AVSBenchLayout(META, "ms3").clips()
     assert len(clips) == 424
     assert Counter(c.split for c in clips) == {"train": 296, "val": 64, "test": 64}
     assert all(c.category is None and c.start is None for c in clips)
@@ -51,14 +51,14 @@ def test_real_ms3_metadata_counts():
 def test_setting_inference(tmp_path):
     need(META / "s4_meta_data.csv")
     with pytest.raises(DataError, match=str(META)):
-        Layout.from_root(META)  # the shared folder holds both CSVs
-    assert Layout.from_root(META, "ms3").setting == "ms3"
+        AVSBenchLayout.from_root(META)  # the shared folder holds both CSVs
+    assert AVSBenchLayout.from_root(META, "ms3").setting == "ms3"
     with pytest.raises(DataError, match="neither"):
-        Layout.from_root(tmp_path)
+        AVSBenchLayout.from_root(tmp_path)
     (tmp_path / "ms3_meta_data.csv").write_text("video_id,split\nabc,train\n")
-    assert Layout.from_root(tmp_path).setting == "ms3"
+    assert AVSBenchLayout.from_root(tmp_path).setting == "ms3"
     with pytest.raises(DataError, match="s4_meta_data.csv"):
-        Layout.from_root(tmp_path, "s4")
+        AVSBenchLayout.from_root(tmp_path, "s4")
 
 
 def test_ids_stay_strings(tmp_path):
@@ -66,7 +66,7 @@ def test_ids_stay_strings(tmp_path):
     p.write_text("name,start,category,split\n0001,0,helicopter,train\n-_abc,5,race_car,test\nNA,1,race_car,val\n")
     df = read_metadata(p)
     assert list(df["name"]) == ["0001", "-_abc", "NA"]
-    names = [c.name for c in Layout(tmp_path, "s4").clips()]
+    names = [c.name for c in AVSBenchLayout(tmp_path, "s4").clips()]
     assert names == sorted(["0001", "-_abc", "NA"])
 
 
@@ -102,14 +102,14 @@ def test_parse_frame_stem(stem, setting, expected):
 
 
 def test_paths_follow_the_reference_layout():
-    s4 = Layout("/R", "s4")
+    s4 = AVSBenchLayout("/R", "s4")
     c = Clip("-_wznbUu3DY", "train", "helicopter", 0)
     assert s4.frame_path(c, 2).as_posix() == "/R/s4_data/visual_frames/train/helicopter/-_wznbUu3DY/-_wznbUu3DY_2.png"
     assert s4.mask_path(c, 1).as_posix() == "/R/s4_data/gt_masks/train/helicopter/-_wznbUu3DY/-_wznbUu3DY_1.png"
     assert s4.logmel_path(c).as_posix() == "/R/s4_data/audio_log_mel/train/helicopter/-_wznbUu3DY.pkl"
     assert s4.wav_path(c).as_posix() == "/R/s4_data/audio_wav/train/helicopter/-_wznbUu3DY.wav"
     assert s4.mask_frames(c) == [1] and s4.mask_frames(Clip("a", "test", "helicopter", 0)) == [1, 2, 3, 4, 5]
-    ms3 = Layout("/M", "ms3")
+    ms3 = AVSBenchLayout("/M", "ms3")
     m = Clip("xv7eM6-UmkY_36", "val")
     assert ms3.frame_path(m, 3).as_posix() == "/M/ms3_data/visual_frames/xv7eM6-UmkY_36/xv7eM6-UmkY_36.mp4_3.png"
     assert ms3.mask_path(m, 3).as_posix() == "/M/ms3_data/gt_masks/val/xv7eM6-UmkY_36/xv7eM6-UmkY_36_3.png"

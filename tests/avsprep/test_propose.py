@@ -14,7 +14,7 @@ from avsprep.cli import cli
 from avsprep.annotations.labelimg_xml import PROPOSAL_DATABASE
 from avsprep.build.crops import box_iou as iou
 from avsprep.importer import run_import
-from avsprep.datasets.avsbench import Layout
+from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.annotations.propose import mask_boxes, run_propose, write_new
 from avsprep.annotations.table import read_table
 from avsprep.validate import run_validate
@@ -44,7 +44,7 @@ def root(demo_root, tmp_path):
 
 
 def test_propose_from_masks_replaces_deleted_boxes(root, tmp_path):
-    layout = Layout.from_root(root)
+    layout = AVSBenchLayout.from_root(root)
     run_import(root, tmp_path / "orig.csv", quiet=True)
     orig = read_table(tmp_path / "orig.csv")
     mask_frames = {(c.name, k) for c in layout.clips() for k in layout.mask_frames(c)}

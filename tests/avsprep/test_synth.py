@@ -66,7 +66,7 @@ def test_files_are_exactly_the_avsbench_layout(demo_root):
 
 def test_layout_module_finds_every_file(demo_root):
     layout_mod = pytest.importorskip("avsprep.datasets.avsbench")
-    layout = layout_mod.Layout.from_root(demo_root)
+    layout = layout_mod.AVSBenchLayout.from_root(demo_root)
     clips = layout.clips()
     assert len(clips) == 12
     for clip in clips:

@@ -56,9 +56,9 @@ def test_like_ms3_writes_the_ms3_layout(tmp_path):
     summary = synth.write_avsbench_demo(out, like=like, quiet=True)
     assert summary["setting"] == "ms3"
     assert (out / "ms3_meta_data.csv").read_text() == like.read_text()
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
-    lay = Layout.from_root(out)
+    lay = AVSBenchLayout.from_root(out)
     assert lay.setting == "ms3"
     for clip in lay.clips():
         for k in range(1, 6):

@@ -9,10 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from avsprep.cli import cli
-from avsprep.common.findings import Finding
-from avsprep.datasets.avsbench import S4_CLASSES, Clip, Layout
+from avsprep.common.findings import CODES, Finding
+from avsprep.datasets.avsbench import S4_CLASSES, Clip, AVSBenchLayout
 from avsprep.annotations.table import empty_table, from_records
-from avsprep.validate import CODES, check_label, normalise_label, run_validate, validate_table
+from avsprep.datasets.classes import normalise_label
+from avsprep.validate import run_validate
+from avsprep.validate.boxes import check_label
+from avsprep.validate.coverage import check_coverage
 from tests.conftest import META, need
 from tests.avsprep.test_import import frame_xml, labelimg_xml, make_root
 
@@ -222,7 +225,7 @@ def core(rows, sizes=None, **kw):
             full[r["frame"]] = None
     rows = [r for r in full.values() if r is not None] + list(rows)
     sizes = {("-_abc", k): (224, 224) for k in range(1, 6)} if sizes is None else sizes
-    return validate_table(from_records(rows), [CLIP], sizes, S4_CLASSES, **kw)
+    return check_coverage(from_records(rows), AVSBenchLayout("/R", "s4"), [CLIP], sizes, **kw)
 
 
 @pytest.mark.parametrize("coords,code,severity", [
@@ -293,8 +296,8 @@ def test_every_code_has_a_known_severity():
 
 def test_real_s4_metadata_with_no_annotations():
     need(META / "s4_meta_data.csv")
-    clips = Layout(META, "s4").clips()
-    report = validate_table(empty_table(), clips, {}, S4_CLASSES)
+    layout = AVSBenchLayout(META, "s4")
+    report = check_coverage(empty_table(), layout, layout.clips(), {})
     s = report.summary
     assert s["coverage"] == {"clips": 4932, "full": 0, "partial": 0, "none": 4932}
     assert {k: v["clips"] for k, v in s["per_split"].items()} == {"train": 3452, "val": 740, "test": 740}

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from avsprep.datasets.avsbench import Layout
+from avsprep.datasets.avsbench import AVSBenchLayout
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", AVS_NO_PROGRESS="1", PYTHONUNBUFFERED="1")
 
@@ -152,7 +152,7 @@ def check_disk_full_outcome(rc: int, stderr: str, out: Path) -> None:
 
 def first_test_clip(root: Path):
     """(layout, the first clip of the test split) of an S4 root."""
-    layout = Layout.from_root(root)
+    layout = AVSBenchLayout.from_root(root)
     return layout, layout.clips(["test"])[0]
 
 

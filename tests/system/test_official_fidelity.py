@@ -126,7 +126,7 @@ def test_blurred_s4_masks_become_the_official_loader_targets(tmp_path):
     from PIL import Image
     from torchvision.transforms.functional import to_tensor
 
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
     from avsprep.demo import write_demo
     from avstrain.data import ShardDataset, collate, to_device
 
@@ -134,7 +134,7 @@ def test_blurred_s4_masks_become_the_official_loader_targets(tmp_path):
     write_demo(root, clips=6, seed=1, quiet=True)
     _blur_masks(root)
     shards = _build(root, tmp_path / "shards")
-    layout = Layout.from_root(root, "s4")
+    layout = AVSBenchLayout.from_root(root, "s4")
     ds = ShardDataset(shards, "test")
     checked = soft = 0
     for i, name in enumerate(ds.names):
@@ -155,7 +155,7 @@ def test_ms3_masks_decode_as_P_divided_by_255(tmp_path):
     from PIL import Image, ImageFilter
     from torchvision.transforms.functional import to_tensor
 
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
     from avsprep.shards import MASK_DECODING
 
     mask = np.zeros((224, 224), np.uint8)
@@ -165,7 +165,7 @@ def test_ms3_masks_decode_as_P_divided_by_255(tmp_path):
     dec = MASK_DECODING["ms3"]
     with Image.open(p) as im:
         want = to_tensor(im.convert("P"))[0]
-        stored = Layout(tmp_path, "ms3").decode_mask(im.convert(dec["pil_mode"]))
+        stored = AVSBenchLayout(tmp_path, "ms3").decode_mask(im.convert(dec["pil_mode"]))
     got = torch.from_numpy(stored.copy()).float() / dec["scale"]
     assert torch.equal(got, want)
     assert ((got > 0) & (got < 1)).any()  # soft targets, as the official MS3 loader gives
