@@ -197,6 +197,33 @@ def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_wei
         click.echo(conv.report_text(report))
 
 
+
+# ----------------------------------------------------------------------------- shared options
+# evaluate, predict and report read a checkpoint on a split of shards, on a device.
+
+def checkpoint_and_shards(f):
+    f = click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))(f)
+    return click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))(f)
+
+
+def split_option(f):
+    return click.option("--split", default="test", show_default=True, help="Split of SHARDS to read.")(f)
+
+
+def device_option(f):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                        show_default=True, help="auto: cuda when available.")(f)
+
+
+def batching_options(f):
+    """--batch-videos, --device and --workers: how the evaluation is batched and where it runs."""
+    f = click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+                     help="DataLoader worker processes.")(f)
+    f = device_option(f)
+    return click.option("--batch-videos", type=click.IntRange(1), default=4, show_default=True,
+                        help="Videos per batch for the official per-batch metrics.")(f)
+
+
 # ----------------------------------------------------------------------------- evaluate
 
 PER_CLIP_HELP = """Also write one row per clip to FILE.csv: video, class, frames,
@@ -211,18 +238,14 @@ prediction does not depend on the sound). Implies the shuffle ablation. With
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--split", default="test", show_default=True)
+@checkpoint_and_shards
+@split_option
 @click.option("--audio-ablation", default="none", show_default=True, metavar="LIST",
               help="Comma-separated: none, shuffle (audio of another clip), zero (zeroed audio features).")
 @click.option("--per-class", is_flag=True, help="Add mIoU and F-score per class.")
 @click.option("--per-clip", "per_clip_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.csv", help=PER_CLIP_HELP)
-@click.option("--batch-videos", type=click.IntRange(1), default=4, show_default=True,
-              help="Videos per batch for the official per-batch F-score protocol.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
+@batching_options
 @json_option
 @quiet_option
 @handle_errors
@@ -270,12 +293,11 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
 # ----------------------------------------------------------------------------- predict
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@checkpoint_and_shards
 @click.option("--output", "-o", "masks", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the PNG masks (may be left out with --labelimg).")
-@click.option("--split", default="test", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@split_option
+@device_option
 @click.option("--labelimg", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write box proposals (bounding box of the largest predicted blob) as labelImg XML "
                    "for the frames without a GT mask (S4 train frames 2-5), in the frame-folder layout "
@@ -320,17 +342,13 @@ def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwri
 # ----------------------------------------------------------------------------- report
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@checkpoint_and_shards
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Report folder (index.html, PNGs, per_clip.csv, results.json).")
-@click.option("--split", default="test", show_default=True)
+@split_option
 @click.option("--per-gallery", type=click.IntRange(1), default=6, show_default=True,
               help="Clips in each gallery (worst IoU, smallest listening gap, best IoU).")
-@click.option("--batch-videos", type=click.IntRange(1), default=4, show_default=True,
-              help="Videos per batch for the official per-batch metrics.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
+@batching_options
 @overwrite_option
 @quiet_option
 @handle_errors
