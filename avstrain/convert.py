@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 
 from avsprep.common.atomic import atomic_write
+from avsprep.datasets.avsbench import CLASSES
 from avstrain.checkpoints import load_checkpoint, save_checkpoint
 from avstrain.config import TrainConfig, apply, from_dict, load_preset
 from avstrain.models.weights import (BACKBONE_PREFIX, ConvertError, detect_backbone, fit_problems, official_to_ours,
@@ -52,7 +53,7 @@ def official_system(sd: dict, path, backbone: Optional[str] = None, setting: str
     cfg = apply(load_preset(_preset_for(setting, backbone)), {
         "tpavi_stages": stages, "audio_encoder": "vggish" if vggish_weights else "precomputed",
         "vggish_weights": str(vggish_weights) if vggish_weights else None}, "avstrain convert")
-    num_classes = 23 if setting == "s4" else 1  # only a crop head would use it; the presets have none
+    num_classes = len(CLASSES[setting])  # only a crop head would use it; the presets have none
     build_cfg = TrainConfig(**{**cfg.to_dict(), "backbone_weights": None})
     system = build_system(build_cfg, num_classes=num_classes, has_vggish=not vggish_weights,
                           audio_kind=None if vggish_weights else "precomputed")

@@ -26,8 +26,16 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
+from avsprep.annotations import createml
 from avsprep.common.atomic import fsync_dir, tmp_path_for
+from avsprep.common.clikit import progress
+from avsprep.common.errors import DataError
+from avsprep.datasets.avsbench import AVSBenchLayout
+from avsprep.datasets.base import walk_files
+from avsprep.importer import classify
 from avsprep.annotations.convention import LABELIMG_1BASED, coord_texts, from_edges
 from avsprep.annotations.labelimg_xml import PROPOSAL_DATABASE, XmlFile, XmlObject, labelimg_xml_bytes
 
@@ -37,8 +45,6 @@ SOURCES = ("masks",)
 def mask_boxes(mask: np.ndarray, all_blobs: bool = False) -> list[tuple[int, int, int, int]]:
     """Pixel-edge boxes ``(x0, y0, x1, y1)`` of a binary mask: its largest 8-connected blob, or every
     blob (largest first) with ``all_blobs``. Empty mask -> []."""
-    from scipy import ndimage
-
     fg = np.asarray(mask) > 0
     if not fg.any():
         return []
@@ -55,9 +61,6 @@ def mask_boxes(mask: np.ndarray, all_blobs: bool = False) -> list[tuple[int, int
 
 def existing_annotation_stems(ann_dir: Path) -> set[str]:
     """Frame stems that already have an annotation file of any format under ``ann_dir``."""
-    from avsprep.annotations import createml
-    from avsprep.datasets.base import walk_files
-    from avsprep.importer import classify
 
     stems: set[str] = set()
     if not ann_dir.is_dir():
@@ -144,22 +147,18 @@ def propose_predicted(writer: ProposalWriter, setting: str, split: str, category
                       mask: np.ndarray, all_blobs: bool = False) -> str:
     """A predicted mask of frame ``k`` -> a proposal at the frame's place in the AVSBench frame tree
     (S4 ``split/category/video/video_k.xml``, MS3 ``video/video.mp4_k.xml``) under the writer's folder."""
-    s4 = setting == "s4"
-    rel_dir = Path(split) / category / video if s4 else Path(video)
-    stem = f"{video}_{k}" if s4 else f"{video}.mp4_{k}"
+    layout = AVSBenchLayout(Path("."), setting)  # only its paths relative to the frame tree are used
+    clip = layout.clip_for(video, split, category)
+    frame = layout.frame_path(clip, k)
+    rel_dir = frame.parent.relative_to(layout.frames_dir())
     h, w = mask.shape[:2]
-    return writer.propose(rel_dir, stem, mask_boxes(mask, all_blobs), category if s4 else "sounding", w, h, 3,
-                          folder=video, filename=f"{stem}.png")
+    return writer.propose(rel_dir, frame.stem, mask_boxes(mask, all_blobs), layout.box_label(clip), w, h, 3,
+                          folder=video, filename=frame.name)
 
 
 def run_propose(root, source: str = "masks", annotations=None, setting: Optional[str] = None,
                 all_blobs: bool = False, dry_run: bool = False, splits=None, quiet: bool = False) -> dict:
     """``avsprep propose``: one labelImg XML per frame with a GT mask and no annotation file."""
-    from PIL import Image
-
-    from avsprep.common.clikit import progress
-    from avsprep.common.errors import DataError
-    from avsprep.datasets.avsbench import AVSBenchLayout
 
     if source not in SOURCES:
         raise DataError(f"--from {source!r}: only 'masks' here; model proposals come from "
@@ -170,7 +169,7 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
     writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
     no_mask = 0
     for clip in progress(clips, quiet=quiet, desc="propose", unit="clip"):
-        label = clip.category if layout.setting == "s4" else "sounding"
+        label = layout.box_label(clip)
         for k in layout.mask_frames(clip):
             mpath = layout.mask_path(clip, k)
             if not mpath.is_file():

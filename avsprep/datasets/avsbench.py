@@ -43,6 +43,7 @@ FRAMES = STEPS_PER_CLIP["s4"]  # frames per S4/MS3 clip, numbered 1..5 (datasets
 META_FILES = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
 META_COLUMNS = {"s4": ["name", "start", "category", "split"], "ms3": ["video_id", "split"]}
 DATA_DIRS = {"s4": "s4_data", "ms3": "ms3_data"}
+CLASSES = {"s4": S4_CLASSES, "ms3": MS3_CLASSES}  # the class list of each setting
 
 _S4_STEM = re.compile(r"^(?P<video>.+)_(?P<k>[1-9][0-9]*)$", re.S)
 _MS3_STEM = re.compile(r"^(?P<video>.+)\.mp4_(?P<k>[1-9][0-9]*)$", re.S)
@@ -184,7 +185,7 @@ class AVSBenchLayout:
         return {c.name: c for c in self.clips()}
 
     def classes(self) -> list[str]:
-        return list(S4_CLASSES if self.setting == "s4" else MS3_CLASSES)
+        return list(CLASSES[self.setting])
 
     def box_classes(self) -> list[str]:
         return self.classes()
@@ -195,6 +196,14 @@ class AVSBenchLayout:
 
     def allowed_labels(self, clip: Clip) -> None:
         return None
+
+    def box_label(self, clip: Clip) -> str:
+        """The label a proposed box of ``clip`` gets: the S4 category; MS3's one class "sounding"."""
+        return self.label_category(clip) or MS3_CLASSES[0]
+
+    def clip_for(self, name: str, split: str, category: Optional[str]) -> Clip:
+        """A :class:`Clip` from what a shard item knows (its name, split and class name)."""
+        return Clip(name, split, category if self.setting == "s4" else None)
 
     def table_category(self, clip: Clip) -> str:
         """The table's ``category``: the S4 category, "" for MS3."""

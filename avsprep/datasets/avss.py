@@ -277,9 +277,6 @@ class AVSSLayout:
         """AVSS class index of a box label (exact spelling, the h orse typo mapped), -1 when unknown."""
         return box_class(label)
 
-        label = TYPOS.get(label.strip(), label.strip())
-        return AVSS_CLASSES.index(label) if label in AVSS_CLASSES else -1
-
     def clip_label(self, clip: AVSSClip) -> int:
         """The clip's ``label``: its first sounding class (0 when a_obj names none)."""
         return (clip_classes(clip.a_obj) or [0])[0]

@@ -31,7 +31,7 @@ from avsprep.audio import clip_examples
 from avsprep.common.atomic import write_bytes, write_text
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
-from avsprep.datasets.avsbench import FRAMES, Clip, AVSBenchLayout, read_metadata
+from avsprep.datasets.avsbench import FRAMES, META_COLUMNS, META_FILES, AVSBenchLayout, read_metadata
 from avsprep.demo.render import (
     SHAPES, SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
 )
@@ -187,7 +187,7 @@ def read_like(path) -> tuple[str, list[tuple[str, int, str, str]]]:
     MS3 rows (``video_id,split``) get category ``""`` and start 0.
     """
     path = Path(path)
-    setting = "ms3" if path.name.startswith("ms3") else "s4"
+    setting = "ms3" if path.name.startswith("ms3") else "s4"  # the file names of META_FILES
     df = read_metadata(path, setting)
     if setting == "s4":
         rows = [(n, int(st or 0), c, sp) for n, st, c, sp in
@@ -330,7 +330,7 @@ def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
 def clip_files(spec: ClipSpec) -> dict[str, object]:
     """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.datasets.avsbench``."""
     lay = AVSBenchLayout(Path("."), spec.setting)
-    clip = Clip(spec.name, spec.split, spec.category if spec.setting == "s4" else None)
+    clip = lay.clip_for(spec.name, spec.split, spec.category)
     return {
         "frames_dir": lay.frame_path(clip, 1).parent.as_posix(),
         "masks_dir": lay.mask_path(clip, 1).parent.as_posix(),
@@ -378,12 +378,13 @@ def _write_clips(args) -> int:
 
 
 def metadata_csv(specs: list[ClipSpec]) -> str:
-    """The metadata CSV text, in ``specs`` order: S4 ``name,start,category,split``, MS3 ``video_id,split``."""
-    if specs and specs[0].setting == "ms3":
-        rows = ["video_id,split"] + [f"{s.name},{s.split}" for s in specs]
-    else:
-        rows = ["name,start,category,split"]
-        rows += [f"{s.name},{s.start},{s.category},{s.split}" for s in specs]
+    """The metadata CSV text, in ``specs`` order, with its setting's columns (S4
+    ``name,start,category,split``, MS3 ``video_id,split``: ``datasets.avsbench.META_COLUMNS``)."""
+    columns = META_COLUMNS[specs[0].setting if specs else "s4"]
+    rows = [",".join(columns)]
+    for s in specs:
+        fields = {"name": s.name, "video_id": s.name, "start": s.start, "category": s.category, "split": s.split}
+        rows.append(",".join(str(fields[c]) for c in columns))
     return "\n".join(rows) + "\n"
 
 
@@ -421,8 +422,7 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
             for n in pool.map(_write_clips, jobs):
                 bar.update(n)
         bar.close()
-    meta = "ms3_meta_data.csv" if setting == "ms3" else "s4_meta_data.csv"
-    write_text(root / meta, metadata_csv(specs))
+    write_text(root / META_FILES[setting], metadata_csv(specs))
     counts = {sp: sum(s.split == sp for s in specs) for sp in SPLITS}
     names = sorted({s.category for s in specs}) if like is not None else demo_classes(classes)
     what = f"like {Path(like).name}" if like is not None else "synthetic"
