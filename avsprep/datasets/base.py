@@ -198,3 +198,41 @@ class Layout(Protocol):
     def summary_fields(self) -> dict:
         """Layout-specific keys of the validate summary, after ``setting`` (AVSS: ``subsets``)."""
         ...
+
+    # -- one shard item (avsprep.build.clip) ------------------------------------------------
+
+    table_frames: range  # box-table ``frame`` values a shard item can hold (S4/MS3 1..5, AVSS 0..9)
+    crop_labels: bool  # whether a shard item carries the class of each step's cropped box (AVSS)
+
+    def geometry(self, width: int, height: int, split: str):
+        """How a frame of ``width`` x ``height`` becomes a stored 224 x 224 frame
+        (:class:`avsprep.datasets.avss_loader.Geometry`)."""
+        ...
+
+    def decode_mask(self, image) -> "np.ndarray":
+        """A GT mask image (already in its setting's PIL mode) -> the stored uint8 mask."""
+        ...
+
+    def clip_audio(self, clip: Clip) -> tuple["np.ndarray", str]:
+        """The clip's log-mel examples ``[steps, 96, 64]`` and their source ("pickle" | "wav")."""
+        ...
+
+    def box_class(self, label: str) -> int:
+        """Class index of a box label, -1 when it names no class."""
+        ...
+
+    def clip_label(self, clip: Clip) -> int:
+        """The clip's class index stored as the shard item's ``label``."""
+        ...
+
+    def step_flags(self, clip: Clip) -> dict:
+        """Per-clip arrays beyond the common ones (AVSS: ``frame_valid``, ``gt_flag``, subset)."""
+        ...
+
+    def record_extras(self) -> dict:
+        """Build options beyond the common ones, for the manifest."""
+        ...
+
+    def shard_attrs(self, clips: list) -> dict:
+        """Shard attributes beyond the common ones."""
+        ...
