@@ -54,7 +54,7 @@ class TrainConfig:
     # --- audio
     audio_encoder: str = "auto"         # auto | precomputed (shard audio_vggish) | vggish (frozen) | tiny (trainable)
     vggish_weights: Optional[str] = None  # torchvggish vggish-10086976.pth for audio_encoder=vggish
-    # --- crop losses (DESIGN.md section 1)
+    # --- crop losses (docs/reproducing.md, the method)
     crop_head: bool = True              # build the crop classifier; needed when any crop weight > 0
     crop_backbone: str = "resnet50"     # resnet50 (the recipe) | tiny
     crop_backbone_weights: Optional[str] = None  # ImageNet resnet50 .pth for the crop head; None = random init

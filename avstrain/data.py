@@ -73,7 +73,7 @@ class ShardDataset(Dataset):
         self.shards_dir = Path(shards_dir)
         self.split = split
         self.augment = augment
-        # Integrity (DESIGN 11, docs/RELIABILITY.md): shards covered by the verification record that
+        # Integrity (docs/RELIABILITY.md): shards covered by the verification record that
         # build/verify wrote are trusted without hashing; any other is hashed here, in the opening
         # process, so a corrupt shard stops training with its name before a DataLoader worker starts.
         reader = ShardSet(self.shards_dir, split=split, verify=True)
@@ -171,7 +171,7 @@ class ShardDataset(Dataset):
         return sample
 
 
-SUBSET_OF_TASK = {"s4": "v1s", "ms3": "v1m"}  # reference/avss.md 1.3: v1s = the S4 clips, v1m = the MS3 clips
+SUBSET_OF_TASK = {"s4": "v1s", "ms3": "v1m"}  # docs/reference/avss.md 1.3: v1s = the S4 clips, v1m = the MS3 clips
 
 
 def binary_view(item: dict, task: str, where="the shards") -> dict:

@@ -98,7 +98,7 @@ def evaluate_split(model, cfg, dev, ds, ablations=("none",), per_class: bool = F
                                            per_clip=per_clip)
     if results:
         doc["ablations"] = {name: {k: r[k] for k in task.ablation_keys} for name, r in results.items()}
-    if per_clip:  # --per-clip: "clips" is the list of rows, "n_clips" the count (DESIGN 13)
+    if per_clip:  # --per-clip: "clips" is the list of rows, "n_clips" the count (docs/architecture.md, stable interfaces)
         clip_ablations = {name: r["per_clip"] for name, r in results.items()}
         doc["clips"] = per_clip_rows(ds.names, ds.classes, res["per_clip"], clip_ablations, audio_from)
     return doc

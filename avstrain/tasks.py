@@ -128,7 +128,7 @@ def semantic_metric(batch_videos: int, classes: Optional[list]) -> AVSSMetric:
 
 
 def add_semantic(acc: AVSSMetric, logits: torch.Tensor, batch: dict) -> None:
-    """Every step counts, padded ones included (reference/avss.md 6.3)."""
+    """Every step counts, padded ones included (docs/reference/avss.md 6.3)."""
     acc.update(logits.float(), batch["masks"].long())
 
 
@@ -187,7 +187,7 @@ TASKS: dict[str, Task] = {"s4": S4, "ms3": MS3, "avss": AVSS}
 
 def format_table(doc: dict) -> str:
     """The text table of an ``avstrain evaluate`` document. Binary documents carry no
-    ``setting`` key (their keys are DESIGN 13's); S4 and MS3 share one table."""
+    ``setting`` key (their keys are stable: docs/architecture.md); S4 and MS3 share one table."""
     return TASKS[doc.get("setting", "s4")].format_table(doc)
 
 

@@ -1,7 +1,7 @@
 """The labelImg Pascal-VOC XML writer: the exact bytes labelImg's ``PascalVocWriter`` saves
 (1.8.6's by default; the 2017 v1.3 writers' for files they wrote, see "Writer styles" below).
 
-Facts (reference/labelimg_voc.md, fixtures/labelimg/README.md): no XML declaration,
+Facts (docs/reference/labelimg_voc.md, fixtures/labelimg/README.md): no XML declaration,
 no BOM, UTF-8, LF, one TAB per indent level (labelImg pretty-prints with two
 spaces and then turns *every* pair of spaces into a TAB, text included), a
 trailing newline; element order folder, filename, path (only when given),

@@ -1,4 +1,4 @@
-"""The box table (DESIGN.md section 5): schema, CSV read/write.
+"""The box table (docs/formats.md, the box table): schema, CSV read/write.
 
 One row per box, plus one row per annotated frame with no box (``label`` empty,
 coordinates NaN), so coverage can be told from the table alone. Coordinates are

@@ -1,11 +1,11 @@
 """Hardened reader for labelImg / Pascal-VOC XML: bytes in, boxes and findings out.
 
-Untrusted input (DESIGN.md section 11): no DTD, no entity expansion, no network,
+Untrusted input (docs/RELIABILITY.md): no DTD, no entity expansion, no network,
 a size limit; a file with a DOCTYPE or ENTITY declaration (billion laughs, XXE)
 is refused as a finding before parsing. Nothing here raises on bad data: every
 problem becomes a :class:`~avsprep.common.findings.Finding` with a stable code.
 
-Tolerated (reference/labelimg_voc.md 1.4, 3, 5): any or no XML declaration
+Tolerated (docs/reference/labelimg_voc.md 1.4, 3, 5): any or no XML declaration
 (``us-ascii`` included), a BOM, CRLF, numeric character references, any child
 order, ``<Difficult>`` in any case, empty ``<difficult/>`` (read as 0 with a
 warning), ``<occluded>``, ``<part>``, ``<attributes>`` (ignored), a missing

@@ -1,6 +1,6 @@
 """VGGish log-mel frontend in float64 numpy, numerically equal to torchvggish.
 
-Steps (``reference/vggish.md`` section 2): mono by channel mean, resample to
+Steps (``docs/reference/vggish.md`` section 2): mono by channel mean, resample to
 16 kHz, 400-sample frames with hop 160 and no padding, periodic Hann window,
 512-point rFFT magnitude, 64 HTK-mel bands (125-7500 Hz), ``log(mel + 0.01)``,
 then non-overlapping 96-frame examples.  AVSBench then forces 5 examples per

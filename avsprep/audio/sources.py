@@ -1,7 +1,7 @@
 """Audio inputs of a clip: AVSBench log-mel pickles and wav files.
 
 A clip's audio comes from its log-mel pickle when present, else from its wav
-(DESIGN section 8).  Pickles are untrusted: they are read with a restricted
+(docs/formats.md, audio).  Pickles are untrusted: they are read with a restricted
 unpickler that only rebuilds tensors / arrays and never runs pickled code.
 """
 

@@ -1,6 +1,6 @@
 """Shared CLI pieces for both tools: option decorators, error conversion, progress.
 
-Conventions (DESIGN.md section 4): exit 0 on success, 1 on data errors (or
+Conventions (docs/architecture.md, conventions): exit 0 on success, 1 on data errors (or
 warnings under ``--strict``), 2 on usage errors; ``--json`` prints exactly one
 JSON document on stdout, logs and progress go to stderr; progress bars are off
 under ``--quiet`` or when stderr is not a terminal.

@@ -1,4 +1,4 @@
-"""AVSBench S4/MS3 directory layout and metadata CSV (reference/avsbench.md 1.2, 1.3).
+"""AVSBench S4/MS3 directory layout and metadata CSV (docs/reference/avsbench.md 1.2, 1.3).
 
 An AVSBench root is the folder holding ``s4_meta_data.csv`` and ``s4_data/``
 (Single-source) or ``ms3_meta_data.csv`` and ``ms3_data/`` (Multi-sources).
@@ -26,7 +26,7 @@ from avsprep.datasets.classes import normalise_label
 from avsprep.datasets.frames import frame_image_findings
 from avsprep.datasets.steps import STEPS_PER_CLIP
 
-# Exact spelling and order of the AVSBench code (reference/avsbench.md 1.6).
+# Exact spelling and order of the AVSBench code (docs/reference/avsbench.md 1.6).
 S4_CLASSES: list[str] = [
     "baby_laughter", "female_singing", "male_speech", "dog_barking", "cat_meowing",
     "lions_roaring", "horse_clip-clop", "coyote_howling", "mynah_bird_singing",

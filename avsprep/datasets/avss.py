@@ -1,4 +1,4 @@
-"""AVSBench-semantic (AVSS) release layout and ``metadata.csv`` (reference/avss.md 1, 3).
+"""AVSBench-semantic (AVSS) release layout and ``metadata.csv`` (docs/reference/avss.md 1, 3).
 
 ``{root}/metadata.csv``, ``{root}/label2idx.json`` and one folder per clip:
 ``{root}/{subset}/{uid}/frames/{i}.jpg`` (0-based), ``labels_rgb/{i}.png``
@@ -192,7 +192,7 @@ class AVSSLayout:
         return range(clip.frames)
 
     def mask_frames(self, clip: AVSSClip) -> list[int]:
-        """0-based frames with a mask: ``v1s`` train has only ``0.png`` (reference 1.3)."""
+        """0-based frames with a mask: ``v1s`` train has only ``0.png`` (docs/reference/avss.md 1.3)."""
         return mask_frames(self.frame_indices(clip), clip.split, single_source=clip.subset == "v1s")
 
     # -- import ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""AVSBench-semantic classes, label2idx.json and the label palette (reference/avss.md 4).
+"""AVSBench-semantic classes, label2idx.json and the label palette (docs/reference/avss.md 4).
 
 Class index = position of the key in ``label2idx.json`` (background 0, then the
 70 classes alphabetically); the file's 1-based values are never used, as in the
@@ -28,7 +28,7 @@ AVSS_CLASSES: list[str] = [
 NUM_CLASSES = 71
 BACKGROUND = 0
 
-# Each S4 category is one AVSS class (reference/avss.md 3.3).
+# Each S4 category is one AVSS class (docs/reference/avss.md 3.3).
 S4_TO_AVSS: dict[str, str] = {
     "ambulance_siren": "emergency-car", "baby_laughter": "baby", "cap_gun_shooting": "gun",
     "cat_meowing": "cat", "chainsawing_trees": "saw", "coyote_howling": "wolf", "dog_barking": "dog",
@@ -40,7 +40,7 @@ S4_TO_AVSS: dict[str, str] = {
 }
 
 
-# a_obj tokens (and box labels) misspelt in the release, read as the class they mean (reference 3.3)
+# a_obj tokens (and box labels) misspelt in the release, read as the class they mean (docs/reference/avss.md 3.3)
 TYPOS = {"h orse": "horse"}
 
 

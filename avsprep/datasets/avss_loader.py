@@ -1,4 +1,4 @@
-"""What the official AVSS loader makes of one clip (reference/avss.md 1.4, 2), as arrays.
+"""What the official AVSS loader makes of one clip (docs/reference/avss.md 1.4, 2), as arrays.
 
 Geometry (``CROP_IMG_AND_MASK``, 224): **train** resizes the short edge to 224
 (long edge ``int(long * 224 / short)``; bilinear frames, nearest masks) and cuts

@@ -1,4 +1,4 @@
-"""The synthetic demo dataset, written in exact AVSBench S4 layout (DESIGN section 10).
+"""The synthetic demo dataset, written in exact AVSBench S4 layout (README, what the demo shows).
 
 Each frame shows two objects of different classes (a colour + a shape each);
 only one of them makes the sound, and only the audio (a class-specific

@@ -1,4 +1,4 @@
-"""A small synthetic AVSBench-semantic release in the exact AVSS layout (reference/avss.md 1).
+"""A small synthetic AVSBench-semantic release in the exact AVSS layout (docs/reference/avss.md 1).
 
 ``metadata.csv`` (the release header ``vid,uid,s_min,s_sec,a_obj,split,label``),
 ``label2idx.json``, and per clip ``{subset}/{uid}/frames/{i}.jpg`` (non-224

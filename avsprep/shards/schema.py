@@ -1,6 +1,6 @@
 """The shard format: datasets, shapes, dtypes, attributes and the constants that fix the bytes.
 
-``SHARDS/{split}/shard-00000.h5 ...`` plus ``SHARDS/manifest.json`` (DESIGN.md 7).
+``SHARDS/{split}/shard-00000.h5 ...`` plus ``SHARDS/manifest.json`` (docs/formats.md, shards).
 One clip per chunk on every per-clip dataset; ``track_times=False`` and a fixed
 ``libver`` so the same inputs give the same bytes.
 
@@ -38,7 +38,7 @@ COMPRESSION = {
     "masks": {"compression": "gzip", "compression_opts": 1},
 }
 
-# GT mask decoding per setting, as the official loaders do (reference/avsbench.md 1.4): the PIL
+# GT mask decoding per setting, as the official loaders do (docs/reference/avsbench.md 1.4): the PIL
 # mode the PNG is converted to, and the scale that turns the stored uint8 into the float target
 # (S4: Image.convert('1') then ToTensor -> 0/1; MS3: Image.convert('P') then ToTensor -> value/255,
 # soft on anti-aliased masks). Recorded in each shard's ``mask_decoding`` attribute and the manifest.

@@ -3,7 +3,7 @@
 Pure functions take parsed values and return findings; :func:`check_clip`
 reads the files of one clip, :func:`check_release` runs it all (the AVSS
 layout's ``extra_checks``). Frame sizes come from ``validate``'s one read of
-every frame. The anomalies are those of reference/avss.md 3.3
+every frame. The anomalies are those of docs/reference/avss.md 3.3
 (``h orse``, ``background``, ``off-the-screen``) plus anything that would make
 the official loader fail or silently differ (extra entries in ``frames/``,
 mask colours outside the palette, wavs of 10.575 s or more).
@@ -26,7 +26,7 @@ ANNOTATION_SUFFIXES = (".xml", ".txt", ".json")
 
 
 def check_metadata(clips: Iterable[AVSSClip], meta_name: str = "metadata.csv") -> list[Finding]:
-    """The a_obj anomalies of reference 3.3, one finding per row."""
+    """The a_obj anomalies of docs/reference/avss.md 3.3, one finding per row."""
     out = []
     for c in clips:
         for tok in c.a_obj:

@@ -1,4 +1,4 @@
-"""Training losses: AVSBench BCE and AVM-KL (reference section 4), and the crop losses (DESIGN 1).
+"""Training losses: AVSBench BCE and AVM-KL (docs/reference/avsbench.md section 4), and the crop losses (docs/reproducing.md, the method).
 
 Shapes: ``logits [B*T,1,S,S]`` (rows ``b*T + t``); ``masks`` ``[B,T,S,S]`` or
 ``[B*T,1,S,S]`` 0/1; validity flags ``[B,T]`` or ``[B*T]`` bool. Every loss is a
@@ -49,7 +49,7 @@ def avm_kl(
     audio_feats: list[torch.Tensor | None],
     stages=(0, 1, 2, 3),
 ) -> torch.Tensor:
-    """Masked audio-visual matching loss, KL form (reference 4.2, official MS3 setting).
+    """Masked audio-visual matching loss, KL form (docs/reference/avsbench.md 4.2, official MS3 setting).
 
     Per stage i: ``M = sigmoid(avgpool_{h_i,w_i}(logits))``, ``v = mean_hw(Z_i * M)``,
     ``a`` = the stage's TPAVI audio projection; ``KL(softmax(a) || softmax(v))``

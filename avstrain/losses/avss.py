@@ -1,4 +1,4 @@
-"""AVSS semantic losses (reference/avss.md 7): cross-entropy on GT-flagged steps, the masked
+"""AVSS semantic losses (docs/reference/avss.md 7): cross-entropy on GT-flagged steps, the masked
 audio-visual matching term with background = index 0 (the 2024 fix), and the crop losses with
 each crop's own box label.
 

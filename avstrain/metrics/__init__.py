@@ -1,6 +1,6 @@
 """AVSBench metrics, bit-compatible with the official ``mask_iou`` and ``Eval_Fmeasure``.
 
-Reference: ``reference/avsbench.md`` section 5; checked against
+Reference: ``docs/reference/avsbench.md`` section 5; checked against
 ``fixtures/avsbench_metrics/``. Both take raw logits ``[N,H,W]`` and 0/1 targets
 and apply the sigmoid themselves.
 

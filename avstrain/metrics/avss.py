@@ -1,4 +1,4 @@
-"""The official AVSS (AVSBench-semantic) mIoU and F-score (reference/avss.md 6).
+"""The official AVSS (AVSBench-semantic) mIoU and F-score (docs/reference/avss.md 6).
 
 Per frame and class c: ``IoU_c = inter / (union + 2.2e-16)`` and
 ``F_c = 1.3 P R / (0.3 P + R)`` (NaN -> 0) at the argmax labelling; per-class

@@ -1,7 +1,7 @@
 """Models: backbones, TPAVI, decoder, the AVSBench model, the crop head, audio encoders.
 
 ``BACKBONES`` is a plain dict of builders (no registry); ``build_avs_model`` is the
-stable entry point (DESIGN section 13).
+stable entry point (docs/architecture.md, stable interfaces).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Crop classifier (DESIGN section 1): a second ImageNet ResNet-50 on the box crops.
+"""Crop classifier (docs/reproducing.md, the method): a second ImageNet ResNet-50 on the box crops.
 
 ResNet-50 up to ``layer4`` (all layers but avgpool/fc), global average pool,
 Linear 2048 -> 512 (the crop feature f used by the pairwise and audio losses),

@@ -1,4 +1,4 @@
-"""AVSBench neck, fusion decoder and head (reference sections 3.2 and 3.4).
+"""AVSBench neck, fusion decoder and head (docs/reference/avsbench.md sections 3.2 and 3.4).
 
 In-place ReLU quirk: the reference ``ResidualConvUnit`` starts with
 ``nn.ReLU(inplace=True)`` on its input, so the residual it adds is ``relu(x)``

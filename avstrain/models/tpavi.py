@@ -1,4 +1,4 @@
-"""TPAVI: temporal pixel-wise audio-visual interaction (AVSBench, reference section 3.3).
+"""TPAVI: temporal pixel-wise audio-visual interaction (AVSBench, docs/reference/avsbench.md section 3.3).
 
 Mode ``dot`` only (the one the published model uses): with N = T*H*W positions,
 ``f = theta(x)^T phi(a) / N`` (no softmax) and ``y = f g(x)``, then

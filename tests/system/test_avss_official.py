@@ -1,6 +1,6 @@
 """Feature: AVSS shards equal what the official AVSS loader produces for the same clips.
 
-The tree is laid out here from reference/avss.md 1.3-1.4 (non-224 JPEG frames,
+The tree is laid out here from docs/reference/avss.md 1.3-1.4 (non-224 JPEG frames,
 palette masks with out-of-palette colours, a v1s, a v1m and a v2 clip); the
 "official" side is re-stated in this file from the reference's step-by-step
 description with torchvision transforms (Resize(224) + CenterCrop(224) for
@@ -76,7 +76,7 @@ def _layout_tree(root):
 
 
 def official_item(root, uid, subset, split):
-    """reference/avss.md 1.4 steps 2-7 and 2 (audio), re-stated with torchvision."""
+    """docs/reference/avss.md 1.4 steps 2-7 and 2 (audio), re-stated with torchvision."""
     from PIL import Image
     from torchvision import transforms as T
 
@@ -161,7 +161,7 @@ def test_shard_attributes_record_subset_decoding_padding(built):
 
 
 def test_geometry_examples_from_reference():
-    g = geometry(640, 360, "train")  # reference 1.4.3: 640x360 -> 398x224, crop at x = 87
+    g = geometry(640, 360, "train")  # docs/reference/avss.md 1.4.3: 640x360 -> 398x224, crop at x = 87
     assert (g.rw, g.rh, g.x0, g.y0) == (398, 224, 87, 0)
     assert geometry(640, 360, "val") == geometry(640, 360, "test")
     assert (geometry(640, 360, "val").rw, geometry(640, 360, "val").rh) == (224, 224)

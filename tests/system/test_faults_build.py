@@ -1,4 +1,4 @@
-"""Fault injection for ``avsprep build`` (DESIGN.md 7, 11): kills, a full disk, bad input files.
+"""Fault injection for ``avsprep build`` (docs/RELIABILITY.md): kills, a full disk, bad input files.
 
 Contract under test: a killed build never leaves a file that looks finished
 (no manifest; any shard with a sha256 sidecar really is whole), ``--resume``

@@ -1,4 +1,4 @@
-"""Fault injection for ``avstrain`` (DESIGN.md 9, 11): SIGTERM + resume, hostile checkpoints, tampered shards.
+"""Fault injection for ``avstrain`` (docs/RELIABILITY.md): SIGTERM + resume, hostile checkpoints, tampered shards.
 
 Contract under test: SIGTERM mid-epoch saves ``last.pt`` and exits; ``--resume``
 then ends with the same metrics as a run never stopped; a truncated, random or

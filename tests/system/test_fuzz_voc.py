@@ -1,4 +1,4 @@
-"""Property-based fuzz of the labelImg/VOC reader and the importer (DESIGN.md 6, 11).
+"""Property-based fuzz of the labelImg/VOC reader and the importer (docs/RELIABILITY.md).
 
 Contract under test: whatever bytes or file names a user hands us, ``read_voc``
 returns a ``VocResult`` whose problems are ``Finding`` objects, never an
