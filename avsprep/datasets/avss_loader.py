@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avsprep.common.errors import DataError
 from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
 
 SIZE = 224
-# Official ImageNet normalisation; a padded (zero) step is this colour in uint8 RGB space.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 MAX_WAV_SECONDS = 10.575  # 11 VGGish examples from here on: the official copy into [10,...] fails
 
 
@@ -93,20 +91,10 @@ def pad_steps(x: np.ndarray, steps: int = STEPS_PER_CLIP["avss"]) -> np.ndarray:
 
 def audio_examples(examples: np.ndarray, name: str = "audio.wav") -> np.ndarray:
     """VGGish examples ``[n,96,64]`` -> ``[10,96,64]`` as the official forward: zeros after n, refuse n > 10."""
-    from avsprep.common.errors import DataError
-
     if len(examples) > STEPS_PER_CLIP["avss"]:
         raise DataError(f"{name}: {len(examples)} VGGish examples (audio of {MAX_WAV_SECONDS} s or more); "
                         "the official loader fails on it - trim the wav to 10 s")
     return pad_steps(np.asarray(examples, np.float32))
-
-
-def normalise(frames_uint8: np.ndarray) -> np.ndarray:
-    """uint8 ``[T,H,W,3]`` -> float32 ``[T,3,H,W]`` ToTensor + ImageNet normalisation (official frames)."""
-    x = np.asarray(frames_uint8, np.float32).transpose(0, 3, 1, 2) / 255.0
-    mean = np.asarray(MEAN, np.float32)[None, :, None, None]
-    std = np.asarray(STD, np.float32)[None, :, None, None]
-    return (x - mean) / std
 
 
 # What the official loader does to a clip, recorded in the build options and in every AVSS shard.
