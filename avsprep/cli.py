@@ -26,6 +26,18 @@ SUBSET_HELP = ("AVSS only: subsets to use, comma-separated, any of v1s,v1m,v2 "
                "(v1s = S4 clips, v1m = MS3 clips, v2 = 10-s clips). Default: all.")
 
 
+
+def root_option(f):
+    """``--root/-r``: the release root, required (import, validate, propose, build)."""
+    return click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help=ROOT_HELP)(f)
+
+
+def subset_option(f):
+    """``--subset``: the AVSS subsets to use (import, validate, build)."""
+    return click.option("--subset", default=None, help=SUBSET_HELP)(f)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="avsprep")
 def cli():
@@ -50,11 +62,10 @@ def cli():
 # ----------------------------------------------------------------------------- import
 
 @cli.command("import")
-@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help=ROOT_HELP)
+@root_option
 @click.option("--setting", type=SETTINGS, default=None,
               help="s4, ms3 or avss; inferred from the metadata file when omitted.")
-@click.option("--subset", default=None, help=SUBSET_HELP)
+@subset_option
 @click.option("--annotations", "-a", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder searched (recursively) for annotation files. "
                                  "Default: the frames folder under ROOT (AVSS: ROOT itself).")
@@ -112,10 +123,9 @@ def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, 
 
 @cli.command()
 @click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help=ROOT_HELP)
+@root_option
 @click.option("--split", type=SPLITS, multiple=True, help="Split(s) to check (repeatable). Default: all.")
-@click.option("--subset", default=None, help=SUBSET_HELP)
+@subset_option
 @click.option("--size-policy", type=click.Choice(["rescale", "reject"]), default="rescale", show_default=True,
               help="When <size> disagrees with the real frame: rescale boxes (warning) or reject them (error).")
 @click.option("--max-findings", type=int, default=50, show_default=True,
@@ -157,8 +167,7 @@ def validate(table, root, split, subset, size_policy, max_findings, strict, as_j
 # ----------------------------------------------------------------------------- propose
 
 @cli.command()
-@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help=ROOT_HELP)
+@root_option
 @click.option("--from", "source", type=click.Choice(["masks"]), default="masks", show_default=True,
               help="Where boxes come from: masks = the bounding box of each GT mask (S4: frame 1 of train "
                    "clips and every val/test frame; MS3: every frame). Boxes from a trained model: "
@@ -239,12 +248,11 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
 
 @cli.command()
 @click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--root", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help=ROOT_HELP)
+@root_option
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Shard folder to write (SHARDS/{split}/shard-NNNNN.h5 + manifest.json).")
 @click.option("--split", type=SPLITS, multiple=True, help="Split(s) to build (repeatable). Default: all.")
-@click.option("--subset", default=None, help=SUBSET_HELP)
+@subset_option
 @click.option("--clips-per-shard", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--workers", "-j", type=click.IntRange(1), default=1, show_default=True,
               help="Worker processes. The output bytes do not depend on this.")
