@@ -2,7 +2,8 @@
 
 Each command parses options, calls the module that owns the job, and formats
 the result. Domain errors become one-line messages (exit 1); usage errors exit 2.
-No torch import at module level (``--help`` runs with runtime deps only).
+No torch import at module level (``--help`` runs with runtime deps only); each command
+imports the module that owns its job when it runs, so ``avsprep --help`` loads none of them.
 """
 
 from __future__ import annotations
