@@ -12,7 +12,7 @@ from avsprep.datasets.avss import AVSSClip, AVSSLayout, PlaceMatcher
 from avsprep.datasets.avss_classes import label2idx_json
 from avsprep.datasets.base import SPLITS, Clip as ClipProtocol, Layout, Matcher, mask_frames, step_of
 from avsprep.validate.coverage import check_coverage
-from tests.avsprep.test_import import make_root
+from tests.helpers.releases import make_root
 
 AVSS_META = ("vid,uid,s_min,s_sec,a_obj,split,label\n"
              "a,clip_v1s,0,0,dog,train,v1s\n"

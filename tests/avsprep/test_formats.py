@@ -22,7 +22,7 @@ from avsprep.importer import run_import
 from avsprep.annotations.table import read_table
 from avsprep.annotations.voc import read_voc
 from tests.conftest import FIXTURES, need
-from tests.avsprep.test_import import labelimg_xml
+from tests.helpers.releases import labelimg_xml
 
 # labelImg 1.8.6 files (fixtures/labelimg/README.md); legacy_v1_3_0.xml was written by the 2017 writer
 CURRENT_WRITER = ["0a1B2c3D4e5_1.xml", "0a1B2c3D4e5_2.xml", "0a1B2c3D4e5_3.xml", "0a1B2c3D4e5_4.xml",

@@ -16,6 +16,7 @@ from PIL import Image
 
 from avsprep.demo import avsbench as synth, render
 from tests.conftest import FIXTURES, need
+from tests.helpers.demo import demo_tree_bytes
 
 SPLIT_MASKS = {"train": [1], "val": [1, 2, 3, 4, 5], "test": [1, 2, 3, 4, 5]}
 
@@ -266,25 +267,12 @@ def test_audio_carries_the_class(demo_root):
 
 # --------------------------------------------------------------------------- determinism
 
-def _tree_bytes(root: Path) -> dict[str, bytes]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            data = p.read_bytes()
-            if p.suffix == ".xml":
-                doc = etree.fromstring(data)
-                assert Path(doc.findtext("path")).is_relative_to(root.resolve())
-                data = data.replace(doc.findtext("path").encode(), b"")
-            out[str(p.relative_to(root))] = data
-    return out
-
-
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     pytest.importorskip("torch")
     synth.write_avsbench_demo(tmp_path / "a", clips=3, seed=7, quiet=True)
     synth.write_avsbench_demo(tmp_path / "b", clips=3, seed=7, quiet=True)
     synth.write_avsbench_demo(tmp_path / "c", clips=3, seed=8, quiet=True)
-    a, b, c = (_tree_bytes(tmp_path / x) for x in "abc")
+    a, b, c = (demo_tree_bytes(tmp_path / x) for x in "abc")
     assert a.keys() == b.keys() and len(a) == 1 + 3 * 10 + 1 + 5 + 5 + 3 * 2
     for key in a:
         assert a[key] == b[key], key

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from avsprep.demo import avsbench as synth, render
 from tests.conftest import META, need
-from tests.avsprep.test_synth import _tree_bytes
+from tests.helpers.demo import demo_tree_bytes
 
 
 def _sample_s4(tmp_path: Path, every: int = 300) -> Path:
@@ -72,7 +72,7 @@ def test_workers_give_byte_identical_output(tmp_path):
     like = _sample_s4(tmp_path, every=600)
     synth.write_avsbench_demo(tmp_path / "one", like=like, quiet=True, workers=1)
     synth.write_avsbench_demo(tmp_path / "three", like=like, quiet=True, workers=3)
-    a, b = _tree_bytes(tmp_path / "one"), _tree_bytes(tmp_path / "three")
+    a, b = demo_tree_bytes(tmp_path / "one"), demo_tree_bytes(tmp_path / "three")
     assert a.keys() == b.keys() and len(a) > 9 * 10
     for key in a:
         assert a[key] == b[key], key

@@ -17,7 +17,7 @@ from avsprep.validate import run_validate
 from avsprep.validate.boxes import check_label
 from avsprep.validate.coverage import check_coverage
 from tests.conftest import META, need
-from tests.avsprep.test_import import frame_xml, labelimg_xml, make_root
+from tests.helpers.releases import frame_xml, labelimg_xml, make_root
 
 
 def imported(tmp_path, setting="s4", name="boxes.csv", edit=None):

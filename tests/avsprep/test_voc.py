@@ -243,7 +243,7 @@ def test_xxe_is_refused_and_secret_never_appears(tmp_path):
 
 def test_hostile_files_through_the_cli(tmp_path):
     from avsprep.cli import cli
-    from tests.avsprep.test_import import frame_xml, make_root
+    from tests.helpers.releases import frame_xml, make_root
 
     root = make_root(tmp_path / "root")
     secret = tmp_path / "secret.txt"
