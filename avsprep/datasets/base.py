@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Optional, Protocol, Sequence, runtime_checkable
 
 from avsprep.common.findings import Finding
+
+if TYPE_CHECKING:  # annotations only
+    import numpy as np
 
 # Every release splits its clips the same three ways, in this order.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
