@@ -50,17 +50,6 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_TXT_BYTES = 1 << 20
 
 
-def find_xml_files(folder: Path) -> list[Path]:
-    """Every ``*.xml`` under ``folder`` (any case, dotfiles included), sorted for determinism."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in filenames:
-            if name.lower().endswith(".xml"):
-                found.append(Path(dirpath) / name)
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-
-
 def _parts(path: Path, ann_dir: Path) -> tuple[str, ...]:
     """The path's parts below the annotation folder (all its parts when it is elsewhere)."""
     try:

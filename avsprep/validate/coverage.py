@@ -88,10 +88,6 @@ class Report:
         return "\n".join(lines)
 
 
-def _sort_key(f: Finding):
-    return (_SEV_RANK[f.severity], f.clip or "", f.frame or 0, f.code, f.file or "", f.message)
-
-
 def sort_key(f: Finding):
     """Report order: errors first, then by clip, frame, code, file, message."""
     return (_SEV_RANK[f.severity], f.clip or "", f.frame or 0, f.code, f.file or "", f.message)

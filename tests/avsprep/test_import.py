@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from avsprep.cli import cli
 from avsprep.common.errors import DataError
-from avsprep.importer import find_xml_files, run_import
+from avsprep.datasets.base import walk_files
+from avsprep.importer import classify, run_import
 from avsprep.annotations.table import COLUMNS, read_table, sidecar_path
 
 from tests.helpers.releases import frame_xml, labelimg_xml, make_root
@@ -79,10 +80,11 @@ def test_unreadable_and_unmatched_files_are_findings(tmp_path):
 
 
 def test_find_xml_files_includes_dotfiles_and_upper_case(tmp_path):
+    """What import reads as VOC: the walk of the annotation folder, classified by name."""
     (tmp_path / "b").mkdir()
     for name in ("b/z_1.xml", "a_1.XML", "._a_1.xml", "a_1.png", ".a_1.xml.tmp-1"):
         (tmp_path / name).write_text("x")
-    got = [p.relative_to(tmp_path).as_posix() for p in find_xml_files(tmp_path)]
+    got = [p.relative_to(tmp_path).as_posix() for p in walk_files(tmp_path) if classify(p) == "voc"]
     assert got == ["._a_1.xml", "a_1.XML", "b/z_1.xml"]
 
 
