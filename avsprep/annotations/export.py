@@ -21,12 +21,19 @@ from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from avsprep.common.atomic import write_bytes, write_text
-from avsprep.annotations.convention import coord_texts, from_edges
-from avsprep.common.errors import DataError
 from avsprep.annotations import yolo
-from avsprep.annotations.labelimg_xml import DEFAULT_WRITER, XmlFile, XmlObject, labelimg_xml_bytes
+from avsprep.annotations.convention import coord_texts, from_edges
+from avsprep.annotations.labelimg_xml import (
+    DEFAULT_WRITER,
+    XmlFile,
+    XmlObject,
+    labelimg_xml_bytes,
+)
 from avsprep.annotations.table import read_table
+from avsprep.common.atomic import write_bytes, write_text
+from avsprep.common.errors import DataError
+from avsprep.datasets.avsbench import AVSBenchLayout
+from avsprep.datasets.frames import read_frame_sizes
 
 TARGETS = ("voc", "yolo")
 
@@ -129,9 +136,6 @@ def run_export(table, out_dir, to: str = "voc", root=None, classes_file=None) ->
             raise DataError(f"{classes_file}: no class names in it (one per line, or YAML 'names')")
     sizes = None
     if root is not None:
-        from avsprep.datasets.avsbench import AVSBenchLayout
-        from avsprep.datasets.frames import read_frame_sizes
-
         layout = AVSBenchLayout.from_root(root)
         index = layout.clip_index()
         keys = [(index[v], int(k)) for v, k in zip(df["video"], df["frame"]) if v in index and int(k) in layout.frame_indices(index[v])]

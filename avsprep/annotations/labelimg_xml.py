@@ -48,6 +48,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
+from lxml import etree
+
 Number = Union[int, float, str]
 
 # <source><database> of box proposals (``avsprep propose``, ``avstrain predict --labelimg``).
@@ -144,8 +146,6 @@ def _truncated(o: XmlObject, width, height) -> str:
 
 def labelimg_xml_bytes(doc: XmlFile) -> bytes:
     """The file's bytes, as the labelImg writer ``doc.writer`` saves them (pure)."""
-    from lxml import etree
-
     style = WRITERS.get(doc.writer)
     if style is None:
         raise ValueError(f"unknown labelImg writer style {doc.writer!r}; expected one of {', '.join(WRITERS)}")

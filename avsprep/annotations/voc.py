@@ -36,10 +36,16 @@ from avsprep.common.findings import Finding
 
 MAX_XML_BYTES = 1 << 20  # 1 MiB: a labelImg file for one frame is ~1 KB per box
 
-from avsprep.annotations.convention import (  # noqa: F401  (re-exported: the names callers know)
-    LABELIMG_1BASED, ZERO_BASED, detect_convention, not_labelimg_reason, to_edges,
-)
+from lxml import etree
+
 from avsprep.annotations import sniff
+from avsprep.annotations.convention import (  # noqa: F401  (re-exported: the names callers know)
+    LABELIMG_1BASED,
+    ZERO_BASED,
+    detect_convention,
+    not_labelimg_reason,
+    to_edges,
+)
 from avsprep.annotations.labelimg_xml import detect_writer
 
 _HOSTILE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
@@ -93,8 +99,6 @@ class VocResult:
 
 def _parser(encoding: Optional[str] = None):
     """lxml parser with every external or expanding feature off."""
-    from lxml import etree
-
     return etree.XMLParser(encoding=encoding, resolve_entities=False, no_network=True,
                            load_dtd=False, dtd_validation=False, huge_tree=False,
                            remove_comments=True, remove_pis=True)
@@ -168,8 +172,6 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
 
     ``convention`` None decides from this file alone (:func:`detect_convention`).
     """
-    from lxml import etree
-
     res = VocResult()
     f = res.findings
 

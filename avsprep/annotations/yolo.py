@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from avsprep.common.findings import Finding
 
 CLASS_FILES = ("classes.txt", "obj.names", "data.yaml", "data.yml")
@@ -130,8 +132,6 @@ def yolo_line(cls: int, cx: float, cy: float, w: float, h: float) -> str:
 def parse_class_text(text: str, name: str) -> Optional[list[str]]:
     """Class names from a class file's text: one per line (classes.txt, obj.names) or YAML ``names``."""
     if name.lower().endswith((".yaml", ".yml")):
-        import yaml
-
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError:

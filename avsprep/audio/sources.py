@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from avsprep.audio.frontend import NUM_BANDS, NUM_FRAMES, clip_examples
 from avsprep.common.errors import DataError
@@ -28,8 +29,6 @@ def read_wav(path: os.PathLike | str) -> tuple[np.ndarray, int]:
     16-bit PCM is read as int16 / 32768.0, exactly like torchvggish; other
     encodings are read as float by soundfile.
     """
-    import soundfile
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: audio file not found")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
 from avsprep.common.errors import DataError
 
 
 def open_image(path: Path, clip: str, what: str, mode: str):
     """The image at ``path`` converted to PIL ``mode`` (fully loaded, file closed)."""
-    from PIL import Image
-
     if not path.is_file():
         raise DataError(f"clip {clip}: {what} {path} not found")
     try:

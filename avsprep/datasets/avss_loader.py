@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from avsprep.common.errors import DataError
 from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
@@ -57,8 +58,6 @@ def geometry(width: int, height: int, split: str, size: int = SIZE) -> Geometry:
 
 def apply_geometry(img, geo: Geometry, nearest: bool):
     """PIL image -> PIL image of ``geo.out`` squared: resize (bilinear / nearest), then crop."""
-    from PIL import Image
-
     if img.size != (geo.width, geo.height):
         raise ValueError(f"image is {img.size[0]}x{img.size[1]}, geometry made for {geo.width}x{geo.height}")
     resample = Image.NEAREST if nearest else Image.BILINEAR

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
+from PIL import Image
+
 from avsprep.common.findings import Finding
 
 Size = tuple[int, int]  # (width, height)
@@ -16,8 +18,6 @@ Size = tuple[int, int]  # (width, height)
 
 def frame_size(path: Path) -> Size:
     """(width, height) from the image header; raises OSError / ValueError when it cannot be read."""
-    from PIL import Image
-
     with Image.open(path) as im:
         return tuple(im.size)  # type: ignore[return-value]
 

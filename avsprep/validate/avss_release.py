@@ -15,12 +15,20 @@ import os
 from typing import Iterable, Optional
 
 import numpy as np
+import soundfile
+from PIL import Image
 
+from avsprep.audio.frontend import expected_example_count
 from avsprep.common.clikit import progress
 from avsprep.common.findings import Finding
-from avsprep.datasets.avss_classes import AVSS_CLASSES, TYPOS, clip_classes, decode_rgb_mask
-from avsprep.datasets.avss_loader import MAX_WAV_SECONDS
 from avsprep.datasets.avss import AVSSClip, AVSSLayout
+from avsprep.datasets.avss_classes import (
+    AVSS_CLASSES,
+    TYPOS,
+    clip_classes,
+    decode_rgb_mask,
+)
+from avsprep.datasets.avss_loader import MAX_WAV_SECONDS
 
 ANNOTATION_SUFFIXES = (".xml", ".txt", ".json")
 
@@ -105,8 +113,6 @@ def check_mask(rgb: np.ndarray, frame_size: Optional[tuple[int, int]], allowed: 
 
 
 def check_audio_length(seconds: float, subset_frames: int, rel: str, clip: str) -> list[Finding]:
-    from avsprep.audio.frontend import expected_example_count
-
     n = expected_example_count(int(seconds * 16000))
     if seconds >= MAX_WAV_SECONDS or n > 10:
         return [Finding.of("audio-too-long", f"{seconds:.3f} s gives {n} VGGish examples; trim the wav to 10 s",
@@ -130,8 +136,6 @@ def check_release(layout: AVSSLayout, clips: list[AVSSClip], sizes: dict, errors
 def check_clip(layout: AVSSLayout, clip: AVSSClip, sizes: dict, errors: dict) -> list[Finding]:
     """Every file of one clip: frames listing, frame/mask readability, mask colours, audio length.
     Frames are not opened here: ``sizes`` / ``errors`` hold what reading them gave."""
-    from PIL import Image
-
     out: list[Finding] = []
     base = layout.clip_dir(clip)
     rel = base.relative_to(layout.root).as_posix()
@@ -165,8 +169,6 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip, sizes: dict, errors: dict) ->
     if not wav.is_file():
         out.append(Finding.of("audio-missing", "audio.wav missing; extract the clip's audio", wrel, clip.name))
     else:
-        import soundfile
-
         try:
             info = soundfile.info(str(wav))
             out += check_audio_length(info.frames / info.samplerate, clip.frames, wrel, clip.name)
