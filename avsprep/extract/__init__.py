@@ -1,0 +1,319 @@
+"""``avsprep extract``: real videos -> the AVSBench release layout, as the official
+preprocessing scripts make it (frames: :mod:`avsprep.extract.frames`; wav:
+:mod:`avsprep.extract.audio`).
+
+Sources: the official ``raw_videos/`` tree with its metadata CSV (S4:
+``raw_videos/{split}/{category}/{name}.mp4``, MS3: ``raw_videos/{name}.mp4``), or any video
+files / folders of them (``--split`` and ``--category`` say where they go). Output paths come
+from :class:`avsprep.datasets.avsbench.Layout`; the metadata CSV is written or extended.
+
+Each clip is decoded and checked in memory first; a video that cannot be decoded, has no audio,
+is too short or is silent becomes a finding and writes nothing. A clip is written as a frame
+folder renamed into place, then its wav written atomically: the wav is the commit mark, so a
+rerun skips clips whose 5 frames and wav exist and redoes any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from avsprep.common import atomic
+from avsprep.common.errors import DataError
+from avsprep.common.findings import CODES, Finding, exit_code
+
+log = logging.getLogger("avsprep")
+
+VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".3gp")
+SETTINGS = ("s4", "ms3")
+CLIP_SECONDS = 5
+# A video may end this much before the clip does (ffmpeg durations are in centiseconds and the
+# last frame is repeated by the official rule), more is "too short".
+SHORT_TOLERANCE_S = 0.1
+
+
+@dataclass(frozen=True)
+class Job:
+    """One clip to extract: the video, where it goes, and its metadata row."""
+
+    video: str
+    name: str
+    split: str
+    category: Optional[str] = None
+    start: int = 0
+
+    @property
+    def seconds(self) -> int:
+        """Official clip length: S4 ``5 if start <= 5 else 10 - start`` (MS3 start is 0)."""
+        return CLIP_SECONDS if self.start <= 5 else 10 - self.start
+
+
+def finding(code: str, message: str, file=None, clip=None) -> Finding:
+    return Finding(code, CODES[code][0], message, str(file) if file else None, clip)
+
+
+# --------------------------------------------------------------------------- sources
+
+def _videos_in(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTS
+                  and not p.name.startswith("."))
+
+
+def _meta_file(setting: str) -> str:
+    from avsprep.datasets.avsbench import META_FILES
+
+    return META_FILES[setting]
+
+
+def find_csv(sources: list[Path], setting: str) -> Optional[Path]:
+    """The official metadata CSV: in SRC, or two folders up from ``raw_videos`` (the release
+    root holding ``s4_meta_data.csv`` and ``s4_data/raw_videos``)."""
+    if len(sources) != 1 or not sources[0].is_dir():
+        return None
+    src = sources[0].resolve()
+    for folder in (src, src.parent, src.parent.parent):
+        if (folder / _meta_file(setting)).is_file():
+            return folder / _meta_file(setting)
+    return None
+
+
+def jobs_from_csv(csv: Path, sources: list[Path], setting: str) -> tuple[list[Job], list[Finding]]:
+    """One job per metadata row whose video is found under SRC (any extension)."""
+    from avsprep.datasets.avsbench import META_COLUMNS, read_metadata
+
+    df = read_metadata(csv, setting)
+    by_stem: dict[str, Path] = {}
+    for src in sources:
+        for p in _videos_in(src):
+            by_stem.setdefault(p.stem, p)
+    id_col = META_COLUMNS[setting][0]
+    jobs, findings = [], []
+    for i, row in df.iterrows():
+        name = row[id_col]
+        video = by_stem.get(name)
+        if video is None:
+            findings.append(finding("video-missing", f"no video named {name}.* under "
+                                    f"{', '.join(map(str, sources))}; add it or remove the row",
+                                    csv, name))
+            continue
+        start = 0
+        if setting == "s4":
+            try:
+                start = int(float(row["start"] or 0))
+            except ValueError:
+                raise DataError(f"{csv} line {i + 2}: start {row['start']!r} is not a number of "
+                                "seconds; fix the row") from None
+        jobs.append(Job(str(video), name, row["split"], row.get("category") if setting == "s4" else None,
+                        start))
+    return jobs, findings
+
+
+def jobs_from_files(sources: list[Path], setting: str, split: Optional[str],
+                    category: Optional[str]) -> list[Job]:
+    if setting == "s4" and not category:
+        raise DataError("S4 videos without a metadata CSV need --category (e.g. --category "
+                        "dog_barking) or --csv listing name,start,category,split")
+    if not split:
+        raise DataError("videos without a metadata CSV need --split train|val|test (or --csv)")
+    jobs, seen = [], {}
+    for src in sources:
+        vids = _videos_in(src)
+        if not vids:
+            raise DataError(f"{src}: no video file ({', '.join(VIDEO_EXTS)}); pass videos or "
+                            "a folder holding them")
+        for p in vids:
+            if p.stem in seen:
+                raise DataError(f"{p}: clip name {p.stem!r} also used by {seen[p.stem]}; "
+                                "rename one of the videos")
+            seen[p.stem] = p
+            jobs.append(Job(str(p), p.stem, split, category if setting == "s4" else None, 0))
+    return jobs
+
+
+# --------------------------------------------------------------------------- one clip
+
+def _clip(job: Job, setting: str):
+    from avsprep.datasets.avsbench import Clip
+
+    return Clip(job.name, job.split, job.category, job.start)
+
+
+def clip_paths(root: Path, setting: str, job: Job) -> tuple[list[Path], Path]:
+    from avsprep.datasets.avsbench import Layout
+
+    layout = Layout(root, setting)
+    clip = _clip(job, setting)
+    return [layout.frame_path(clip, k) for k in range(1, job.seconds + 1)], layout.wav_path(clip)
+
+
+def is_done(root: Path, setting: str, job: Job) -> bool:
+    frames, wav = clip_paths(root, setting, job)
+    return wav.is_file() and all(p.is_file() for p in frames)
+
+
+def render_clip(job: Job, audio_resample: bool = False):
+    """Decode and check one clip in memory: ``(pngs, wav_bytes, findings)``; nothing is written."""
+    import av
+    import cv2
+
+    from avsprep.extract import audio as A
+    from avsprep.extract.frames import decode, resize
+
+    try:
+        d = decode(job.video, job.seconds, audio_rate=None if audio_resample else A.DECODE_RATE)
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, None, [finding("video-undecodable", f"cannot decode ({reason}); re-download "
+                                    "or re-encode the video (ffmpeg -i in.x out.mp4)", job.video, job.name)]
+    if not d.has_audio:
+        return None, None, [finding("video-no-audio", "has no audio track; AVSBench clips need their "
+                                    "sound: use the original upload with audio", job.video, job.name)]
+    duration = A.moviepy_duration(d.duration_us)
+    if duration < job.seconds - SHORT_TOLERANCE_S:
+        return None, None, [finding("video-too-short", f"lasts {duration:.2f} s but the clip needs "
+                                    f"{job.seconds} s; use a longer video (or the S4 start column)",
+                                    job.video, job.name)]
+    try:
+        if audio_resample:
+            samples = A.resampled_wav(d.audio, d.audio_rate, duration)
+        else:
+            samples = A.moviepy_wav(d.audio, duration)
+    except ValueError as exc:
+        return None, None, [finding("video-undecodable", f"audio stream unusable ({exc}); re-encode "
+                                    "the video", job.video, job.name)]
+    if not np.any(samples):
+        return None, None, [finding("audio-silent", "the audio track is all silence; AVSBench clips "
+                                    "need audible sound: use another video", job.video, job.name)]
+    pngs = []
+    for rgb in d.frames:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(resize(rgb), cv2.COLOR_RGB2BGR))
+        pngs.append(buf.tobytes())
+    return pngs, A.wav_bytes(samples), []
+
+
+def write_clip(root: Path, setting: str, job: Job, pngs: list[bytes], wav: bytes) -> None:
+    """Frame folder written under a temporary name and renamed into place, then the wav (the
+    commit mark) written atomically."""
+    frames, wav_path = clip_paths(root, setting, job)
+    folder = frames[0].parent
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        for path, data in zip(frames, pngs):
+            (tmp / path.name).write_bytes(data)
+        if wav_path.exists():
+            wav_path.unlink()  # the clip is not finished until the new wav lands
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        atomic.fsync_dir(folder.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    wav_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(wav_path, wav)
+
+
+def _work(args):
+    root, setting, job, audio_resample = args
+    pngs, wav, findings = render_clip(job, audio_resample)
+    if not findings:
+        write_clip(Path(root), setting, job, pngs, wav)
+    return job.name, findings
+
+
+# --------------------------------------------------------------------------- metadata
+
+def write_metadata(root: Path, setting: str, jobs: Iterable[Job]) -> Path:
+    """Write or extend ROOT's metadata CSV with the finished clips (existing rows kept, a row of
+    the same clip replaced)."""
+    import pandas as pd
+
+    from avsprep.datasets.avsbench import META_COLUMNS, read_metadata
+
+    path = root / _meta_file(setting)
+    cols = META_COLUMNS[setting]
+    rows = [{"name": j.name, "start": str(j.start), "category": j.category, "split": j.split}
+            if setting == "s4" else {"video_id": j.name, "split": j.split} for j in jobs]
+    new = pd.DataFrame(rows, columns=cols, dtype=str)
+    if path.is_file():
+        old = read_metadata(path, setting)
+        old = old[~old[cols[0]].isin(set(new[cols[0]]))]
+        new = pd.concat([old, new], ignore_index=True)
+    atomic.write_text(path, new.to_csv(index=False))
+    return path
+
+
+# --------------------------------------------------------------------------- run
+
+def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = None,
+                category: Optional[str] = None, csv: Optional[Path] = None, workers: int = 1,
+                overwrite: bool = False, audio_resample: bool = False, quiet: bool = False) -> dict:
+    from avsprep.common.clikit import progress
+    from avsprep.datasets.avsbench import SPLITS
+
+    if setting not in SETTINGS:
+        raise DataError(f"unknown setting {setting!r}; use s4 or ms3")
+    if split is not None and split not in SPLITS:
+        raise DataError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    sources = [Path(s) for s in sources]
+    for s in sources:
+        if not s.exists():
+            raise DataError(f"{s} does not exist; pass video files or a folder of them")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    csv = Path(csv) if csv else find_csv(sources, setting)
+    if csv is not None:
+        jobs, findings = jobs_from_csv(csv, sources, setting)
+    else:
+        jobs, findings = jobs_from_files(sources, setting, split, category), []
+    todo = [j for j in jobs if overwrite or not is_done(root, setting, j)]
+    skipped = len(jobs) - len(todo)
+    done_names: set = {j.name for j in jobs if j not in todo}
+    args = [(str(root), setting, j, audio_resample) for j in todo]
+    bar = progress(total=len(todo), quiet=quiet, desc="extract", unit="clip")
+    try:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                for name, fs in pool.map(_work, args):
+                    findings.extend(fs)
+                    if not fs:
+                        done_names.add(name)
+                    bar.update()
+        else:
+            for a in args:
+                name, fs = _work(a)
+                findings.extend(fs)
+                if not fs:
+                    done_names.add(name)
+                bar.update()
+    finally:
+        bar.close()
+    finished = [j for j in jobs if j.name in done_names]
+    meta = write_metadata(root, setting, finished) if finished else None
+    written = len(finished) - skipped
+    errors = sum(1 for f in findings if f.severity == "error")
+    text = (f"{written} clip(s) extracted, {skipped} already done, {errors} with problems "
+            f"-> {root} ({setting})")
+    return {
+        "root": str(root), "setting": setting, "clips": len(jobs), "written": written,
+        "skipped": skipped, "failed": errors, "metadata": str(meta) if meta else None,
+        "audio": "resampled" if audio_resample else "moviepy-1.x",
+        "findings": [f.to_dict() for f in findings], "text": text,
+        "exit_code": exit_code(findings),
+        "_findings": findings,
+    }
