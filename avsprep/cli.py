@@ -406,6 +406,9 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Split of videos not listed in a metadata CSV.")
 @click.option("--category", default=None, help="S4 category of videos not listed in a metadata CSV.")
+@click.option("--windows", is_flag=True,
+              help="Cut each video into consecutive 5-s clips named {stem}_{start_ms}_{end_ms} "
+                   "(a trailing part under 5 s is dropped).")
 @click.option("--audio-resample", is_flag=True,
               help="Anti-aliased resampling to 16 kHz instead of moviepy 1.x's nearest-sample pick "
                    "(the official wavs; log-mel values then differ from the release's by up to ~4).")
@@ -415,7 +418,8 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
 @json_option
 @quiet_option
 @handle_errors
-def extract(src, out, setting, csv, split, category, audio_resample, workers, overwrite, as_json, quiet):
+def extract(src, out, setting, csv, split, category, windows, audio_resample, workers, overwrite, as_json,
+            quiet):
     """Cut videos into the AVSBench release layout exactly as the official preprocessing does.
 
     Per clip: the 5 frames the official scripts keep (decoded index int(l*r + 15/16*r) for
@@ -430,13 +434,14 @@ def extract(src, out, setting, csv, split, category, audio_resample, workers, ov
       avsprep extract s4_root/s4_data/raw_videos -o ./s4_root
       avsprep extract my_videos/ -o ./mine --split train --category dog_barking --workers 4
       avsprep extract raw_videos/ -o ./ms3_root --setting ms3 --csv ms3_meta_data.csv
+      avsprep extract long_recording.mp4 -o ./mine --windows --split train --category lawn_mowing
     """
     from avsprep.extract import run_extract
 
     setup_logging(quiet or as_json)
     summary = run_extract(list(src), out, setting=setting, split=split, category=category, csv=csv,
                           workers=workers, overwrite=overwrite, audio_resample=audio_resample,
-                          quiet=quiet or as_json)
+                          quiet=quiet or as_json, windows=windows)
     findings = summary.pop("_findings")
     if as_json:
         echo_json(summary)

@@ -305,3 +305,43 @@ def test_rotation_metadata_applied_like_ffmpeg(tmp_path, angle):
         assert ours.frames[0].shape[:2] == (320, 180)
     for a, b in zip(ours.frames, theirs):
         assert np.abs(resize(a).astype(int) - b.astype(int)).mean() <= 1.0
+
+
+def test_windows_cut_consecutive_clips(tmp_path):
+    """A 12-s video gives two 5-s clips {stem}_{start_ms}_{end_ms}; window k keeps decoded indices
+    5*k*r + the official ones and the wav of the stream from 5*k s."""
+    from avsprep.extract import Job, render_video
+
+    video = tmp_path / "long.mp4"
+    make_video(video, 12.0, fps=Fraction(25))
+    out = tmp_path / "out"
+    res = run("extract", video, "-o", out, "--windows", "--split", "train", "--category", "race_car", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["written"] == 2
+    base = out / "s4_data/visual_frames/train/race_car"
+    assert sorted(p.name for p in base.iterdir()) == ["long_0_5000", "long_5000_10000"]
+    meta = (out / "s4_meta_data.csv").read_text().splitlines()[1:]
+    assert meta == ["long_0_5000,0,race_car,train", "long_5000_10000,0,race_car,train"]
+    whole = decode(video, 5, starts=(0, 5))
+    assert whole.indices == [23, 48, 73, 98, 123, 148, 173, 198, 223, 248]
+    from PIL import Image
+    for k in range(5):
+        png = np.asarray(Image.open(base / "long_5000_10000" / f"long_5000_10000_{k + 1}.png").convert("RGB"))
+        assert np.array_equal(png, resize(whole.frames[5 + k]))
+    from avsprep.audio.sources import read_wav
+    wave, sr = read_wav(out / "s4_data/audio_wav/train/race_car/long_5000_10000.wav")
+    ref = A.moviepy_wav(whole.audio[5 * 44100:], 5.0)
+    assert np.array_equal(np.round(wave * 32768).astype(np.int16), ref)
+    # a window rendered alone (rerun of one unfinished window) is the same clip
+    (_, pngs, wav1, fs), = render_video([Job(str(video), "w", "train", "race_car", 0, 5)])
+    assert not fs and wav1 == (out / "s4_data/audio_wav/train/race_car/long_5000_10000.wav").read_bytes()
+    assert pngs[2] == (base / "long_5000_10000" / "long_5000_10000_3.png").read_bytes()
+
+
+def test_windows_short_video_is_too_short(tmp_path):
+    video = tmp_path / "short.mp4"
+    make_video(video, 3.0)
+    res = run("extract", video, "-o", tmp_path / "o", "--windows", "--split", "train", "--category", "x",
+              "--json")
+    assert res.exit_code == 1
+    assert [f["code"] for f in json.loads(res.output)["findings"]] == ["video-too-short"]

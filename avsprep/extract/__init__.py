@@ -47,6 +47,7 @@ class Job:
     split: str
     category: Optional[str] = None
     start: int = 0
+    window: Optional[int] = None  # --windows: the clip's first second in the video
 
     @property
     def seconds(self) -> int:
@@ -116,8 +117,30 @@ def jobs_from_csv(csv: Path, sources: list[Path], setting: str) -> tuple[list[Jo
     return jobs, findings
 
 
+def video_windows(path: Path) -> list[int]:
+    """``--windows``: first seconds of the consecutive full 5-s windows of a video (none when it
+    cannot be opened or is shorter than 5 s: it then becomes one clip and its finding)."""
+    import av
+
+    from avsprep.extract.audio import moviepy_duration
+
+    try:
+        with av.open(str(path)) as c:
+            dur = c.duration
+    except (av.error.FFmpegError, OSError, ValueError):
+        return []
+    if dur is None:
+        return []
+    return list(range(0, int(moviepy_duration(dur) // CLIP_SECONDS) * CLIP_SECONDS, CLIP_SECONDS))
+
+
+def window_name(stem: str, start: int) -> str:
+    """AVSBench-style uid of a window: ``{stem}_{start_ms}_{end_ms}``."""
+    return f"{stem}_{start * 1000}_{(start + CLIP_SECONDS) * 1000}"
+
+
 def jobs_from_files(sources: list[Path], setting: str, split: Optional[str],
-                    category: Optional[str]) -> list[Job]:
+                    category: Optional[str], windows: bool = False) -> list[Job]:
     if setting == "s4" and not category:
         raise DataError("S4 videos without a metadata CSV need --category (e.g. --category "
                         "dog_barking) or --csv listing name,start,category,split")
@@ -134,7 +157,12 @@ def jobs_from_files(sources: list[Path], setting: str, split: Optional[str],
                 raise DataError(f"{p}: clip name {p.stem!r} also used by {seen[p.stem]}; "
                                 "rename one of the videos")
             seen[p.stem] = p
-            jobs.append(Job(str(p), p.stem, split, category if setting == "s4" else None, 0))
+            cat = category if setting == "s4" else None
+            starts = video_windows(p) if windows else []
+            if not starts:
+                jobs.append(Job(str(p), p.stem, split, cat, 0))
+            for w in starts:
+                jobs.append(Job(str(p), window_name(p.stem, w), split, cat, 0, w))
     return jobs
 
 
@@ -159,44 +187,70 @@ def is_done(root: Path, setting: str, job: Job) -> bool:
     return wav.is_file() and all(p.is_file() for p in frames)
 
 
-def render_clip(job: Job, audio_resample: bool = False):
-    """Decode and check one clip in memory: ``(pngs, wav_bytes, findings)``; nothing is written."""
+def _bad(jobs, code, message):
+    return [(job, None, None, [finding(code, message, job.video, job.name)]) for job in jobs]
+
+
+def render_video(jobs: list, audio_resample: bool = False) -> list:
+    """Decode one video once and check its clips in memory (one clip, or its ``--windows``):
+    ``[(job, pngs, wav_bytes, findings)]``; nothing is written."""
     import av
     import cv2
 
     from avsprep.extract import audio as A
     from avsprep.extract.frames import decode, resize
 
+    first = jobs[0]
+    windowed = first.window is not None
+    starts = [j.window for j in jobs] if windowed else [0]
     try:
-        d = decode(job.video, job.seconds, audio_rate=None if audio_resample else A.DECODE_RATE)
+        d = decode(first.video, first.seconds, audio_rate=None if audio_resample else A.DECODE_RATE,
+                   starts=starts)
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None, None, [finding("video-undecodable", f"cannot decode ({reason}); re-download "
-                                    "or re-encode the video (ffmpeg -i in.x out.mp4)", job.video, job.name)]
+        return _bad(jobs, "video-undecodable", f"cannot decode ({reason}); re-download or re-encode "
+                    "the video (ffmpeg -i in.x out.mp4)")
     if not d.has_audio:
-        return None, None, [finding("video-no-audio", "has no audio track; AVSBench clips need their "
-                                    "sound: use the original upload with audio", job.video, job.name)]
+        return _bad(jobs, "video-no-audio", "has no audio track; AVSBench clips need their sound: use "
+                    "the original upload with audio")
     duration = A.moviepy_duration(d.duration_us)
-    if duration < job.seconds - SHORT_TOLERANCE_S:
-        return None, None, [finding("video-too-short", f"lasts {duration:.2f} s but the clip needs "
-                                    f"{job.seconds} s; use a longer video (or the S4 start column)",
-                                    job.video, job.name)]
-    try:
-        if audio_resample:
-            samples = A.resampled_wav(d.audio, d.audio_rate, duration)
+    if not windowed and duration < first.seconds - SHORT_TOLERANCE_S:
+        return _bad(jobs, "video-too-short", f"lasts {duration:.2f} s but the clip needs {first.seconds} s; "
+                    "use a longer video (or the S4 start column)")
+    out = []
+    per = len(d.frames) // len(starts)
+    for n, job in enumerate(jobs):
+        if windowed:  # the window as if cut from the decoded stream at its first sample
+            audio = d.audio[int(round(d.audio_rate * job.window)):]
+            clip_duration = float(CLIP_SECONDS)
         else:
-            samples = A.moviepy_wav(d.audio, duration)
-    except ValueError as exc:
-        return None, None, [finding("video-undecodable", f"audio stream unusable ({exc}); re-encode "
-                                    "the video", job.video, job.name)]
-    if not np.any(samples):
-        return None, None, [finding("audio-silent", "the audio track is all silence; AVSBench clips "
-                                    "need audible sound: use another video", job.video, job.name)]
-    pngs = []
-    for rgb in d.frames:
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(resize(rgb), cv2.COLOR_RGB2BGR))
-        pngs.append(buf.tobytes())
-    return pngs, A.wav_bytes(samples), []
+            audio, clip_duration = d.audio, duration
+        try:
+            if audio_resample:
+                samples = A.resampled_wav(audio, d.audio_rate, clip_duration)
+            else:
+                samples = A.moviepy_wav(audio, clip_duration)
+        except ValueError as exc:
+            out.append((job, None, None, [finding("video-undecodable", f"audio stream unusable ({exc}); "
+                                                  "re-encode the video", job.video, job.name)]))
+            continue
+        if not np.any(samples):
+            out.append((job, None, None, [finding("audio-silent", "the audio track is all silence; "
+                                                  "AVSBench clips need audible sound: use another video",
+                                                  job.video, job.name)]))
+            continue
+        pngs = []
+        for rgb in d.frames[n * per:(n + 1) * per]:
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(resize(rgb), cv2.COLOR_RGB2BGR))
+            pngs.append(buf.tobytes())
+        out.append((job, pngs, A.wav_bytes(samples), []))
+    return out
+
+
+def render_clip(job: Job, audio_resample: bool = False):
+    """One clip: ``(pngs, wav_bytes, findings)``; nothing is written."""
+    _, pngs, wav, findings = render_video([job], audio_resample)[0]
+    return pngs, wav, findings
 
 
 def write_clip(root: Path, setting: str, job: Job, pngs: list[bytes], wav: bytes) -> None:
@@ -226,11 +280,14 @@ def write_clip(root: Path, setting: str, job: Job, pngs: list[bytes], wav: bytes
 
 
 def _work(args):
-    root, setting, job, audio_resample = args
-    pngs, wav, findings = render_clip(job, audio_resample)
-    if not findings:
-        write_clip(Path(root), setting, job, pngs, wav)
-    return job.name, findings
+    """One video (one clip or its windows): ``[(name, findings)]`` in job order."""
+    root, setting, jobs, audio_resample = args
+    done = []
+    for job, pngs, wav, findings in render_video(jobs, audio_resample):
+        if not findings:
+            write_clip(Path(root), setting, job, pngs, wav)
+        done.append((job.name, findings))
+    return done
 
 
 # --------------------------------------------------------------------------- metadata
@@ -259,7 +316,8 @@ def write_metadata(root: Path, setting: str, jobs: Iterable[Job]) -> Path:
 
 def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = None,
                 category: Optional[str] = None, csv: Optional[Path] = None, workers: int = 1,
-                overwrite: bool = False, audio_resample: bool = False, quiet: bool = False) -> dict:
+                overwrite: bool = False, audio_resample: bool = False, quiet: bool = False,
+                windows: bool = False) -> dict:
     from avsprep.common.clikit import progress
     from avsprep.datasets.avsbench import SPLITS
 
@@ -275,32 +333,38 @@ def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = 
     root.mkdir(parents=True, exist_ok=True)
     csv = Path(csv) if csv else find_csv(sources, setting)
     if csv is not None:
+        if windows:
+            raise DataError("--windows cuts videos not listed in a metadata CSV; drop --csv (or --windows)")
         jobs, findings = jobs_from_csv(csv, sources, setting)
     else:
-        jobs, findings = jobs_from_files(sources, setting, split, category), []
+        jobs, findings = jobs_from_files(sources, setting, split, category, windows), []
     todo = [j for j in jobs if overwrite or not is_done(root, setting, j)]
     skipped = len(jobs) - len(todo)
     done_names: set = {j.name for j in jobs if j not in todo}
-    args = [(str(root), setting, j, audio_resample) for j in todo]
+    by_video: dict[str, list[Job]] = {}
+    for j in todo:
+        by_video.setdefault(j.video, []).append(j)
+    args = [(str(root), setting, js, audio_resample) for js in by_video.values()]
     bar = progress(total=len(todo), quiet=quiet, desc="extract", unit="clip")
+
+    def collect(results):
+        for name, fs in results:
+            findings.extend(fs)
+            if not fs:
+                done_names.add(name)
+            bar.update()
+
     try:
-        if workers > 1 and len(todo) > 1:
+        if workers > 1 and len(args) > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-                for name, fs in pool.map(_work, args):
-                    findings.extend(fs)
-                    if not fs:
-                        done_names.add(name)
-                    bar.update()
+                for results in pool.map(_work, args):
+                    collect(results)
         else:
             for a in args:
-                name, fs = _work(a)
-                findings.extend(fs)
-                if not fs:
-                    done_names.add(name)
-                bar.update()
+                collect(_work(a))
     finally:
         bar.close()
     finished = [j for j in jobs if j.name in done_names]

@@ -72,9 +72,13 @@ class Decoded:
     duration_us: int = 0
 
 
-def decode(path, seconds: int, audio_rate: Optional[int] = 44100) -> Decoded:
+def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -> Decoded:
     """Decode ``path`` once (PyAV): keep the official frames for ``seconds`` seconds and the
     audio resampled to ``audio_rate`` stereo int16 (the source rate when None).
+
+    ``starts`` (``--windows``): the clip starting ``s`` seconds in keeps decoded indices
+    ``s * r + official_indices`` (as if the video had been cut there on a frame boundary);
+    ``frames``/``indices`` then hold every window's frames one after the other.
 
     Raises ``av.error.FFmpegError`` / ``ValueError`` for files that cannot be decoded.
     """
@@ -92,7 +96,8 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100) -> Decoded:
         out.fps = printed_fps(rate)
         if out.fps <= 0:
             raise ValueError("the video stream has no frame rate")
-        wanted = official_indices(out.fps, seconds)
+        r = int(round(out.fps))
+        wanted = [s * r + i for s in starts for i in official_indices(out.fps, seconds)]
         want_set = set(wanted)
         chosen: dict[int, np.ndarray] = {}
         last = None
