@@ -400,12 +400,18 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
 @click.argument("src", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Release root to write (metadata CSV, {s4,ms3}_data/visual_frames, audio_wav).")
-@click.option("--setting", type=click.Choice(["s4", "ms3"]), default="s4", show_default=True)
+@click.option("--setting", type=click.Choice(["s4", "ms3", "avss"]), default="s4", show_default=True,
+              help="avss: {label}/{uid}/frames/{i}.jpg at the source size, audio.wav 48 kHz, "
+                   "metadata.csv and label2idx.json (no official script exists).")
 @click.option("--csv", "csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Metadata CSV listing the clips (default: the one in SRC or two folders above it).")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Split of videos not listed in a metadata CSV.")
-@click.option("--category", default=None, help="S4 category of videos not listed in a metadata CSV.")
+@click.option("--category", default=None,
+              help="S4 category of videos not listed in a metadata CSV; AVSS: the a_obj sounding "
+                   "classes joined by '_'.")
+@click.option("--label", "label", type=click.Choice(["v1s", "v1m", "v2"]), default=None,
+              help="AVSS subset (the metadata 'label' column): v1s/v1m 5-s clips, v2 10-s clips.")
 @click.option("--windows", is_flag=True,
               help="Cut each video into consecutive 5-s clips named {stem}_{start_ms}_{end_ms} "
                    "(a trailing part under 5 s is dropped).")
@@ -418,8 +424,8 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
 @json_option
 @quiet_option
 @handle_errors
-def extract(src, out, setting, csv, split, category, windows, audio_resample, workers, overwrite, as_json,
-            quiet):
+def extract(src, out, setting, csv, split, category, label, windows, audio_resample, workers, overwrite,
+            as_json, quiet):
     """Cut videos into the AVSBench release layout exactly as the official preprocessing does.
 
     Per clip: the 5 frames the official scripts keep (decoded index int(l*r + 15/16*r) for
@@ -435,13 +441,14 @@ def extract(src, out, setting, csv, split, category, windows, audio_resample, wo
       avsprep extract my_videos/ -o ./mine --split train --category dog_barking --workers 4
       avsprep extract raw_videos/ -o ./ms3_root --setting ms3 --csv ms3_meta_data.csv
       avsprep extract long_recording.mp4 -o ./mine --windows --split train --category lawn_mowing
+      avsprep extract my_videos/ -o ./avss --setting avss --label v2 --category dog --split test
     """
     from avsprep.extract import run_extract
 
     setup_logging(quiet or as_json)
     summary = run_extract(list(src), out, setting=setting, split=split, category=category, csv=csv,
                           workers=workers, overwrite=overwrite, audio_resample=audio_resample,
-                          quiet=quiet or as_json, windows=windows)
+                          quiet=quiet or as_json, windows=windows, subset=label)
     findings = summary.pop("_findings")
     if as_json:
         echo_json(summary)

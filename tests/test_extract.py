@@ -345,3 +345,89 @@ def test_windows_short_video_is_too_short(tmp_path):
               "--json")
     assert res.exit_code == 1
     assert [f["code"] for f in json.loads(res.output)["findings"]] == ["video-too-short"]
+
+
+def test_avss_release_extract_validate_build(tmp_path):
+    """AVSS: v1s from a real clip (5 JPEGs at 320x180, 5 s of 48 kHz stereo) and a v2 window
+    (10 frames, 10 s); with the annotator's masks and empty box files the tree imports, passes
+    the release checks and builds."""
+    import soundfile
+    from PIL import Image
+
+    from avsprep.datasets.avss import AVSSLayout
+
+    out = tmp_path / "avss"
+    res = run("extract", VIDEOS / "bbb_25fps_48k_5.1.mp4", "-o", out, "--setting", "avss", "--label", "v1s",
+              "--category", "dog", "--split", "test")
+    assert res.exit_code == 0, res.output
+    long = tmp_path / "long.mp4"
+    make_video(long, 10.5, fps=Fraction(30000, 1001))
+    res = run("extract", long, "-o", out, "--setting", "avss", "--label", "v2", "--category", "woman_piano",
+              "--split", "test", "--windows")
+    assert res.exit_code == 0, res.output
+    layout = AVSSLayout.from_root(out)
+    clips = {c.name: c for c in layout.clips()}
+    assert sorted(clips) == ["bbb_25fps_48k_5.1", "long_0_10000"]
+    assert (out / "metadata.csv").read_text().splitlines() == [
+        "vid,uid,s_min,s_sec,a_obj,split,label", "bbb_25fps_48k_5.1,bbb_25fps_48k_5.1,0,0,dog,test,v1s",
+        "long,long_0_10000,0,0,woman_piano,test,v2"]
+    for name, n, size in (("bbb_25fps_48k_5.1", 5, (320, 180)), ("long_0_10000", 10, (64, 48))):
+        clip = clips[name]
+        frames = sorted(p.name for p in layout.frame_path(clip, 0).parent.iterdir())
+        assert frames == sorted(f"{i}.jpg" for i in range(n))
+        assert Image.open(layout.frame_path(clip, n - 1)).size == size
+        info = soundfile.info(str(layout.wav_path(clip)))
+        assert (info.samplerate, info.channels, info.frames) == (48000, 2, 48000 * n)
+        for i in layout.mask_frames(clip):  # the annotator's part
+            mask = layout.mask_path(clip, i)
+            mask.parent.mkdir(exist_ok=True)
+            Image.new("RGB", size).save(mask)
+    table = tmp_path / "boxes.csv"
+    annotations = tmp_path / "ann"
+    for name, n, _ in (("bbb_25fps_48k_5.1", 5, 0), ("long_0_10000", 10, 0)):
+        clip = clips[name]
+        folder = annotations / clip.subset / name / "frames"
+        folder.mkdir(parents=True)
+        for i in range(n):
+            w, h = Image.open(layout.frame_path(clip, i)).size
+            (folder / f"{i}.xml").write_text(
+                f"<annotation><filename>{i}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+                "<depth>3</depth></size></annotation>")
+    assert run("import", "--root", out, "-a", annotations, "-o", table).exit_code == 0
+    res = run("validate", table, "--root", out, "--json")
+    assert res.exit_code == 0, res.output
+    res = run("build", table, "--root", out, "-o", tmp_path / "shards")
+    assert res.exit_code == 0, res.output
+    # the release checks do look at the extracted tree: a missing wav is an error
+    layout.wav_path(clips["long_0_10000"]).unlink()
+    res = run("validate", table, "--root", out, "--json")
+    assert res.exit_code == 1 and "audio-missing" in res.output
+
+
+def test_ms3_output_imports_validates_builds(tmp_path):
+    from PIL import Image
+
+    from avsprep.datasets.avsbench import Layout
+
+    out = tmp_path / "ms3"
+    res = run("extract", VIDEOS / "bbb_29.97fps_44k_stereo.mp4", "-o", out, "--setting", "ms3",
+              "--split", "val")
+    assert res.exit_code == 0, res.output
+    layout = Layout.from_root(out)  # setting inferred from ms3_meta_data.csv
+    assert layout.setting == "ms3"
+    for clip in layout.clips():
+        for k in range(1, 6):
+            frame = layout.frame_path(clip, k)
+            assert frame.name == f"{clip.name}.mp4_{k}.png"
+            frame.with_suffix(".xml").write_text(
+                f"<annotation><filename>{frame.name}</filename><size><width>224</width><height>224"
+                "</height><depth>3</depth></size></annotation>")
+        for k in layout.mask_frames(clip):
+            mask = layout.mask_path(clip, k)
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("1", (224, 224)).save(mask)
+    table = tmp_path / "boxes.csv"
+    assert run("import", "--root", out, "-o", table).exit_code == 0
+    assert run("validate", table, "--root", out).exit_code == 0
+    res = run("build", table, "--root", out, "-o", tmp_path / "shards")
+    assert res.exit_code == 0, res.output

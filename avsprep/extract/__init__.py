@@ -31,8 +31,13 @@ from avsprep.common.findings import CODES, Finding, exit_code
 log = logging.getLogger("avsprep")
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".3gp")
-SETTINGS = ("s4", "ms3")
+SETTINGS = ("s4", "ms3", "avss")
 CLIP_SECONDS = 5
+# AVSS (no official script; reference/avss.md 1.3): 5-s clips for v1s/v1m, 10-s for v2; frames
+# JPEG at the source resolution (one per second, same index rule), audio.wav 48 kHz stereo 16-bit.
+AVSS_SECONDS = {"v1s": 5, "v1m": 5, "v2": 10}
+AVSS_AUDIO_RATE = 48000
+AVSS_JPEG_QUALITY = 95
 # A video may end this much before the clip does (ffmpeg durations are in centiseconds and the
 # last frame is repeated by the official rule), more is "too short".
 SHORT_TOLERANCE_S = 0.1
@@ -48,10 +53,14 @@ class Job:
     category: Optional[str] = None
     start: int = 0
     window: Optional[int] = None  # --windows: the clip's first second in the video
+    subset: Optional[str] = None  # AVSS: v1s / v1m / v2 (``category`` then holds a_obj)
 
     @property
     def seconds(self) -> int:
-        """Official clip length: S4 ``5 if start <= 5 else 10 - start`` (MS3 start is 0)."""
+        """Official clip length: S4 ``5 if start <= 5 else 10 - start`` (MS3 start is 0); AVSS 5
+        (v1s, v1m) or 10 (v2)."""
+        if self.subset is not None:
+            return AVSS_SECONDS[self.subset]
         return CLIP_SECONDS if self.start <= 5 else 10 - self.start
 
 
@@ -117,7 +126,7 @@ def jobs_from_csv(csv: Path, sources: list[Path], setting: str) -> tuple[list[Jo
     return jobs, findings
 
 
-def video_windows(path: Path) -> list[int]:
+def video_windows(path: Path, length: int = CLIP_SECONDS) -> list[int]:
     """``--windows``: first seconds of the consecutive full 5-s windows of a video (none when it
     cannot be opened or is shorter than 5 s: it then becomes one clip and its finding)."""
     import av
@@ -131,16 +140,23 @@ def video_windows(path: Path) -> list[int]:
         return []
     if dur is None:
         return []
-    return list(range(0, int(moviepy_duration(dur) // CLIP_SECONDS) * CLIP_SECONDS, CLIP_SECONDS))
+    return list(range(0, int(moviepy_duration(dur) // length) * length, length))
 
 
-def window_name(stem: str, start: int) -> str:
+def window_name(stem: str, start: int, length: int = CLIP_SECONDS) -> str:
     """AVSBench-style uid of a window: ``{stem}_{start_ms}_{end_ms}``."""
-    return f"{stem}_{start * 1000}_{(start + CLIP_SECONDS) * 1000}"
+    return f"{stem}_{start * 1000}_{(start + length) * 1000}"
 
 
 def jobs_from_files(sources: list[Path], setting: str, split: Optional[str],
-                    category: Optional[str], windows: bool = False) -> list[Job]:
+                    category: Optional[str], windows: bool = False,
+                    subset: Optional[str] = None) -> list[Job]:
+    if setting == "avss" and subset not in AVSS_SECONDS:
+        raise DataError("AVSS videos need --label v1s|v1m|v2 (the subset: 5-s single-source, 5-s "
+                        "multi-source, 10-s clips)")
+    if setting == "avss" and not category:
+        raise DataError("AVSS videos need --category: the sounding classes joined by '_' (a_obj, e.g. "
+                        "--category dog or --category woman_piano)")
     if setting == "s4" and not category:
         raise DataError("S4 videos without a metadata CSV need --category (e.g. --category "
                         "dog_barking) or --csv listing name,start,category,split")
@@ -157,28 +173,31 @@ def jobs_from_files(sources: list[Path], setting: str, split: Optional[str],
                 raise DataError(f"{p}: clip name {p.stem!r} also used by {seen[p.stem]}; "
                                 "rename one of the videos")
             seen[p.stem] = p
-            cat = category if setting == "s4" else None
-            starts = video_windows(p) if windows else []
+            cat = category if setting in ("s4", "avss") else None
+            sub = subset if setting == "avss" else None
+            length = AVSS_SECONDS[sub] if sub else CLIP_SECONDS
+            starts = video_windows(p, length) if windows else []
             if not starts:
-                jobs.append(Job(str(p), p.stem, split, cat, 0))
+                jobs.append(Job(str(p), p.stem, split, cat, 0, None, sub))
             for w in starts:
-                jobs.append(Job(str(p), window_name(p.stem, w), split, cat, 0, w))
+                jobs.append(Job(str(p), window_name(p.stem, w, length), split, cat, 0, w, sub))
     return jobs
 
 
 # --------------------------------------------------------------------------- one clip
 
-def _clip(job: Job, setting: str):
-    from avsprep.datasets.avsbench import Clip
-
-    return Clip(job.name, job.split, job.category, job.start)
-
-
 def clip_paths(root: Path, setting: str, job: Job) -> tuple[list[Path], Path]:
-    from avsprep.datasets.avsbench import Layout
+    """The clip's frame files (second order) and wav, from the datasets layouts."""
+    if setting == "avss":
+        from avsprep.datasets.avss import AVSSClip, AVSSLayout, parse_a_obj
+
+        layout = AVSSLayout(root)
+        clip = AVSSClip(job.name, job.split, job.subset, parse_a_obj(job.category or ""))
+        return [layout.frame_path(clip, i) for i in range(job.seconds)], layout.wav_path(clip)
+    from avsprep.datasets.avsbench import Clip, Layout
 
     layout = Layout(root, setting)
-    clip = _clip(job, setting)
+    clip = Clip(job.name, job.split, job.category, job.start)
     return [layout.frame_path(clip, k) for k in range(1, job.seconds + 1)], layout.wav_path(clip)
 
 
@@ -201,11 +220,12 @@ def render_video(jobs: list, audio_resample: bool = False) -> list:
     from avsprep.extract.frames import decode, resize
 
     first = jobs[0]
+    avss = first.subset is not None
     windowed = first.window is not None
     starts = [j.window for j in jobs] if windowed else [0]
+    rate = AVSS_AUDIO_RATE if avss else (None if audio_resample else A.DECODE_RATE)
     try:
-        d = decode(first.video, first.seconds, audio_rate=None if audio_resample else A.DECODE_RATE,
-                   starts=starts)
+        d = decode(first.video, first.seconds, audio_rate=rate, starts=starts)
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return _bad(jobs, "video-undecodable", f"cannot decode ({reason}); re-download or re-encode "
@@ -222,11 +242,15 @@ def render_video(jobs: list, audio_resample: bool = False) -> list:
     for n, job in enumerate(jobs):
         if windowed:  # the window as if cut from the decoded stream at its first sample
             audio = d.audio[int(round(d.audio_rate * job.window)):]
-            clip_duration = float(CLIP_SECONDS)
+            clip_duration = float(job.seconds)
         else:
             audio, clip_duration = d.audio, duration
         try:
-            if audio_resample:
+            if avss:  # the clip's seconds at 48 kHz stereo (libswresample, like ffmpeg -ar 48000 -ac 2)
+                samples = np.zeros((job.seconds * AVSS_AUDIO_RATE, 2), np.int16)
+                take = audio[:len(samples)]
+                samples[:len(take)] = take
+            elif audio_resample:
                 samples = A.resampled_wav(audio, d.audio_rate, clip_duration)
             else:
                 samples = A.moviepy_wav(audio, clip_duration)
@@ -241,9 +265,13 @@ def render_video(jobs: list, audio_resample: bool = False) -> list:
             continue
         pngs = []
         for rgb in d.frames[n * per:(n + 1) * per]:
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(resize(rgb), cv2.COLOR_RGB2BGR))
+            if avss:
+                ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                       [cv2.IMWRITE_JPEG_QUALITY, AVSS_JPEG_QUALITY])
+            else:
+                ok, buf = cv2.imencode(".png", cv2.cvtColor(resize(rgb), cv2.COLOR_RGB2BGR))
             pngs.append(buf.tobytes())
-        out.append((job, pngs, A.wav_bytes(samples), []))
+        out.append((job, pngs, A.wav_bytes(samples, AVSS_AUDIO_RATE if avss else A.OUT_RATE), []))
     return out
 
 
@@ -292,10 +320,41 @@ def _work(args):
 
 # --------------------------------------------------------------------------- metadata
 
+def write_avss_metadata(root: Path, jobs: Iterable[Job]) -> Path:
+    """AVSS: ``metadata.csv`` (vid,uid,s_min,s_sec,a_obj,split,label) written or extended, and
+    ``label2idx.json`` (the 71 classes) when absent."""
+    import json
+
+    import pandas as pd
+
+    from avsprep.datasets.avss import LABEL_FILE, META_FILE, read_avss_metadata
+    from avsprep.datasets.avss_classes import AVSS_CLASSES
+
+    cols = ["vid", "uid", "s_min", "s_sec", "a_obj", "split", "label"]
+    rows = []
+    for j in jobs:
+        start = j.window or 0
+        rows.append({"vid": Path(j.video).stem, "uid": j.name, "s_min": str(start // 60),
+                     "s_sec": str(start % 60), "a_obj": j.category, "split": j.split, "label": j.subset})
+    new = pd.DataFrame(rows, columns=cols, dtype=str)
+    path = root / META_FILE
+    if path.is_file():
+        old = read_avss_metadata(path)
+        old = old[~old["uid"].isin(set(new["uid"]))]
+        new = pd.concat([old, new], ignore_index=True)
+    atomic.write_text(path, new.to_csv(index=False))
+    if not (root / LABEL_FILE).is_file():
+        atomic.write_text(root / LABEL_FILE, json.dumps({c: i for i, c in enumerate(AVSS_CLASSES)}, indent=1))
+    return path
+
+
 def write_metadata(root: Path, setting: str, jobs: Iterable[Job]) -> Path:
     """Write or extend ROOT's metadata CSV with the finished clips (existing rows kept, a row of
     the same clip replaced)."""
     import pandas as pd
+
+    if setting == "avss":
+        return write_avss_metadata(root, jobs)
 
     from avsprep.datasets.avsbench import META_COLUMNS, read_metadata
 
@@ -317,12 +376,12 @@ def write_metadata(root: Path, setting: str, jobs: Iterable[Job]) -> Path:
 def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = None,
                 category: Optional[str] = None, csv: Optional[Path] = None, workers: int = 1,
                 overwrite: bool = False, audio_resample: bool = False, quiet: bool = False,
-                windows: bool = False) -> dict:
+                windows: bool = False, subset: Optional[str] = None) -> dict:
     from avsprep.common.clikit import progress
     from avsprep.datasets.avsbench import SPLITS
 
     if setting not in SETTINGS:
-        raise DataError(f"unknown setting {setting!r}; use s4 or ms3")
+        raise DataError(f"unknown setting {setting!r}; use s4, ms3 or avss")
     if split is not None and split not in SPLITS:
         raise DataError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
     sources = [Path(s) for s in sources]
@@ -331,13 +390,16 @@ def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = 
             raise DataError(f"{s} does not exist; pass video files or a folder of them")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    csv = Path(csv) if csv else find_csv(sources, setting)
+    csv = Path(csv) if csv else (find_csv(sources, setting) if setting != "avss" else None)
+    if csv is not None and setting == "avss":
+        raise DataError("AVSS has no official raw-video tree to read a CSV from; pass the videos with "
+                        "--label and --category")
     if csv is not None:
         if windows:
             raise DataError("--windows cuts videos not listed in a metadata CSV; drop --csv (or --windows)")
         jobs, findings = jobs_from_csv(csv, sources, setting)
     else:
-        jobs, findings = jobs_from_files(sources, setting, split, category, windows), []
+        jobs, findings = jobs_from_files(sources, setting, split, category, windows, subset), []
     todo = [j for j in jobs if overwrite or not is_done(root, setting, j)]
     skipped = len(jobs) - len(todo)
     done_names: set = {j.name for j in jobs if j not in todo}
