@@ -112,17 +112,23 @@ def test_moviepy_wav_short_clip_has_no_refill():
 
 # ----------------------------------------------------------------------------- test videos
 
-def make_video(path: Path, seconds: float, fps=Fraction(25), audio="tone", rate=44100):
-    """A small H.264/AAC mp4 (synthetic content) for finding tests."""
+def make_video(path: Path, seconds: float, fps=Fraction(25), audio="tone", rate=44100, vfr=False):
+    """A small H.264/AAC mp4 (synthetic content) for finding tests; ``vfr``: frame durations
+    alternate between 20 and 60 ms."""
     import av
 
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         a = out.add_stream("aac", rate=rate, layout="stereo") if audio else None
+        if vfr:
+            v.codec_context.time_base = Fraction(1, 1000)
         for i in range(int(seconds * fps)):
             img = np.full((48, 64, 3), (i * 7) % 255, np.uint8)
-            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if vfr:
+                frame.pts, frame.time_base = (i // 2) * 80 + (i % 2) * 20, Fraction(1, 1000)
+            for p in v.encode(frame):
                 out.mux(p)
         for p in v.encode(None):
             out.mux(p)
@@ -431,3 +437,71 @@ def test_ms3_output_imports_validates_builds(tmp_path):
     assert run("validate", table, "--root", out).exit_code == 0
     res = run("build", table, "--root", out, "-o", tmp_path / "shards")
     assert res.exit_code == 0, res.output
+
+
+def test_variable_frame_rate_is_a_warning_and_the_clip_is_written(tmp_path):
+    video = tmp_path / "vfr.mp4"
+    make_video(video, 5.5, vfr=True)
+    res = run("extract", video, "-o", tmp_path / "o", "--split", "train", "--category", "race_car", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert [(f["code"], f["severity"]) for f in doc["findings"]] == [("video-variable-rate", "warning")]
+    assert doc["written"] == 1
+    assert "vfr" in (tmp_path / "o" / "s4_meta_data.csv").read_text()
+    assert not decode(VIDEOS / "bbb_25fps_48k_5.1.mp4", 5).variable_rate
+
+
+def reencode(src: Path, dst: Path, rate: int, layout: str, codec: str, vcodec: str = "libx264"):
+    """The real clip with its audio re-encoded (``codec`` at ``rate``/``layout``) into ``dst``."""
+    import av
+
+    with av.open(str(src)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        fps = c.streams.video[0].average_rate
+    with av.open(str(src)) as c:
+        rs = av.AudioResampler(format="s16" if codec.startswith("pcm") else "fltp", layout=layout, rate=rate)
+        audio = [g for f in c.decode(audio=0) for g in rs.resample(f)] + list(rs.resample(None))
+    with av.open(str(dst), "w") as o:
+        v = o.add_stream(vcodec, rate=fps)
+        v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        a = o.add_stream(codec, rate=rate, layout=layout)
+        for f in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                o.mux(p)
+        for p in v.encode(None):
+            o.mux(p)
+        for g in audio:
+            g.pts = None
+            for p in a.encode(g):
+                o.mux(p)
+        for p in a.encode(None):
+            o.mux(p)
+
+
+@pytest.mark.parametrize("rate,layout,codec,ext,vcodec", [(8000, "mono", "pcm_s16le", "mkv", "libx264"),
+                                                           (48000, "stereo", "libopus", "webm", "libvpx"),
+                                                           (32000, "5.1", "aac", "mov", "libx264"),
+                                                           (22050, "stereo", "libmp3lame", "avi", "mpeg4")])
+def test_wav_equals_moviepy_1x_other_rates_and_containers(tmp_path, rate, layout, codec, ext, vcodec):
+    """Other containers and codecs (mkv/PCM 8 kHz mono, webm/VP8+Opus, mov/AAC 5.1 32 kHz,
+    avi/MPEG-4+MP3): frames and wav as the official recipe makes them."""
+    pytest.importorskip("imageio_ffmpeg")
+    import av
+
+    from tests.helpers.official_extract import moviepy_wav_samples
+
+    if codec not in av.codecs_available or vcodec not in av.codecs_available:
+        pytest.skip(f"{codec}/{vcodec} encoder not in this PyAV build")
+    from tests.helpers.official_extract import official_frames
+
+    path = tmp_path / f"clip.{ext}"
+    reencode(VIDEOS / "bbb_29.97fps_44k_stereo.mp4", path, rate, layout, codec, vcodec)
+    d = decode(path, 5)
+    picks, theirs = official_frames(path, 5)
+    assert d.indices == picks
+    for a, b in zip(d.frames, theirs):
+        assert np.abs(resize(a).astype(int) - b.astype(int)).mean() <= 1.0
+    ours = A.moviepy_wav(d.audio, A.moviepy_duration(d.duration_us))
+    ref = moviepy_wav_samples(path)
+    assert ours.shape == ref.shape
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1

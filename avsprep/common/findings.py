@@ -57,4 +57,6 @@ CODES: dict[str, tuple[str, str]] = {
     "video-no-audio": ("error", "a video without an audio track"),
     "video-too-short": ("error", "a video shorter than the clip it must give (5 s, or 10 - start for S4)"),
     "audio-silent": ("error", "a video whose audio is all zeros"),
+    "video-variable-rate": ("warning", "variable frame rate: frames may differ from the official reader's "
+                                       "constant-rate ones; the clip is written"),
 }

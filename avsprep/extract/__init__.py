@@ -27,6 +27,7 @@ import numpy as np
 from avsprep.common import atomic
 from avsprep.common.errors import DataError
 from avsprep.common.findings import CODES, Finding, exit_code
+from avsprep.datasets.steps import AVSS_REAL_STEPS
 
 log = logging.getLogger("avsprep")
 
@@ -35,7 +36,7 @@ SETTINGS = ("s4", "ms3", "avss")
 CLIP_SECONDS = 5
 # AVSS (no official script; reference/avss.md 1.3): 5-s clips for v1s/v1m, 10-s for v2; frames
 # JPEG at the source resolution (one per second, same index rule), audio.wav 48 kHz stereo 16-bit.
-AVSS_SECONDS = {"v1s": 5, "v1m": 5, "v2": 10}
+AVSS_SECONDS = AVSS_REAL_STEPS  # one frame per second: v1s/v1m 5, v2 10
 AVSS_AUDIO_RATE = 48000
 AVSS_JPEG_QUALITY = 95
 # A video may end this much before the clip does (ffmpeg durations are in centiseconds and the
@@ -263,6 +264,13 @@ def render_video(jobs: list, audio_resample: bool = False) -> list:
                                                   "AVSBench clips need audible sound: use another video",
                                                   job.video, job.name)]))
             continue
+        notes = []
+        if d.variable_rate:
+            notes.append(finding("video-variable-rate", "variable frame rate: the official reader (ffmpeg "
+                                 "to image2pipe) duplicates/drops frames to a constant rate, we index the "
+                                 "frames as decoded, so frames may differ from the official ones; "
+                                 "re-encode at a constant rate (ffmpeg -i in -r 25 out.mp4) to match",
+                                 job.video, job.name))
         pngs = []
         for rgb in d.frames[n * per:(n + 1) * per]:
             if avss:
@@ -271,7 +279,7 @@ def render_video(jobs: list, audio_resample: bool = False) -> list:
             else:
                 ok, buf = cv2.imencode(".png", cv2.cvtColor(resize(rgb), cv2.COLOR_RGB2BGR))
             pngs.append(buf.tobytes())
-        out.append((job, pngs, A.wav_bytes(samples, AVSS_AUDIO_RATE if avss else A.OUT_RATE), []))
+        out.append((job, pngs, A.wav_bytes(samples, AVSS_AUDIO_RATE if avss else A.OUT_RATE), notes))
     return out
 
 
@@ -312,7 +320,7 @@ def _work(args):
     root, setting, jobs, audio_resample = args
     done = []
     for job, pngs, wav, findings in render_video(jobs, audio_resample):
-        if not findings:
+        if pngs is not None:
             write_clip(Path(root), setting, job, pngs, wav)
         done.append((job.name, findings))
     return done
@@ -412,7 +420,7 @@ def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = 
     def collect(results):
         for name, fs in results:
             findings.extend(fs)
-            if not fs:
+            if not any(f.severity == "error" for f in fs):
                 done_names.add(name)
             bar.update()
 

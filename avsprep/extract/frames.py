@@ -11,6 +11,7 @@ Here only the chosen frames are converted to RGB and resized; the rest are decod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Optional
@@ -57,6 +58,15 @@ def to_rgb(frame) -> np.ndarray:
     return rgb
 
 
+def is_variable_rate(pts: list) -> bool:
+    """Frame durations (pts steps, presentation order) whose longest is over 1.5x the shortest
+    (timestamp rounding, e.g. 33/34 ms at 29.97 fps, stays under it)."""
+    if len(pts) < 3:
+        return False
+    steps = np.diff(np.sort(np.asarray(pts, dtype=np.int64)))
+    return bool(steps.min() <= 0 or steps.max() > 1.5 * steps.min())
+
+
 @dataclass
 class Decoded:
     """One pass over a video: the chosen frames (RGB, source size), the audio as 44.1 kHz
@@ -70,6 +80,7 @@ class Decoded:
     audio_rate: int = 0
     has_audio: bool = False
     duration_us: int = 0
+    variable_rate: bool = False  # frame durations differ: ffmpeg's CLI would make the rate constant
 
 
 def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -> Decoded:
@@ -104,6 +115,7 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -
         count = 0
         resampler = None
         chunks: list[np.ndarray] = []
+        pts: list[int] = []
         streams = [vstream] + ([astream] if astream is not None else [])
         for packet in container.demux(*streams):
             if packet.stream.type == "video":
@@ -111,6 +123,8 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -
                     if count in want_set:
                         chosen[count] = to_rgb(frame)
                     last = frame
+                    if frame.pts is not None:
+                        pts.append(frame.pts)
                     count += 1
             else:
                 for frame in packet.decode():
@@ -125,6 +139,7 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -
         if count == 0:
             raise ValueError("no video frame could be decoded")
         out.frame_count = count
+        out.variable_rate = is_variable_rate(pts)
         out.indices = clamp(wanted, count)
         last_rgb = None
         for i in out.indices:
@@ -135,6 +150,10 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -
             out.frames.append(chosen[i])
         if chunks:
             out.audio = np.concatenate(chunks).astype(np.int16, copy=False)
+            if astream.duration:  # ffmpeg's CLI stops at the stream's (edit list) end, dropping the
+                # codec's end padding that the decoder still returns (measured: mp4/mov AAC)
+                end = math.ceil(float(astream.duration * astream.time_base) * out.audio_rate - 1e-6)
+                out.audio = out.audio[:max(end, 0)]
         elif astream is not None:
             out.audio = np.zeros((0, 2), dtype=np.int16)
         dur = container.duration
