@@ -367,10 +367,13 @@ def inspect(shards, clip, png, as_json):
                    "--clips is then ignored.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Processes writing clips in parallel; the output is byte-identical for any N.")
+@click.option("--raw-videos", is_flag=True,
+              help="Also write each clip as a raw video ({s4,ms3}_data/raw_videos/..., H.264 + AAC at "
+                   "29.97 fps) for `avsprep extract`.")
 @overwrite_option
 @quiet_option
 @handle_errors
-def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
+def demo(out, clips, seed, setting, like, workers, raw_videos, overwrite, quiet):
     """Write the synthetic demo dataset in exact AVSBench layout (S4, or MS3 with --like).
 
     Each frame shows two objects of different classes; only one makes the
@@ -383,6 +386,7 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
       avsprep demo ./demo-data --clips 192 --seed 0
       avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
       avsprep demo ./avss-demo --setting avss
+      avsprep demo ./demo-data --clips 12 --raw-videos
     """
     from avsprep.demo import write_demo
 
@@ -391,6 +395,12 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
     if like is not None and setting == "avss":  # option check: --like is an S4/MS3 metadata CSV
         raise click.UsageError("--like takes an S4/MS3 metadata CSV; it does not combine with --setting avss")
     summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like, setting=setting)
+    if raw_videos:
+        if setting == "avss":
+            raise click.UsageError("--raw-videos writes S4/MS3 raw_videos; it does not combine with --setting avss")
+        from avsprep.demo.raw_videos import write_raw_videos
+
+        summary["text"] += f"\nWrote {write_raw_videos(out, quiet=quiet)} raw video(s) under {out}."
     click.echo(summary["text"])
 
 
