@@ -536,3 +536,28 @@ def test_demo_raw_videos_extract_back_to_the_demo(tmp_path):
         ours = clip_examples(wave, sr, 5)
         ref = load_logmel_pickle(a.logmel_path(clip))
         assert np.corrcoef(ours.ravel(), np.asarray(ref).ravel())[0, 1] > 0.7
+
+
+def test_odd_frame_size_equals_official(tmp_path):
+    """317x177 (H.264 4:4:4, as x264 refuses odd 4:2:0): same frames as the official recipe."""
+    pytest.importorskip("imageio_ffmpeg")
+    import av
+
+    from tests.helpers.official_extract import official_frames
+
+    with av.open(str(VIDEOS / "bbb_25fps_48k_5.1.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24")[:177, :317] for f in c.decode(video=0)]
+    path = tmp_path / "odd.mp4"
+    with av.open(str(path), "w") as o:
+        v = o.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 317, 177, "yuv444p"
+        for f in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                o.mux(p)
+        for p in v.encode(None):
+            o.mux(p)
+    d = decode(path, 5)
+    picks, theirs = official_frames(path, 5)
+    assert d.indices == picks and d.frames[0].shape == (177, 317, 3)
+    for a, b in zip(d.frames, theirs):
+        assert np.abs(resize(a).astype(int) - b.astype(int)).mean() <= 1.0

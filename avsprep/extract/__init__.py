@@ -295,9 +295,9 @@ def write_clip(root: Path, setting: str, job: Job, pngs: list[bytes], wav: bytes
     frames, wav_path = clip_paths(root, setting, job)
     folder = frames[0].parent
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         for path, data in zip(frames, pngs):
