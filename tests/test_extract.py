@@ -561,3 +561,18 @@ def test_odd_frame_size_equals_official(tmp_path):
     assert d.indices == picks and d.frames[0].shape == (177, 317, 3)
     for a, b in zip(d.frames, theirs):
         assert np.abs(resize(a).astype(int) - b.astype(int)).mean() <= 1.0
+
+
+def test_extracting_into_the_source_root_keeps_the_official_csv(tmp_path):
+    """`extract ROOT/s4_data/raw_videos -o ROOT`: the official CSV keeps its rows, order and
+    extra columns; only the clips extracted are listed from the start when ROOT is new."""
+    raw = tmp_path / "s4_data" / "raw_videos" / "train" / "race_car"
+    raw.mkdir(parents=True)
+    for name in ("b", "a"):
+        shutil.copy(VIDEOS / "bbb_25fps_48k_5.1.mp4", raw / f"{name}.mp4")
+    csv = "name,start,category,split,note\nb,0,race_car,train,x\nzz,0,race_car,train,y\na,0,race_car,train,z\n"
+    (tmp_path / "s4_meta_data.csv").write_text(csv)
+    res = run("extract", tmp_path / "s4_data" / "raw_videos", "-o", tmp_path, "--json")
+    assert res.exit_code == 1  # zz has no video
+    assert (tmp_path / "s4_meta_data.csv").read_text() == csv
+    assert (tmp_path / "s4_data/visual_frames/train/race_car/a/a_5.png").is_file()

@@ -328,6 +328,27 @@ def _work(args):
 
 # --------------------------------------------------------------------------- metadata
 
+def merge_rows(old, new, key: str):
+    """Extend a metadata table: a clip already listed keeps its row and place (its columns of
+    ``new`` updated, other columns kept), new clips are appended in order. The row order is the
+    order the official test loop iterates, so it never changes."""
+    import pandas as pd
+
+    old = old.copy()
+    where = {k: i for i, k in enumerate(old[key])}
+    extra = []
+    for _, row in new.iterrows():
+        i = where.get(row[key])
+        if i is None:
+            extra.append(row)
+        else:
+            for col in new.columns:
+                old.iloc[i, old.columns.get_loc(col)] = row[col]
+    if extra:
+        old = pd.concat([old, pd.DataFrame(extra, columns=new.columns)], ignore_index=True)
+    return old.fillna("")
+
+
 def write_avss_metadata(root: Path, jobs: Iterable[Job]) -> Path:
     """AVSS: ``metadata.csv`` (vid,uid,s_min,s_sec,a_obj,split,label) written or extended, and
     ``label2idx.json`` (the 71 classes) when absent."""
@@ -347,9 +368,7 @@ def write_avss_metadata(root: Path, jobs: Iterable[Job]) -> Path:
     new = pd.DataFrame(rows, columns=cols, dtype=str)
     path = root / META_FILE
     if path.is_file():
-        old = read_avss_metadata(path)
-        old = old[~old["uid"].isin(set(new["uid"]))]
-        new = pd.concat([old, new], ignore_index=True)
+        new = merge_rows(read_avss_metadata(path), new, "uid")
     atomic.write_text(path, new.to_csv(index=False))
     if not (root / LABEL_FILE).is_file():
         atomic.write_text(root / LABEL_FILE, json.dumps({c: i for i, c in enumerate(AVSS_CLASSES)}, indent=1))
@@ -372,9 +391,7 @@ def write_metadata(root: Path, setting: str, jobs: Iterable[Job]) -> Path:
             if setting == "s4" else {"video_id": j.name, "split": j.split} for j in jobs]
     new = pd.DataFrame(rows, columns=cols, dtype=str)
     if path.is_file():
-        old = read_metadata(path, setting)
-        old = old[~old[cols[0]].isin(set(new[cols[0]]))]
-        new = pd.concat([old, new], ignore_index=True)
+        new = merge_rows(read_metadata(path, setting), new, cols[0])
     atomic.write_text(path, new.to_csv(index=False))
     return path
 
@@ -410,7 +427,8 @@ def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = 
         jobs, findings = jobs_from_files(sources, setting, split, category, windows, subset), []
     todo = [j for j in jobs if overwrite or not is_done(root, setting, j)]
     skipped = len(jobs) - len(todo)
-    done_names: set = {j.name for j in jobs if j not in todo}
+    todo_names = {j.name for j in todo}
+    done_names: set = {j.name for j in jobs if j.name not in todo_names}
     by_video: dict[str, list[Job]] = {}
     for j in todo:
         by_video.setdefault(j.video, []).append(j)
