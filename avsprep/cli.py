@@ -370,10 +370,13 @@ def inspect(shards, clip, png, as_json):
                    "--clips is then ignored.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Processes writing clips in parallel; the output is byte-identical for any N.")
+@click.option("--raw-videos", is_flag=True,
+              help="Also write each clip as a raw video ({s4,ms3}_data/raw_videos/..., H.264 + AAC at "
+                   "29.97 fps) for `avsprep extract`.")
 @overwrite_option
 @quiet_option
 @handle_errors
-def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
+def demo(out, clips, seed, setting, like, workers, raw_videos, overwrite, quiet):
     """Write the synthetic demo dataset in exact AVSBench layout (S4, or MS3 with --like).
 
     Each frame shows two objects of different classes; only one makes the
@@ -386,6 +389,7 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
       avsprep demo ./demo-data --clips 192 --seed 0
       avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
       avsprep demo ./avss-demo --setting avss
+      avsprep demo ./demo-data --clips 12 --raw-videos
     """
     from avsprep.demo import write_demo
 
@@ -394,7 +398,78 @@ def demo(out, clips, seed, setting, like, workers, overwrite, quiet):
     if like is not None and setting == "avss":  # option check: --like is an S4/MS3 metadata CSV
         raise click.UsageError("--like takes an S4/MS3 metadata CSV; it does not combine with --setting avss")
     summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like, setting=setting)
+    if raw_videos:
+        if setting == "avss":
+            raise click.UsageError("--raw-videos writes S4/MS3 raw_videos; it does not combine with --setting avss")
+        from avsprep.demo.raw_videos import write_raw_videos
+
+        summary["text"] += f"\nWrote {write_raw_videos(out, quiet=quiet)} raw video(s) under {out}."
     click.echo(summary["text"])
+
+
+# ----------------------------------------------------------------------------- extract
+
+@cli.command()
+@click.argument("src", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Release root to write (metadata CSV, {s4,ms3}_data/visual_frames, audio_wav).")
+@click.option("--setting", type=click.Choice(["s4", "ms3", "avss"]), default="s4", show_default=True,
+              help="avss: {label}/{uid}/frames/{i}.jpg at the source size, audio.wav 48 kHz, "
+                   "metadata.csv and label2idx.json (no official script exists).")
+@click.option("--csv", "csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Metadata CSV listing the clips (default: the one in SRC or two folders above it).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
+              help="Split of videos not listed in a metadata CSV.")
+@click.option("--category", default=None,
+              help="S4 category of videos not listed in a metadata CSV; AVSS: the a_obj sounding "
+                   "classes joined by '_'.")
+@click.option("--label", "label", type=click.Choice(["v1s", "v1m", "v2"]), default=None,
+              help="AVSS subset (the metadata 'label' column): v1s/v1m 5-s clips, v2 10-s clips.")
+@click.option("--windows", is_flag=True,
+              help="Cut each video into consecutive 5-s clips named {stem}_{start_ms}_{end_ms} "
+                   "(a trailing part under 5 s is dropped).")
+@click.option("--audio-resample", is_flag=True,
+              help="Anti-aliased resampling to 16 kHz instead of moviepy 1.x's nearest-sample pick "
+                   "(the official wavs; log-mel values then differ from the release's by up to ~4).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes decoding clips in parallel; the output is byte-identical for any N.")
+@overwrite_option
+@json_option
+@quiet_option
+@handle_errors
+def extract(src, out, setting, csv, split, category, label, windows, audio_resample, workers, overwrite,
+            as_json, quiet):
+    """Cut videos into the AVSBench release layout exactly as the official preprocessing does.
+
+    Per clip: the 5 frames the official scripts keep (decoded index int(l*r + 15/16*r) for
+    second l, r = round(fps)), resized to 224x224 (OpenCV INTER_LINEAR) as PNG, and a 16 kHz
+    16-bit stereo wav equal sample for sample to moviepy 1.x's. SRC is the official raw_videos
+    tree with its metadata CSV, or video files / folders (then --split and --category). A video
+    that cannot be decoded, has no audio, is too short or silent is reported and writes nothing.
+    Reruns skip finished clips.
+
+    \b
+    Example:
+      avsprep extract s4_root/s4_data/raw_videos -o ./s4_root
+      avsprep extract my_videos/ -o ./mine --split train --category dog_barking --workers 4
+      avsprep extract raw_videos/ -o ./ms3_root --setting ms3 --csv ms3_meta_data.csv
+      avsprep extract long_recording.mp4 -o ./mine --windows --split train --category lawn_mowing
+      avsprep extract my_videos/ -o ./avss --setting avss --label v2 --category dog --split test
+    """
+    from avsprep.extract import run_extract
+
+    setup_logging(quiet or as_json)
+    summary = run_extract(list(src), out, setting=setting, split=split, category=category, csv=csv,
+                          workers=workers, overwrite=overwrite, audio_resample=audio_resample,
+                          quiet=quiet or as_json, windows=windows, subset=label)
+    findings = summary.pop("_findings")
+    if as_json:
+        echo_json(summary)
+    else:
+        for f in findings:
+            click.echo(f.format(), err=True)
+        click.echo(summary["text"])
+    raise SystemExit(summary["exit_code"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,9 @@ mkdir -p "$OUT"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "1/8 demo dataset ($CLIPS clips, seed $SEED) -> $OUT/data"
-"$PY" -m avsprep demo "$OUT/data" --clips "$CLIPS" --seed "$SEED" --overwrite
+"$PY" -m avsprep demo "$OUT/data" --clips "$CLIPS" --seed "$SEED" --overwrite --raw-videos
+step "1/8 extract the raw videos again (official frames + moviepy wav) -> $OUT/extracted"
+"$PY" -m avsprep extract "$OUT/data/s4_data/raw_videos" -o "$OUT/extracted" --workers 2 --overwrite --quiet
 step "2/8 import labelImg XMLs -> $OUT/boxes.csv"
 "$PY" -m avsprep import --root "$OUT/data" -o "$OUT/boxes.csv" --overwrite
 step "3/8 validate box coverage"

@@ -180,3 +180,16 @@ def exit_code(findings: Iterable[Finding], strict: bool = False) -> int:
     if "error" in sev or (strict and "warning" in sev):
         return 1
     return 0
+
+
+# code -> (severity, meaning): the finding-code registry. ``avsprep extract``'s codes are here;
+# validate's and the annotation readers' (avsprep.validate.CODES) are still in their modules.
+CODES: dict[str, tuple[str, str]] = {
+    "video-missing": ("error", "a metadata CSV row whose video is not under the sources"),
+    "video-undecodable": ("error", "a video file ffmpeg (PyAV) cannot open or decode"),
+    "video-no-audio": ("error", "a video without an audio track"),
+    "video-too-short": ("error", "a video shorter than the clip it must give (5 s, or 10 - start for S4)"),
+    "audio-silent": ("error", "a video whose audio is all zeros"),
+    "video-variable-rate": ("warning", "variable frame rate: frames may differ from the official reader's "
+                                       "constant-rate ones; the clip is written"),
+}

@@ -42,3 +42,13 @@ def test_bench_train_variants_compute_the_same_step():
     assert {"metric", "unit", "ours", "baseline", "ratio", "cpu_ours_peak_mib", "cpu_reference_peak_mib"} <= set(doc)
     assert doc["ours"] > 0 and doc["baseline"] > 0
     assert doc["cpu_ours_first_loss"] == pytest.approx(doc["cpu_reference_first_loss"], rel=1e-5)
+
+
+def test_bench_extract_runs_and_checks_equal_wavs():
+    pytest.importorskip("imageio_ffmpeg")
+    res = subprocess.run([sys.executable, str(REPO / "tools" / "bench_extract.py"), "--rounds", "1"], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert {"metric", "unit", "ours", "baseline", "ratio"} <= set(doc)
+    assert doc["ours"] > 0 and doc["baseline"] > 0
