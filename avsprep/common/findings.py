@@ -129,6 +129,14 @@ CODES: dict[str, tuple[str, str]] = {
     "manifest-invalid": ("error", "manifest.json fails its integrity check"),
     "manifest-count": ("error", "a manifest entry's clip list and count disagree"),
     "manifest-index": ("error", "the manifest index disagrees with the shards' clip rows"),
+    # avsprep extract (avsprep.extract)
+    "video-missing": ("error", "a metadata CSV row whose video is not under the sources"),
+    "video-undecodable": ("error", "a video file ffmpeg (PyAV) cannot open or decode"),
+    "video-no-audio": ("error", "a video without an audio track"),
+    "video-too-short": ("error", "a video shorter than the clip it must give (5 s, or 10 - start for S4)"),
+    "audio-silent": ("error", "a video whose audio is all zeros"),
+    "video-variable-rate": ("warning", "variable frame rate: frames may differ from the official reader's "
+                                       "constant-rate ones; the clip is written"),
 }
 
 # Reader codes that mean "this annotation file could not be read at all": import exits 1 on any.
@@ -181,15 +189,3 @@ def exit_code(findings: Iterable[Finding], strict: bool = False) -> int:
         return 1
     return 0
 
-
-# code -> (severity, meaning): the finding-code registry. ``avsprep extract``'s codes are here;
-# validate's and the annotation readers' (avsprep.validate.CODES) are still in their modules.
-CODES: dict[str, tuple[str, str]] = {
-    "video-missing": ("error", "a metadata CSV row whose video is not under the sources"),
-    "video-undecodable": ("error", "a video file ffmpeg (PyAV) cannot open or decode"),
-    "video-no-audio": ("error", "a video without an audio track"),
-    "video-too-short": ("error", "a video shorter than the clip it must give (5 s, or 10 - start for S4)"),
-    "audio-silent": ("error", "a video whose audio is all zeros"),
-    "video-variable-rate": ("warning", "variable frame rate: frames may differ from the official reader's "
-                                       "constant-rate ones; the clip is written"),
-}

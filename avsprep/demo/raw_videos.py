@@ -73,9 +73,9 @@ def write_raw_videos(root, quiet: bool = False) -> int:
 
     from avsprep.audio.sources import read_wav
     from avsprep.common.clikit import progress
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
-    layout = Layout.from_root(root)
+    layout = AVSBenchLayout.from_root(root)
     clips = layout.clips()
     for clip in progress(clips, quiet=quiet, desc="raw videos", unit="clip"):
         frames = [np.asarray(Image.open(layout.frame_path(clip, k)).convert("RGB")) for k in range(1, 6)]

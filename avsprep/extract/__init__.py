@@ -5,7 +5,7 @@ preprocessing scripts make it (frames: :mod:`avsprep.extract.frames`; wav:
 Sources: the official ``raw_videos/`` tree with its metadata CSV (S4:
 ``raw_videos/{split}/{category}/{name}.mp4``, MS3: ``raw_videos/{name}.mp4``), or any video
 files / folders of them (``--split`` and ``--category`` say where they go). Output paths come
-from :class:`avsprep.datasets.avsbench.Layout`; the metadata CSV is written or extended.
+from :class:`avsprep.datasets.avsbench.AVSBenchLayout`; the metadata CSV is written or extended.
 
 Each clip is decoded and checked in memory first; a video that cannot be decoded, has no audio,
 is too short or is silent becomes a finding and writes nothing. A clip is written as a frame
@@ -195,9 +195,9 @@ def clip_paths(root: Path, setting: str, job: Job) -> tuple[list[Path], Path]:
         layout = AVSSLayout(root)
         clip = AVSSClip(job.name, job.split, job.subset, parse_a_obj(job.category or ""))
         return [layout.frame_path(clip, i) for i in range(job.seconds)], layout.wav_path(clip)
-    from avsprep.datasets.avsbench import Clip, Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout, Clip
 
-    layout = Layout(root, setting)
+    layout = AVSBenchLayout(root, setting)
     clip = Clip(job.name, job.split, job.category, job.start)
     return [layout.frame_path(clip, k) for k in range(1, job.seconds + 1)], layout.wav_path(clip)
 
@@ -403,7 +403,7 @@ def run_extract(sources: list, out, setting: str = "s4", split: Optional[str] = 
                 overwrite: bool = False, audio_resample: bool = False, quiet: bool = False,
                 windows: bool = False, subset: Optional[str] = None) -> dict:
     from avsprep.common.clikit import progress
-    from avsprep.datasets.avsbench import SPLITS
+    from avsprep.datasets.base import SPLITS
 
     if setting not in SETTINGS:
         raise DataError(f"unknown setting {setting!r}; use s4, ms3 or avss")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-VIDEOS = Path(__file__).parent / "data" / "videos"
+VIDEOS = Path(__file__).resolve().parents[1] / "data" / "videos"
 
 
 def test_real_clips_extract_import_validate_build_evaluate(tmp_path):
@@ -20,13 +20,13 @@ def test_real_clips_extract_import_validate_build_evaluate(tmp_path):
     from avsprep.audio.frontend import clip_examples
     from avsprep.audio.sources import read_wav
     from avsprep.cli import cli as prep
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
     from avstrain.checkpoints import save_checkpoint
     from avstrain.cli import cli as train
     from avstrain.config import resolve_config
     from avstrain.data import ShardDataset
     from avstrain.system import build_system
-    from tests.train_helpers import TINY_OVERRIDES
+    from tests.helpers.train import TINY_OVERRIDES
 
     run = CliRunner()
     src = tmp_path / "videos"
@@ -38,7 +38,7 @@ def test_real_clips_extract_import_validate_build_evaluate(tmp_path):
     assert r.exit_code == 0, r.output
 
     # the annotator's part: a labelImg file per frame (no box: no boxes needed) and the GT masks
-    layout = Layout.from_root(root)
+    layout = AVSBenchLayout.from_root(root)
     assert [c.name for c in layout.clips()] == ["bbb_25fps_48k_5.1", "bbb_7.288fps_22k_mono"]
     for clip in layout.clips():
         for k in range(1, 6):

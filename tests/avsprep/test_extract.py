@@ -16,7 +16,7 @@ from avsprep.cli import cli
 from avsprep.extract import audio as A
 from avsprep.extract.frames import decode, official_indices, printed_fps, resize
 
-VIDEOS = Path(__file__).parent / "data" / "videos"
+VIDEOS = Path(__file__).resolve().parents[1] / "data" / "videos"
 REAL = {  # file -> (frame rate as ffmpeg prints it, audio source)
     "bbb_25fps_48k_5.1.mp4": (25.0, "48 kHz 5.1"),
     "bbb_29.97fps_44k_stereo.mp4": (29.97, "44.1 kHz stereo"),
@@ -413,13 +413,13 @@ def test_avss_release_extract_validate_build(tmp_path):
 def test_ms3_output_imports_validates_builds(tmp_path):
     from PIL import Image
 
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
     out = tmp_path / "ms3"
     res = run("extract", VIDEOS / "bbb_29.97fps_44k_stereo.mp4", "-o", out, "--setting", "ms3",
               "--split", "val")
     assert res.exit_code == 0, res.output
-    layout = Layout.from_root(out)  # setting inferred from ms3_meta_data.csv
+    layout = AVSBenchLayout.from_root(out)  # setting inferred from ms3_meta_data.csv
     assert layout.setting == "ms3"
     for clip in layout.clips():
         for k in range(1, 6):
@@ -514,7 +514,7 @@ def test_demo_raw_videos_extract_back_to_the_demo(tmp_path):
 
     from avsprep.audio.frontend import clip_examples
     from avsprep.audio.sources import load_logmel_pickle, read_wav
-    from avsprep.datasets.avsbench import Layout
+    from avsprep.datasets.avsbench import AVSBenchLayout
 
     demo = tmp_path / "demo"
     res = run("demo", demo, "--clips", "3", "--raw-videos")
@@ -523,7 +523,7 @@ def test_demo_raw_videos_extract_back_to_the_demo(tmp_path):
     res = run("extract", demo / "s4_data" / "raw_videos", "-o", out, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["written"] == 3
-    a, b = Layout.from_root(demo), Layout.from_root(out)
+    a, b = AVSBenchLayout.from_root(demo), AVSBenchLayout.from_root(out)
     assert [c.name for c in a.clips()] == [c.name for c in b.clips()]
     assert (demo / "s4_meta_data.csv").read_text() == (out / "s4_meta_data.csv").read_text()
     for clip in a.clips():
