@@ -4,8 +4,11 @@ preprocessing scripts make it (frames: :mod:`avsprep.extract.frames`; wav:
 
 Sources: the official ``raw_videos/`` tree with its metadata CSV (S4:
 ``raw_videos/{split}/{category}/{name}.mp4``, MS3: ``raw_videos/{name}.mp4``), or any video
-files / folders of them (``--split`` and ``--category`` say where they go). Output paths come
-from :class:`avsprep.datasets.avsbench.AVSBenchLayout`; the metadata CSV is written or extended.
+files / folders of them (``--split`` and ``--category`` say where they go; AVSS also ``--label``).
+Everything that differs between releases (paths, clip length, frame format and size, audio rate,
+metadata row and header, required options) comes from the setting's
+:class:`avsprep.datasets.base.Layout` (:func:`avsprep.datasets.new_layout`); this package never
+tests the setting. The metadata CSV is written or extended.
 
 Each clip is decoded and checked in memory first; a video that cannot be decoded, has no audio,
 is too short or is silent becomes a finding and writes nothing. A clip is written as a frame
