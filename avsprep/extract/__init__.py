@@ -56,16 +56,23 @@ SHORT_TOLERANCE_S = 0.1
 
 @dataclass(frozen=True)
 class Job:
-    """One clip to extract: the video and the layout's clip (where it goes, its metadata row)."""
+    """One clip to extract: the video and what places it; the layout makes the clip of it
+    (:meth:`clip`: where it goes, how long it lasts, its metadata row)."""
 
     video: str
-    clip: Clip  # from Layout.video_clip / Layout.row_clip
+    name: str
+    split: str
+    category: Optional[str] = None  # --category as given (S4 category, AVSS a_obj text)
+    start: int = 0
     window: Optional[int] = None  # --windows: the clip's first second in the video
-    category: Optional[str] = None  # --category as given (the AVSS a_obj text of the metadata row)
+    subset: Optional[str] = None  # --label (AVSS: v1s / v1m / v2)
+    row: Optional[Clip] = None  # the clip of its metadata-CSV row, when it has one
 
-    @property
-    def name(self) -> str:
-        return self.clip.name
+    def clip(self, layout: Layout) -> Clip:
+        """The layout's clip of this job (its metadata row's, or one made from the options)."""
+        if self.row is not None:
+            return self.row
+        return layout.video_clip(self.name, self.split, self.category, self.start, self.subset)
 
 
 def finding(code: str, message: str, file=None, clip=None) -> Finding:
@@ -110,7 +117,8 @@ def jobs_from_csv(csv: Path, sources: list[Path], layout: Layout) -> tuple[list[
                                     f"{', '.join(map(str, sources))}; add it or remove the row",
                                     csv, name))
             continue
-        jobs.append(Job(str(video), layout.row_clip(row, f"{csv} line {i + 2}")))
+        clip = layout.row_clip(row, f"{csv} line {i + 2}")
+        jobs.append(Job(str(video), clip.name, clip.split, row=clip))
     return jobs, findings
 
 
@@ -154,10 +162,9 @@ def jobs_from_files(sources: list[Path], layout: Layout, split: Optional[str],
             length = layout.clip_seconds(layout.video_clip(p.stem, split, category, 0, subset))
             starts = video_windows(p, length) if windows else []
             if not starts:
-                jobs.append(Job(str(p), layout.video_clip(p.stem, split, category, 0, subset), None, category))
+                jobs.append(Job(str(p), p.stem, split, category, 0, None, subset))
             for w in starts:
-                clip = layout.video_clip(window_name(p.stem, w, length), split, category, 0, subset)
-                jobs.append(Job(str(p), clip, w, category))
+                jobs.append(Job(str(p), window_name(p.stem, w, length), split, category, 0, w, subset))
     return jobs
 
 
@@ -165,7 +172,8 @@ def jobs_from_files(sources: list[Path], layout: Layout, split: Optional[str],
 
 def clip_paths(layout: Layout, job: Job) -> tuple[list[Path], Path]:
     """The clip's frame files (second order) and wav, from the datasets layouts."""
-    return layout.extract_frame_paths(job.clip), layout.wav_path(job.clip)
+    clip = job.clip(layout)
+    return layout.extract_frame_paths(clip), layout.wav_path(clip)
 
 
 def is_done(layout: Layout, job: Job) -> bool:
@@ -183,7 +191,7 @@ def render_video(jobs: list, audio_resample: bool = False, setting: str = "s4") 
     from the ``setting``'s layout."""
     layout = new_layout(".", setting)
     first = jobs[0]
-    seconds = layout.clip_seconds(first.clip)
+    seconds = layout.clip_seconds(first.clip(layout))
     kept_rate = layout.audio_rate  # the wav is the decoded stream at this rate (else moviepy's 16 kHz)
     windowed = first.window is not None
     starts = [j.window for j in jobs] if windowed else [0]
@@ -319,7 +327,7 @@ def merge_rows(old, new, key: str):
 def write_metadata(layout: Layout, jobs: Iterable[Job]) -> Path:
     """Write or extend the root's metadata CSV with the finished clips (existing rows kept, a row
     of the same clip replaced), and the layout's seed files (AVSS ``label2idx.json``) when absent."""
-    rows = [layout.metadata_row(j.clip, j.video, j.window or 0, j.category) for j in jobs]
+    rows = [layout.metadata_row(j.clip(layout), j.video, j.window or 0, j.category) for j in jobs]
     new = pd.DataFrame(rows, columns=layout.meta_header, dtype=str)
     path = layout.meta_path
     if path.is_file():

@@ -316,7 +316,6 @@ def test_rotation_metadata_applied_like_ffmpeg(tmp_path, angle):
 def test_windows_cut_consecutive_clips(tmp_path):
     """A 12-s video gives two 5-s clips {stem}_{start_ms}_{end_ms}; window k keeps decoded indices
     5*k*r + the official ones and the wav of the stream from 5*k s."""
-    from avsprep.datasets.avsbench import Clip
     from avsprep.extract import Job, render_video
 
     video = tmp_path / "long.mp4"
@@ -340,7 +339,7 @@ def test_windows_cut_consecutive_clips(tmp_path):
     ref = A.moviepy_wav(whole.audio[5 * 44100:], 5.0)
     assert np.array_equal(np.round(wave * 32768).astype(np.int16), ref)
     # a window rendered alone (rerun of one unfinished window) is the same clip
-    (_, pngs, wav1, fs), = render_video([Job(str(video), Clip("w", "train", "race_car", 0), 5)])
+    (_, pngs, wav1, fs), = render_video([Job(str(video), "w", "train", "race_car", 0, 5)])
     assert not fs and wav1 == (out / "s4_data/audio_wav/train/race_car/long_5000_10000.wav").read_bytes()
     assert pngs[2] == (base / "long_5000_10000" / "long_5000_10000_3.png").read_bytes()
 
