@@ -23,3 +23,11 @@ def open_layout(root: Path | str, setting: Optional[str] = None, subsets=None) -
     if setting == "avss" or (setting is None and is_avss_root(root)):
         return AVSSLayout.from_root(root, subsets)
     return AVSBenchLayout.from_root(root, setting)
+
+
+def new_layout(root: Path | str, setting: str) -> Layout:
+    """The layout of a root to be written (``extract``), nothing read: ``setting`` s4, ms3 or avss
+    (AVSS with every subset)."""
+    if setting == "avss":
+        return AVSSLayout(root)
+    return AVSBenchLayout(root, setting)

@@ -43,6 +43,7 @@ FRAMES = STEPS_PER_CLIP["s4"]  # frames per S4/MS3 clip, numbered 1..5 (datasets
 META_FILES = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
 META_COLUMNS = {"s4": ["name", "start", "category", "split"], "ms3": ["video_id", "split"]}
 DATA_DIRS = {"s4": "s4_data", "ms3": "ms3_data"}
+RAW_VIDEOS = "raw_videos"  # the official scripts' input: {data_dir}/raw_videos/... (raw_video_path)
 CLASSES = {"s4": S4_CLASSES, "ms3": MS3_CLASSES}  # the class list of each setting
 
 _S4_STEM = re.compile(r"^(?P<video>.+)_(?P<k>[1-9][0-9]*)$", re.S)
@@ -290,6 +291,84 @@ class AVSBenchLayout:
         if self.setting == "s4":
             base = base / clip.category
         return base / f"{clip.name}.wav"
+
+    # -- extract (avsprep.extract): real videos -> this layout ------------------------------
+    # The official preprocess_s4.py / preprocess_ms3.py: 224x224 PNG frames, the 16 kHz wav as
+    # moviepy 1.x writes it (avsprep.extract.audio).
+
+    frame_format = "png"  # image format of an extracted frame
+    frame_quality: Optional[int] = None  # JPEG quality of an extracted frame (None: PNG)
+    frame_size: Optional[int] = SIZE  # side of the square an extracted frame is resized to (None: source size)
+    audio_rate: Optional[int] = None  # rate the wav keeps the decoded stream at (None: moviepy's 16 kHz write)
+
+    @property
+    def raw_meta_file(self) -> Optional[str]:
+        """Name of the metadata CSV that lies next to the raw videos (None: no official raw-video tree)."""
+        return META_FILES[self.setting]
+
+    @property
+    def meta_header(self) -> list[str]:
+        """Header of the metadata CSV ``extract`` writes."""
+        return list(META_COLUMNS[self.setting])
+
+    @property
+    def meta_key(self) -> str:
+        """The metadata column naming a clip (S4 ``name``, MS3 ``video_id``)."""
+        return META_COLUMNS[self.setting][0]
+
+    def read_meta(self, path: Path | str):
+        """A metadata CSV of this setting, every field a string (:func:`read_metadata`)."""
+        return read_metadata(path, self.setting)
+
+    def missing_option(self, category: Optional[str], subset: Optional[str]) -> Optional[str]:
+        """Why videos without a metadata CSV cannot be placed with these options (S4 needs
+        ``--category``), or None."""
+        if self.setting == "s4" and not category:
+            return ("S4 videos without a metadata CSV need --category (e.g. --category "
+                    "dog_barking) or --csv listing name,start,category,split")
+        return None
+
+    def video_clip(self, name: str, split: str, category: Optional[str], start: int = 0,
+                   subset: Optional[str] = None) -> Clip:
+        """The clip a source video becomes (``category``: S4's ``--category``; ``subset`` unused)."""
+        return Clip(name, split, category if self.setting == "s4" else None, start)
+
+    def row_clip(self, row, where: str) -> Clip:
+        """The clip of a metadata row (``where``: ``{csv} line {n}``, for the S4 start error)."""
+        if self.setting != "s4":
+            return Clip(row[self.meta_key], row["split"], None, 0)
+        try:
+            start = int(float(row["start"] or 0))
+        except ValueError:
+            raise DataError(f"{where}: start {row['start']!r} is not a number of seconds; fix the row") from None
+        return Clip(row["name"], row["split"], row.get("category"), start)
+
+    def clip_seconds(self, clip: Clip) -> int:
+        """Seconds a clip lasts: S4 ``5 if start <= 5 else 10 - start`` (the official rule), MS3 5."""
+        start = clip.start or 0
+        return FRAMES if start <= 5 else 10 - start
+
+    def extract_frame_paths(self, clip: Clip) -> list[Path]:
+        """The frame files ``extract`` writes for a clip, in time order (1..seconds)."""
+        return [self.frame_path(clip, k) for k in range(1, self.clip_seconds(clip) + 1)]
+
+    def raw_video_path(self, clip: Clip) -> Optional[Path]:
+        """Where the official layout keeps a clip's raw video (S4 ``raw_videos/{split}/{category}/``)."""
+        base = self.data_dir / RAW_VIDEOS
+        if self.setting == "s4":
+            return base / clip.split / clip.category / f"{clip.name}.mp4"
+        return base / f"{clip.name}.mp4"
+
+    def seed_files(self) -> dict[str, str]:
+        """Files a written root needs besides the metadata: none."""
+        return {}
+
+    def metadata_row(self, clip: Clip, video: str, start: int = 0, category: Optional[str] = None) -> dict:
+        """The metadata CSV row ``extract`` writes for a clip cut ``start`` s into ``video``
+        (S4/MS3 need neither; ``category``: the ``--category`` text as given)."""
+        if self.setting == "s4":
+            return {"name": clip.name, "start": str(clip.start), "category": clip.category, "split": clip.split}
+        return {"video_id": clip.name, "split": clip.split}
 
     # -- one shard item (avsprep.build.clip) ------------------------------------------
     # What a clip becomes in a shard; AVSSLayout answers the same questions for AVSS.

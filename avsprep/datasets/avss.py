@@ -41,6 +41,12 @@ SUBSETS = ("v1s", "v1m", "v2")
 META_FILE = "metadata.csv"
 LABEL_FILE = "label2idx.json"
 META_COLUMNS = ["uid", "label", "split", "a_obj"]
+# The full header of the release's metadata.csv (the toolkit reads META_COLUMNS; ``extract`` writes all).
+META_HEADER = ["vid", "uid", "s_min", "s_sec", "a_obj", "split", "label"]
+# Extracted clips (no official script; reference/avss.md 1.3): frames JPEG at the source resolution
+# (one per second), audio.wav 48 kHz stereo 16-bit.
+AUDIO_RATE = 48000
+JPEG_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def read_avss_metadata(path: Path | str):
     missing = [c for c in META_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (the AVSS header is "
-                        "vid,uid,s_min,s_sec,a_obj,split,label)")
+                        f"{','.join(META_HEADER)})")
     bad = df[~df["split"].isin(SPLITS)]
     if len(bad):
         raise DataError(f"{path} line {bad.index[0] + 2}: split {bad['split'].iloc[0]!r} is not one of "
@@ -252,6 +258,62 @@ class AVSSLayout:
 
     def wav_path(self, clip: AVSSClip) -> Path:
         return self.clip_dir(clip) / "audio.wav"
+
+    # -- extract (avsprep.extract): real videos -> this layout ------------------------------
+
+    frame_format = "jpg"  # image format of an extracted frame
+    frame_quality: Optional[int] = JPEG_QUALITY  # JPEG quality of an extracted frame
+    frame_size: Optional[int] = None  # extracted frames keep the source size
+    audio_rate: Optional[int] = AUDIO_RATE  # audio.wav: the decoded stream at 48 kHz stereo
+    raw_meta_file: Optional[str] = None  # no official raw-video tree, so no CSV next to raw videos
+    meta_header = META_HEADER  # header of the metadata.csv ``extract`` writes
+    meta_key = "uid"  # the metadata column naming a clip
+
+    def read_meta(self, path: Path | str):
+        """A ``metadata.csv``, every field a string (:func:`read_avss_metadata`)."""
+        return read_avss_metadata(path)
+
+    def missing_option(self, category: Optional[str], subset: Optional[str]) -> Optional[str]:
+        """Why videos cannot be placed with these options (AVSS needs ``--label`` and ``--category``), or None."""
+        if subset not in AVSS_REAL_STEPS:
+            return ("AVSS videos need --label v1s|v1m|v2 (the subset: 5-s single-source, 5-s "
+                    "multi-source, 10-s clips)")
+        if not category:
+            return ("AVSS videos need --category: the sounding classes joined by '_' (a_obj, e.g. "
+                    "--category dog or --category woman_piano)")
+        return None
+
+    def video_clip(self, name: str, split: str, category: Optional[str], start: int = 0,
+                   subset: Optional[str] = None) -> AVSSClip:
+        """The clip a source video becomes (``category``: the a_obj text, ``subset``: ``--label``)."""
+        return AVSSClip(name, split, subset, parse_a_obj(category or ""))
+
+    def row_clip(self, row, where: str) -> AVSSClip:
+        """The clip of a ``metadata.csv`` row (``where`` unused: the row was checked when read)."""
+        return AVSSClip(row["uid"], row["split"], row["label"], parse_a_obj(row["a_obj"]))
+
+    def clip_seconds(self, clip: AVSSClip) -> int:
+        """Seconds a clip lasts: 5 (v1s, v1m) or 10 (v2)."""
+        return AVSS_REAL_STEPS[clip.subset]
+
+    def extract_frame_paths(self, clip: AVSSClip) -> list[Path]:
+        """The frame files ``extract`` writes for a clip, in time order (0..seconds-1)."""
+        return [self.frame_path(clip, i) for i in range(self.clip_seconds(clip))]
+
+    def raw_video_path(self, clip: AVSSClip) -> None:
+        """None: the AVSS release has no raw-video tree."""
+        return None
+
+    def metadata_row(self, clip: AVSSClip, video: str, start: int = 0, category: Optional[str] = None) -> dict:
+        """The ``metadata.csv`` row of a clip cut ``start`` s into ``video`` (``category``: the a_obj
+        text as given; the clip's classes joined by '_' when None)."""
+        a_obj = category if category is not None else "_".join(clip.a_obj)
+        return {"vid": Path(video).stem, "uid": clip.name, "s_min": str(start // 60), "s_sec": str(start % 60),
+                "a_obj": a_obj, "split": clip.split, "label": clip.subset}
+
+    def seed_files(self) -> dict[str, str]:
+        """Files a written root needs besides the metadata, name -> text (``label2idx.json``: the 71 classes)."""
+        return {LABEL_FILE: json.dumps({c: i for i, c in enumerate(AVSS_CLASSES)}, indent=1)}
 
     # -- one shard item (avsprep.build.clip) ------------------------------------------
     # What a clip becomes in a shard, as the official loader makes it (avsprep.datasets.avss_loader).

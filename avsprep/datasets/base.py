@@ -202,6 +202,53 @@ class Layout(Protocol):
         """Layout-specific keys of the validate summary, after ``setting`` (AVSS: ``subsets``)."""
         ...
 
+    # -- extract (avsprep.extract): real videos -> this layout ------------------------------
+
+    frame_format: str  # image format of an extracted frame: "png" (S4/MS3) or "jpg" (AVSS)
+    frame_quality: Optional[int]  # JPEG quality of an extracted frame (AVSS 95), None for PNG
+    frame_size: Optional[int]  # side of the square extracted frames are resized to (S4/MS3 224), None: source size
+    audio_rate: Optional[int]  # rate the wav keeps the decoded stream at (AVSS 48 kHz), None: moviepy's 16 kHz
+    raw_meta_file: Optional[str]  # metadata CSV found next to the raw videos (S4/MS3), None: no raw-video tree
+    meta_header: list[str]  # header of the metadata CSV ``extract`` writes
+    meta_key: str  # the metadata column naming a clip (S4 name, MS3 video_id, AVSS uid)
+
+    def read_meta(self, path: Path) -> "pandas.DataFrame":  # noqa: F821
+        """A metadata CSV of this layout, every field a string, checked."""
+        ...
+
+    def missing_option(self, category: Optional[str], subset: Optional[str]) -> Optional[str]:
+        """Why videos without a metadata CSV cannot be placed (S4: no --category; AVSS: no --label / --category), or None."""
+        ...
+
+    def video_clip(self, name: str, split: str, category: Optional[str], start: int = 0,
+                   subset: Optional[str] = None) -> Clip:
+        """The clip a source video becomes, from the ``extract`` options."""
+        ...
+
+    def row_clip(self, row, where: str) -> Clip:
+        """The clip of a metadata row (``where``: ``{csv} line {n}`` for its errors)."""
+        ...
+
+    def clip_seconds(self, clip: Clip) -> int:
+        """Seconds a clip lasts (S4 start rule; MS3 5; AVSS 5 or 10 by subset)."""
+        ...
+
+    def extract_frame_paths(self, clip: Clip) -> list[Path]:
+        """The frame files ``extract`` writes for a clip, in time order."""
+        ...
+
+    def raw_video_path(self, clip: Clip) -> Optional[Path]:
+        """Where the official layout keeps a clip's raw video (None: AVSS has no raw-video tree)."""
+        ...
+
+    def metadata_row(self, clip: Clip, video: str, start: int = 0, category: Optional[str] = None) -> dict:
+        """The metadata CSV row ``extract`` writes for a clip cut ``start`` s into ``video``."""
+        ...
+
+    def seed_files(self) -> dict[str, str]:
+        """Files a written root needs besides the metadata, name -> text (AVSS ``label2idx.json``)."""
+        ...
+
     # -- one shard item (avsprep.build.clip) ------------------------------------------------
 
     table_frames: range  # box-table ``frame`` values a shard item can hold (S4/MS3 1..5, AVSS 0..9)

@@ -4,8 +4,9 @@
 Each clip becomes an mp4 (H.264 + AAC) at 30000/1001 fps, a rate that is not an integer: second
 ``l`` shows the clip's frame ``l + 1`` for all its video frames, so the frame the official rule
 keeps (decoded index ``l * 30 + 28``, 4.97 s for the last second) is that frame; the sound is the
-clip's 16 kHz wav. Paths: S4 ``s4_data/raw_videos/{split}/{category}/{name}.mp4``, MS3
-``ms3_data/raw_videos/{name}.mp4`` (the official scripts' input).
+clip's 16 kHz wav. Paths: the layout's :meth:`~avsprep.datasets.base.Layout.raw_video_path` (S4
+``s4_data/raw_videos/{split}/{category}/{name}.mp4``, MS3 ``ms3_data/raw_videos/{name}.mp4``, the
+official scripts' input).
 """
 
 from __future__ import annotations
@@ -13,26 +14,24 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+# av at the top: this module is imported only by ``avsprep demo --raw-videos`` (inside the command,
+# never by ``import avsprep.cli``), which always encodes.
+import av
 import numpy as np
+from PIL import Image
 
+from avsprep.audio.sources import read_wav
 from avsprep.common import atomic
+from avsprep.common.clikit import progress
+from avsprep.datasets.avsbench import AVSBenchLayout
 
 FPS = Fraction(30000, 1001)
 CRF = "16"  # measured: extraction gives back the demo frames within ~4.2 grey levels on average
 # (yuv420p chroma subsampling and H.264 smoothing of the frames' pixel noise)
 
 
-def raw_video_path(layout, clip) -> Path:
-    base = layout.data_dir / "raw_videos"
-    if layout.setting == "s4":
-        return base / clip.split / clip.category / f"{clip.name}.mp4"
-    return base / f"{clip.name}.mp4"
-
-
 def encode_clip(frames: list, pcm: np.ndarray, rate: int, path: Path, seconds: int = 5) -> None:
     """RGB frames (one per second) + int16 mono/stereo samples -> an mp4 written atomically."""
-    import av
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic.tmp_path_for(path).with_suffix(".mp4")
     try:
@@ -69,17 +68,11 @@ def encode_clip(frames: list, pcm: np.ndarray, rate: int, path: Path, seconds: i
 
 def write_raw_videos(root, quiet: bool = False) -> int:
     """Write ``raw_videos/`` for every clip of the S4/MS3 demo at ``root``; returns the count."""
-    from PIL import Image
-
-    from avsprep.audio.sources import read_wav
-    from avsprep.common.clikit import progress
-    from avsprep.datasets.avsbench import AVSBenchLayout
-
     layout = AVSBenchLayout.from_root(root)
     clips = layout.clips()
     for clip in progress(clips, quiet=quiet, desc="raw videos", unit="clip"):
         frames = [np.asarray(Image.open(layout.frame_path(clip, k)).convert("RGB")) for k in range(1, 6)]
         wave, sr = read_wav(layout.wav_path(clip))
         pcm = np.clip(np.rint(wave * 32768), -32768, 32767).astype(np.int16)
-        encode_clip(frames, pcm, sr, raw_video_path(layout, clip))
+        encode_clip(frames, pcm, sr, layout.raw_video_path(clip))
     return len(clips)

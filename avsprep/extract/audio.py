@@ -118,7 +118,7 @@ def resampled_wav(samples: np.ndarray, rate: int, duration: float) -> np.ndarray
     """``--audio-resample``: a proper anti-aliased resampler (resampy 'kaiser_best', the one
     VGGish's own frontend uses) of the stereo int16 source to 16 kHz, ``int(16000 * duration)``
     samples, same clipping and scaling as moviepy."""
-    import resampy
+    import resampy  # lazy: only --audio-resample needs it (optional, not a declared dependency; numba-heavy)
 
     x = np.asarray(samples, dtype=np.float64) / 32768.0
     y = resampy.resample(x, rate, OUT_RATE, axis=0) if rate != OUT_RATE else x

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Optional
 
+# av and cv2 at the top: only ``avsprep extract`` (imported inside the command, never by
+# ``import avsprep.cli``) and the tests load this module, and every use decodes or resizes.
+import av
+import cv2
 import numpy as np
 
 SIZE = 224
@@ -40,11 +44,9 @@ def clamp(indices: list[int], count: int) -> list[int]:
     return [min(i, count - 1) for i in indices]
 
 
-def resize(rgb: np.ndarray) -> np.ndarray:
-    """The official resize: OpenCV INTER_LINEAR to 224x224 on the RGB frame."""
-    import cv2
-
-    return cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+def resize(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """The official resize: OpenCV INTER_LINEAR to 224x224 (``size``) on the RGB frame."""
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def to_rgb(frame) -> np.ndarray:
@@ -93,8 +95,6 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -
 
     Raises ``av.error.FFmpegError`` / ``ValueError`` for files that cannot be decoded.
     """
-    import av
-
     out = Decoded()
     with av.open(str(path)) as container:
         if not container.streams.video:

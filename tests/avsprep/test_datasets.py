@@ -119,3 +119,62 @@ def test_coverage_core_on_avss():
                               "v2": {"clips": 1, "full": 0, "partial": 1, "none": 0}}
     assert s["subsets"] == ["v1s", "v2"] and s["frames_expected"] == 15 and "unchecked_proposals" not in s
     assert list(s)[:3] == ["setting", "subsets", "splits"]
+
+
+# --------------------------------------------------------------------------- extract's questions
+
+def test_new_layout_answers_what_extract_asks():
+    """Each setting's answers to ``avsprep extract`` (where a clip goes, how long, in which format,
+    its metadata row), from the layouts alone."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from avsprep.datasets import new_layout
+
+    s4, ms3, avss = (new_layout("/R", s) for s in ("s4", "ms3", "avss"))
+    assert isinstance(s4, AVSBenchLayout) and isinstance(ms3, AVSBenchLayout) and isinstance(avss, AVSSLayout)
+    for layout in (s4, ms3, avss):
+        assert isinstance(layout, Layout)
+    # options: S4 needs --category, AVSS --label then --category, MS3 nothing
+    assert "need --category" in s4.missing_option(None, None) and s4.missing_option("dog_barking", None) is None
+    assert ms3.missing_option(None, None) is None
+    assert "need --label" in avss.missing_option("dog", None) and "need --category" in avss.missing_option(None, "v2")
+    assert avss.missing_option("dog", "v1s") is None
+    # clips from a video / a row, their length (S4 start rule, MS3 5, AVSS by subset)
+    a = s4.video_clip("a", "train", "dog_barking", 7)
+    assert a == Clip("a", "train", "dog_barking", 7) and s4.clip_seconds(a) == 3
+    assert ms3.video_clip("m", "test", "ignored") == Clip("m", "test", None, 0)
+    assert ms3.clip_seconds(ms3.video_clip("m", "test", None)) == 5
+    v = avss.video_clip("u", "val", "woman_piano", 0, "v2")
+    assert v == AVSSClip("u", "val", "v2", ("woman", "piano")) and avss.clip_seconds(v) == 10
+    assert avss.clip_seconds(avss.video_clip("u", "val", "dog", 0, "v1m")) == 5
+    row = pd.Series({"name": "a", "start": "7.0", "category": "dog_barking", "split": "train"})
+    assert s4.row_clip(row, "x.csv line 2") == a
+    with pytest.raises(DataError, match=r"^x.csv line 3: start 'x' is not a number"):
+        s4.row_clip(pd.Series({"name": "a", "start": "x", "category": "c", "split": "train"}), "x.csv line 3")
+    assert ms3.row_clip(pd.Series({"video_id": "m", "split": "test"}), "") == Clip("m", "test", None, 0)
+    assert avss.row_clip(pd.Series({"uid": "u", "split": "val", "label": "v2", "a_obj": "woman_piano"}), "") == v
+    # paths
+    R = Path("/R")
+    assert s4.extract_frame_paths(a) == [R / f"s4_data/visual_frames/train/dog_barking/a/a_{k}.png" for k in (1, 2, 3)]
+    assert ms3.extract_frame_paths(Clip("m", "test", None, 0))[-1] == R / "ms3_data/visual_frames/m/m.mp4_5.png"
+    assert avss.extract_frame_paths(v) == [R / f"v2/u/frames/{i}.jpg" for i in range(10)]
+    assert s4.raw_video_path(a) == R / "s4_data/raw_videos/train/dog_barking/a.mp4"
+    assert ms3.raw_video_path(Clip("m", "test")) == R / "ms3_data/raw_videos/m.mp4"
+    assert avss.raw_video_path(v) is None
+    # formats
+    assert (s4.frame_format, s4.frame_quality, s4.frame_size, s4.audio_rate) == ("png", None, 224, None)
+    assert (ms3.frame_format, ms3.frame_size, ms3.audio_rate) == ("png", 224, None)
+    assert (avss.frame_format, avss.frame_quality, avss.frame_size, avss.audio_rate) == ("jpg", 95, None, 48000)
+    # metadata: file next to raw videos, header, key, rows, seed files
+    assert (s4.raw_meta_file, ms3.raw_meta_file, avss.raw_meta_file) == ("s4_meta_data.csv", "ms3_meta_data.csv", None)
+    assert s4.meta_header == ["name", "start", "category", "split"] and s4.meta_key == "name"
+    assert ms3.meta_header == ["video_id", "split"] and ms3.meta_key == "video_id"
+    assert avss.meta_header == ["vid", "uid", "s_min", "s_sec", "a_obj", "split", "label"] and avss.meta_key == "uid"
+    assert s4.metadata_row(a, "/v/a.mp4") == {"name": "a", "start": "7", "category": "dog_barking", "split": "train"}
+    assert ms3.metadata_row(Clip("m", "test", None, 0), "/v/m.mp4") == {"video_id": "m", "split": "test"}
+    assert avss.metadata_row(v, "/v/long.mkv", 75, "woman_piano_") == {
+        "vid": "long", "uid": "u", "s_min": "1", "s_sec": "15", "a_obj": "woman_piano_", "split": "val", "label": "v2"}
+    assert avss.metadata_row(v, "/v/long.mkv")["a_obj"] == "woman_piano"
+    assert s4.seed_files() == {} == ms3.seed_files() and list(avss.seed_files()) == ["label2idx.json"]

@@ -576,3 +576,16 @@ def test_extracting_into_the_source_root_keeps_the_official_csv(tmp_path):
     assert res.exit_code == 1  # zz has no video
     assert (tmp_path / "s4_meta_data.csv").read_text() == csv
     assert (tmp_path / "s4_data/visual_frames/train/race_car/a/a_5.png").is_file()
+
+
+def test_extract_asks_the_layout_never_the_setting():
+    """The rule of issue 19: extract and the demo's raw videos never compare the setting; what differs
+    between releases is a member of the layouts (avsprep.datasets)."""
+    import re
+
+    repo = Path(__file__).resolve().parents[2] / "avsprep"
+    files = sorted((repo / "extract").rglob("*.py")) + [repo / "demo" / "raw_videos.py"]
+    pattern = re.compile(r'setting\b.*==|[!=]= "(avss|s4|ms3)"|setting in \(|\bsubset is (not )?None')
+    hits = [f"{p.relative_to(repo)}:{i}: {line.strip()}" for p in files
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert hits == []
