@@ -33,7 +33,9 @@ from avsprep.audio import read_wav, waveform_to_examples
 from avsprep.common.errors import DataError
 from avsprep.common.findings import Finding
 from avsprep.datasets import avss_loader
-from avsprep.datasets.avss_classes import AVSS_CLASSES, box_class, clip_classes, decode_rgb_mask, read_label2idx
+from avsprep.datasets.avss_classes import (
+    AVSS_CLASSES, box_class, clip_classes, decode_rgb_mask, label2idx_json, read_label2idx,
+)
 from avsprep.datasets.base import SPLITS, mask_frames
 from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
 
@@ -313,7 +315,7 @@ class AVSSLayout:
 
     def seed_files(self) -> dict[str, str]:
         """Files a written root needs besides the metadata, name -> text (``label2idx.json``: the 71 classes)."""
-        return {LABEL_FILE: json.dumps({c: i for i, c in enumerate(AVSS_CLASSES)}, indent=1)}
+        return {LABEL_FILE: label2idx_json()}  # as released: values 1..71 in class order
 
     # -- one shard item (avsprep.build.clip) ------------------------------------------
     # What a clip becomes in a shard, as the official loader makes it (avsprep.datasets.avss_loader).

@@ -589,3 +589,16 @@ def test_extract_asks_the_layout_never_the_setting():
     hits = [f"{p.relative_to(repo)}:{i}: {line.strip()}" for p in files
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert hits == []
+
+
+def test_avss_extract_writes_label2idx_as_released(tmp_path):
+    """The label2idx.json an AVSS extraction seeds is the released one: 71 classes, values 1..71
+    in class order (docs/reference/avss.md 4.2), the same text the AVSS demo writes."""
+    import json
+
+    from avsprep.datasets.avss import AVSSLayout
+    from avsprep.datasets.avss_classes import AVSS_CLASSES, label2idx_json
+
+    text = AVSSLayout(tmp_path).seed_files()["label2idx.json"]
+    assert text == label2idx_json()
+    assert json.loads(text) == {c: i + 1 for i, c in enumerate(AVSS_CLASSES)}
