@@ -17,7 +17,7 @@ from avsprep import __version__
 from avsprep.common.atomic import write_text
 from avsprep.common.clikit import (check_output_dir, check_output_file, echo_json, handle_errors, json_option,
                             overwrite_option, quiet_option, setup_logging)
-from avstrain.config import PRESETS_DIR, parse_set, preset_names, resolve_config, resume_changes
+from avstrain.config import PRESETS_DIR, coerce_key, parse_set, preset_names, resolve_config, resume_changes
 from avstrain.per_clip import rows_to_csv
 from avstrain.rundir import saved_config
 
@@ -130,10 +130,10 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     setup_logging(quiet or not env_info().is_main)  # under torchrun only rank 0 logs progress
-    overrides = parse_set(sets)
-    overrides.update({"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
-                      "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device,
-                      "init_from": str(init_from) if init_from else None})
+    flags = {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
+             "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device,
+             "init_from": str(init_from) if init_from else None}
+    overrides = merge_flags_and_sets(flags, parse_set(sets))
     if resume:  # the run's own config, with only what may change between sessions
         cfg = saved_config(run, {k: v for k, v in overrides.items() if k in RESUMABLE})
         given = resolve_config(preset, config_file, overrides) if (preset or config_file) else None
@@ -147,6 +147,23 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
     row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
     if row and not quiet and env_info().is_main:
         logging.getLogger("avstrain").info("done: %s (best.pt = best val mIoU)", run)
+
+
+def merge_flags_and_sets(flags: dict, sets: dict) -> dict:
+    """The command line's overrides: every ``--set`` key, plus each flag the user gave (None = not
+    given, so a flag's absence never replaces a ``--set`` value). A flag and a ``--set`` of the
+    same key with different values is a usage error: the command line would not say which wins."""
+    out = dict(sets)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        set_key = next((k for k in sets if k.replace("-", "_") == key), None)
+        if set_key is not None and coerce_key(key, sets[set_key]) != coerce_key(key, value):
+            raise click.UsageError(f"--{key.replace('_', '-')} {value} and --set {set_key}={sets[set_key]} "
+                                   "disagree; give the value once")
+        out.pop(set_key, None)
+        out[key] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- convert

@@ -165,6 +165,15 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
     raise ConfigError(f"config key {name!r}: cannot use {value!r} as {_type_name(typ)}")
 
 
+def coerce_key(name: str, value: Any) -> Any:
+    """``value`` coerced to config key ``name``'s type (``ConfigError`` for an unknown key or a
+    value that cannot be one)."""
+    hints = typing.get_type_hints(TrainConfig)
+    if name not in hints:
+        raise ConfigError(f"unknown config key {name!r}; valid keys: {', '.join(field_names())}")
+    return _coerce(name, value, hints[name])
+
+
 def _type_name(typ: Any) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
             list: "a list of integers (e.g. 0,1,2,3)"}.get(typ, str(typ))
