@@ -60,14 +60,42 @@ def _show_preset_in_help(ctx, param, value):
 
 @cli.command()
 @click.argument("name", required=False, type=click.Choice(PRESETS))
-def presets(name):
+@click.option("--explain", is_flag=True, help="Instead of the YAML, the loss reachability table of NAME: which "
+              "loss terms reach which module groups (one backward per term on a random batch, with the "
+              "preset's backbones swapped for the tiny ones; the wiring is the preset's), and the warning "
+              "when a crop loss cannot change the masks. Training prints the same table on its first batch "
+              "and saves it to RUN/reachability.json.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="With --explain: override a config key first, e.g. --set crop_encoder=segmentation.")
+@json_option
+@handle_errors
+def presets(name, explain, sets, as_json):
     """List the shipped presets, or print one (a flat YAML config for --preset).
 
     \b
     Example:
       avstrain presets
       avstrain presets s4-resnet50-croplosses > my.yaml   # edit, then --config my.yaml
+      avstrain presets s4-resnet50-croplosses --explain
+      avstrain presets demo --explain --set w_mask_crop=1 --json
     """
+    if (explain or sets or as_json) and not name:
+        raise click.UsageError("--explain, --set and --json take a preset NAME")
+    if sets and not explain:
+        raise click.UsageError("--set applies to --explain")
+    if explain:
+        from avstrain.reachability import explain as explain_config, format_table, verdict
+
+        doc = explain_config(resolve_config(name, None, parse_set(sets)))
+        if as_json:
+            echo_json(doc)
+            return
+        click.echo(f"{name} (backbones swapped for tiny ones; audio encoder: {doc['audio_encoder']})")
+        click.echo(format_table(doc))
+        click.echo(verdict(doc))
+        return
+    if as_json:
+        raise click.UsageError("--json applies to --explain")
     if name:
         click.echo(preset_text(name), nl=False)
         return
