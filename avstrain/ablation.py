@@ -4,7 +4,8 @@ audio ablations, summarised with statistics (issue 18, Build 4).
 Layout: ``DIR/NAME/seedS/`` is an ordinary run (config.json, best.pt, ...) plus ``eval.json``
 (the ``avstrain evaluate --per-clip`` document with shuffle and zero audio, and the distractor
 rate when the demo's distractor masks are given). A run with ``eval.json`` is finished and
-skipped; one with ``last.pt`` is resumed. ``DIR/ablation.json`` and ``DIR/ablation.md`` hold the
+skipped; one with ``last.pt`` is resumed. Under torchrun every rank trains (DDP, as ``avstrain
+train``) and rank 0 alone evaluates and writes. ``DIR/ablation.json`` and ``DIR/ablation.md`` hold the
 summary: per configuration the mean and 95% CI (Student t over seeds) of test mIoU, F, the
 listening gap (mIoU - mIoU with shuffled audio) and the distractor rate; per configuration vs the
 baseline, the paired difference of per-clip IoU with a bootstrap CI over seeds and clips.
@@ -24,6 +25,7 @@ import numpy as np
 from avsprep.common.atomic import write_text
 from avsprep.common.errors import AvsError
 from avstrain.config import ConfigError, TrainConfig, resolve_config
+from avstrain.dist import env_info
 
 log = logging.getLogger("avstrain")
 
@@ -196,6 +198,8 @@ def run_one(spec: ConfigSpec, seed: int, shards: Path, out: Path, common: dict,
         resume = (run / "last.pt").is_file()
         log.info("%s %s seed %d -> %s", "resume" if resume else "train", spec.name, seed, run)
         engine.train(wanted, shards, run, resume=resume, overwrite=not resume and run.exists(), quiet=quiet)
+    if not env_info().is_main:  # under torchrun the other ranks only help train; rank 0 evaluates and writes
+        return None
     mismatch = config_mismatches(json.loads((run / "config.json").read_text()), wanted)
     if mismatch:
         raise AvsError(f"{run}: the run's resolved config is not the one asked for: " + "; ".join(mismatch))
@@ -227,6 +231,8 @@ def run_ablation(shards: Path, out: Path, specs: list[ConfigSpec], seeds: list[i
         wanted_config(spec, seeds[0], common)
     evals = {s.name: {seed: run_one(s, seed, shards, out, common, distractor_masks, quiet) for seed in seeds}
              for s in specs}
+    if not env_info().is_main:
+        return {}
     summary = summarise(evals, baseline)
     summary["seeds"] = seeds
     summary["configs_asked"] = {s.name: {"preset": s.preset, **dict(s.overrides), **common} for s in specs}

@@ -228,6 +228,10 @@ def ablate(shards, out, configs, seeds, baseline, sets, distractor_masks, quiet)
         --config baseline=demo,crop_head=false,w_ce=0,w_pairwise=0,w_audio=0 \\
         --config literal=demo --config shared=demo,crop_encoder=segmentation \\
         --distractor-masks ./demo-data/distractor_masks/test
+      torchrun --nproc_per_node 4 -m avstrain ablate SHARDS -o runs/abl-s4 --seeds 0,1,2 \\
+        --config literal=s4-resnet50-croplosses --config coupled=s4-resnet50-croplosses-coupled \\
+        --baseline literal --set backbone_weights=r50.pth --set crop_backbone_weights=r50.pth \\
+        --set vggish_weights=vggish.pth
     """
     from avstrain.ablation import format_markdown, parse_config, run_ablation
 
@@ -240,8 +244,9 @@ def ablate(shards, out, configs, seeds, baseline, sets, distractor_masks, quiet)
         raise click.BadParameter("give at least one seed", param_hint="--seeds")
     summary = run_ablation(shards, out, [parse_config(c) for c in configs], seed_list, parse_set(sets),
                            baseline=baseline, distractor_masks=distractor_masks, quiet=quiet)
-    click.echo(format_markdown(summary), nl=False)
-    click.echo(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
+    if summary:  # rank 0 (the other torchrun ranks only train)
+        click.echo(format_markdown(summary), nl=False)
+        click.echo(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
 
 
 # ----------------------------------------------------------------------------- convert
