@@ -2,11 +2,12 @@
 PY ?= python3
 DEMO_OUT ?= demo-out
 DEMO_AVSS_OUT ?= demo-avss-out
+ABLATION_OUT ?= ablation-out
 PYTEST_ARGS ?=
 LIKE ?= ../shared/avsbench_meta/s4_meta_data.csv
 REHEARSAL_ARGS ?=
 
-.PHONY: install test test-slow demo demo-avss robustness bench rehearsal docs docs-check clean
+.PHONY: install test test-slow demo demo-avss ablation robustness bench rehearsal docs docs-check clean
 
 install:
 	@$(PY) -m pip install -q -e '.[test]'
@@ -22,6 +23,11 @@ demo: install
 
 demo-avss: install
 	DEMO_OUT=$(DEMO_AVSS_OUT) PY=$(PY) bash tools/demo_avss.sh
+
+# issue 18: baseline vs literal crop losses vs each coupled variant, 3 seeds, on the distractor
+# demo (CPU; long: 18 runs of the demo preset). Rerunning skips finished runs.
+ablation: install
+	ABLATION_OUT=$(ABLATION_OUT) PY=$(PY) bash tools/ablation.sh
 
 robustness: install
 	$(PY) tools/robustness.py
@@ -42,4 +48,4 @@ docs-check: install
 	$(PY) tools/gen_cli_docs.py --check
 
 clean:
-	rm -rf $(DEMO_OUT) $(DEMO_AVSS_OUT) build *.egg-info .pytest_cache
+	rm -rf $(DEMO_OUT) $(DEMO_AVSS_OUT) $(ABLATION_OUT) build *.egg-info .pytest_cache

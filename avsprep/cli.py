@@ -373,10 +373,14 @@ def inspect(shards, clip, png, as_json):
 @click.option("--raw-videos", is_flag=True,
               help="Also write each clip as a raw video ({s4,ms3}_data/raw_videos/..., H.264 + AAC at "
                    "29.97 fps) for `avsprep extract`.")
+@click.option("--distractor", is_flag=True,
+              help="Also draw a big, bright, central object that never sounds in every frame (never in "
+                   "masks or boxes; its visible pixels in distractor_masks/): a model that does not listen "
+                   "segments it (`avstrain ablate --distractor-masks`).")
 @overwrite_option
 @quiet_option
 @handle_errors
-def demo(out, clips, seed, setting, like, workers, raw_videos, overwrite, quiet):
+def demo(out, clips, seed, setting, like, workers, raw_videos, distractor, overwrite, quiet):
     """Write the synthetic demo dataset in exact AVSBench layout (S4, or MS3 with --like).
 
     Each frame shows two objects of different classes; only one makes the
@@ -390,17 +394,21 @@ def demo(out, clips, seed, setting, like, workers, raw_videos, overwrite, quiet)
       avsprep demo ./s4-like --like s4_meta_data.csv --workers 2
       avsprep demo ./avss-demo --setting avss
       avsprep demo ./demo-data --clips 12 --raw-videos
+      avsprep demo ./distractor-demo --distractor
     """
     from avsprep.demo import write_demo
 
     setup_logging(quiet)
+    # options of the S4/MS3 demo only, refused before anything is written
+    s4_only = {"--like takes an S4/MS3 metadata CSV": like is not None,
+               "--raw-videos writes S4/MS3 raw_videos": raw_videos,
+               "--distractor is drawn in the S4/MS3 demo": distractor}
+    for what in (w for w, given in s4_only.items() if given and setting == "avss"):
+        raise click.UsageError(f"{what}; it does not combine with --setting avss")
     check_output_dir(out, overwrite=overwrite, what="OUT")
-    if like is not None and setting == "avss":  # option check: --like is an S4/MS3 metadata CSV
-        raise click.UsageError("--like takes an S4/MS3 metadata CSV; it does not combine with --setting avss")
-    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like, setting=setting)
+    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like, setting=setting,
+                         distractor=distractor)
     if raw_videos:
-        if setting == "avss":
-            raise click.UsageError("--raw-videos writes S4/MS3 raw_videos; it does not combine with --setting avss")
         from avsprep.demo.raw_videos import write_raw_videos
 
         summary["text"] += f"\nWrote {write_raw_videos(out, quiet=quiet)} raw video(s) under {out}."

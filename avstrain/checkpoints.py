@@ -58,9 +58,8 @@ def save_checkpoint(path: os.PathLike | str, model: nn.Module, optimizer, cfg: T
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "model": m.avs.state_dict(),
-        "audio_encoder": m.audio_encoder.state_dict() if m.audio_encoder is not None else None,
-        "crop_head": m.crop_head.state_dict() if m.crop_head is not None else None,
-        "audio_proj": m.audio_proj.state_dict() if m.audio_proj is not None else None,
+        **{name: getattr(m, name).state_dict() if getattr(m, name) is not None else None
+           for name in PARTS},
         "audio_kind": m.audio_kind,
         "num_classes": int(m.num_classes),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,

@@ -17,7 +17,7 @@ from avsprep import __version__
 from avsprep.common.atomic import write_text
 from avsprep.common.clikit import (check_output_dir, check_output_file, echo_json, handle_errors, json_option,
                             overwrite_option, quiet_option, setup_logging)
-from avstrain.config import PRESETS_DIR, parse_set, preset_names, resolve_config, resume_changes
+from avstrain.config import PRESETS_DIR, coerce_key, parse_set, preset_names, resolve_config, resume_changes
 from avstrain.per_clip import rows_to_csv
 from avstrain.rundir import saved_config
 
@@ -60,14 +60,42 @@ def _show_preset_in_help(ctx, param, value):
 
 @cli.command()
 @click.argument("name", required=False, type=click.Choice(PRESETS))
-def presets(name):
+@click.option("--explain", is_flag=True, help="Instead of the YAML, the loss reachability table of NAME: which "
+              "loss terms reach which module groups (one backward per term on a random batch, with the "
+              "preset's backbones swapped for the tiny ones; the wiring is the preset's), and the warning "
+              "when a crop loss cannot change the masks. Training prints the same table on its first batch "
+              "and saves it to RUN/reachability.json.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="With --explain: override a config key first, e.g. --set crop_encoder=segmentation.")
+@json_option
+@handle_errors
+def presets(name, explain, sets, as_json):
     """List the shipped presets, or print one (a flat YAML config for --preset).
 
     \b
     Example:
       avstrain presets
       avstrain presets s4-resnet50-croplosses > my.yaml   # edit, then --config my.yaml
+      avstrain presets s4-resnet50-croplosses --explain
+      avstrain presets demo --explain --set w_mask_crop=1 --json
     """
+    if (explain or sets or as_json) and not name:
+        raise click.UsageError("--explain, --set and --json take a preset NAME")
+    if sets and not explain:
+        raise click.UsageError("--set applies to --explain")
+    if explain:
+        from avstrain.reachability import explain as explain_config, format_table, verdict
+
+        doc = explain_config(resolve_config(name, None, parse_set(sets)))
+        if as_json:
+            echo_json(doc)
+            return
+        click.echo(f"{name} (backbones swapped for tiny ones; audio encoder: {doc['audio_encoder']})")
+        click.echo(format_table(doc))
+        click.echo(verdict(doc))
+        return
+    if as_json:
+        raise click.UsageError("--json applies to --explain")
     if name:
         click.echo(preset_text(name), nl=False)
         return
@@ -130,10 +158,10 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     setup_logging(quiet or not env_info().is_main)  # under torchrun only rank 0 logs progress
-    overrides = parse_set(sets)
-    overrides.update({"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
-                      "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device,
-                      "init_from": str(init_from) if init_from else None})
+    flags = {"epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size, "w_ce": w_ce,
+             "w_pairwise": w_pairwise, "w_audio": w_audio, "device": device,
+             "init_from": str(init_from) if init_from else None}
+    overrides = merge_flags_and_sets(flags, parse_set(sets))
     if resume:  # the run's own config, with only what may change between sessions
         cfg = saved_config(run, {k: v for k, v in overrides.items() if k in RESUMABLE})
         given = resolve_config(preset, config_file, overrides) if (preset or config_file) else None
@@ -147,6 +175,78 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
     row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
     if row and not quiet and env_info().is_main:
         logging.getLogger("avstrain").info("done: %s (best.pt = best val mIoU)", run)
+
+
+def merge_flags_and_sets(flags: dict, sets: dict) -> dict:
+    """The command line's overrides: every ``--set`` key, plus each flag the user gave (None = not
+    given, so a flag's absence never replaces a ``--set`` value). A flag and a ``--set`` of the
+    same key with different values is a usage error: the command line would not say which wins."""
+    out = dict(sets)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        set_key = next((k for k in sets if k.replace("-", "_") == key), None)
+        if set_key is not None and coerce_key(key, sets[set_key]) != coerce_key(key, value):
+            raise click.UsageError(f"--{key.replace('_', '-')} {value} and --set {set_key}={sets[set_key]} "
+                                   "disagree; give the value once")
+        out.pop(set_key, None)
+        out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- ablate
+
+@cli.command()
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the runs (DIR/NAME/seedS) and of ablation.json / ablation.md.")
+@click.option("--config", "configs", multiple=True, required=True, metavar="NAME=PRESET[,KEY=VALUE...]",
+              help="One configuration: a name, a preset and its config overrides (repeatable; the first is "
+              "the baseline unless --baseline says otherwise).")
+@click.option("--seeds", default="0,1,2", show_default=True, metavar="LIST",
+              help="Comma-separated training seeds; every configuration runs on each.")
+@click.option("--baseline", default=None, metavar="NAME", help="The --config the others are compared with.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="A config override for every configuration (before each --config's own).")
+@click.option("--distractor-masks", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The demo's distractor_masks/test folder (avsprep demo with the distractor): adds the "
+              "distractor rate, with real and with zeroed audio.")
+@quiet_option
+@handle_errors
+def ablate(shards, out, configs, seeds, baseline, sets, distractor_masks, quiet):
+    """Train every configuration on every seed, evaluate each on SHARDS/test with the audio
+    ablations (shuffle, zero), and write DIR/ablation.md and DIR/ablation.json: per configuration
+    the mean and 95% CI over seeds of mIoU, F, the listening gap (mIoU - mIoU with shuffled
+    audio) and the distractor rate; per configuration the paired per-clip mIoU difference vs the
+    baseline with a bootstrap CI over seeds and clips. Finished runs (DIR/NAME/seedS/eval.json)
+    are skipped, interrupted ones resumed; each run's resolved config is checked against the one
+    asked for.
+
+    \b
+    Example:
+      avstrain ablate ./shards -o runs/ablation --seeds 0,1,2 \\
+        --config baseline=demo,crop_head=false,w_ce=0,w_pairwise=0,w_audio=0 \\
+        --config literal=demo --config shared=demo,crop_encoder=segmentation \\
+        --distractor-masks ./demo-data/distractor_masks/test
+      torchrun --nproc_per_node 4 -m avstrain ablate SHARDS -o runs/abl-s4 --seeds 0,1,2 \\
+        --config literal=s4-resnet50-croplosses --config coupled=s4-resnet50-croplosses-coupled \\
+        --baseline literal --set backbone_weights=r50.pth --set crop_backbone_weights=r50.pth \\
+        --set vggish_weights=vggish.pth
+    """
+    from avstrain.ablation import format_markdown, parse_config, run_ablation
+
+    setup_logging(quiet)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds")
+    if not seed_list:
+        raise click.BadParameter("give at least one seed", param_hint="--seeds")
+    summary = run_ablation(shards, out, [parse_config(c) for c in configs], seed_list, parse_set(sets),
+                           baseline=baseline, distractor_masks=distractor_masks, quiet=quiet)
+    if summary:  # rank 0 (the other torchrun ranks only train)
+        click.echo(format_markdown(summary), nl=False)
+        click.echo(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
 
 
 # ----------------------------------------------------------------------------- convert

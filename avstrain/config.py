@@ -63,6 +63,15 @@ class TrainConfig:
     w_pairwise: float = 1.0             # mean PairwiseDistance between the clip's crop features (0 = off)
     w_audio: float = 1.0                # 1 - cos(P a, f) between mean VGGish embedding and crop features (0 = off)
     w_avm: Optional[float] = None       # AVM-KL weight; None = 0.5 for ms3, 0 for s4 (reference train.sh)
+    # --- coupling the crop losses to the segmentation model (issue 18; docs/reproducing.md). The
+    #     recipe's values (separate, embedding, 0) leave the masks untouched by the crop losses.
+    crop_encoder: str = "separate"      # separate (recipe: crop_backbone, a network of its own) | segmentation
+                                        # (the crops go through the segmentation model's visual backbone)
+    audio_crop_source: str = "embedding"  # audio side of the audio-crop loss: embedding (recipe: the audio
+                                        # encoder's 128-d output, frozen VGGish in the paper) | tpavi (TPAVI's
+                                        # audio projections, the features the masks attend with, stage mean)
+    w_mask_crop: float = 0.0            # mask-crop consistency: segmentation features pooled by the predicted
+                                        # mask agree with the crop feature (cosine) and the clip class (CE)
     # --- optimisation
     epochs: int = 15                    # reference: 15 (S4), 30 (MS3)
     batch_size: int = 4                 # videos per step (per process under DDP); 4 videos = 20 frames
@@ -96,7 +105,7 @@ class TrainConfig:
         return AVM_DEFAULT[self.setting]
 
     def crop_losses_on(self) -> bool:
-        return self.crop_head and (self.w_ce > 0 or self.w_pairwise > 0 or self.w_audio > 0)
+        return self.crop_head and (self.w_ce > 0 or self.w_pairwise > 0 or self.w_audio > 0 or self.w_mask_crop > 0)
 
 
 CHOICES = {
@@ -106,6 +115,8 @@ CHOICES = {
     "crop_backbone": ("resnet50", "tiny"),
     "device": ("auto", "cpu", "cuda"),
     "lr_schedule": ("constant", "cosine"),
+    "crop_encoder": ("separate", "segmentation"),
+    "audio_crop_source": ("embedding", "tpavi"),
 }
 POSITIVE = ("channel", "epochs", "batch_size", "val_every", "eval_batch_videos")
 
@@ -165,6 +176,15 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
     raise ConfigError(f"config key {name!r}: cannot use {value!r} as {_type_name(typ)}")
 
 
+def coerce_key(name: str, value: Any) -> Any:
+    """``value`` coerced to config key ``name``'s type (``ConfigError`` for an unknown key or a
+    value that cannot be one)."""
+    hints = typing.get_type_hints(TrainConfig)
+    if name not in hints:
+        raise ConfigError(f"unknown config key {name!r}; valid keys: {', '.join(field_names())}")
+    return _coerce(name, value, hints[name])
+
+
 def _type_name(typ: Any) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
             list: "a list of integers (e.g. 0,1,2,3)"}.get(typ, str(typ))
@@ -181,12 +201,18 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"config key 'image_size' must be a multiple of 32 (or null), got {cfg.image_size}")
     if any(s not in (0, 1, 2, 3) for s in cfg.tpavi_stages):
         raise ConfigError(f"config key 'tpavi_stages': stages are 0..3, got {cfg.tpavi_stages}")
-    for key in ("w_ce", "w_pairwise", "w_audio", "lr"):
+    for key in ("w_ce", "w_pairwise", "w_audio", "w_mask_crop", "lr"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(cfg, key)}")
     if not cfg.crop_head and (cfg.w_ce > 0 or cfg.w_pairwise > 0 or cfg.w_audio > 0):
         raise ConfigError("crop losses need the crop head: set crop_head=true, "
                           "or w_ce=0 w_pairwise=0 w_audio=0")
+    if not cfg.crop_head and cfg.w_mask_crop > 0:
+        raise ConfigError("w_mask_crop compares the masked features with the crop head's: set crop_head=true "
+                          "or w_mask_crop=0")
+    if cfg.audio_crop_source == "tpavi" and not cfg.tpavi_stages:
+        raise ConfigError("audio_crop_source=tpavi takes TPAVI's audio projections, but tpavi_stages is empty; "
+                          "give tpavi_stages or audio_crop_source=embedding")
     return cfg
 
 

@@ -240,6 +240,8 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
             state = restore_training_state(model, optimizer, ckpt, run_dir / "last.pt")
             log.info("resuming %s at epoch %d%s", run_dir, state["epoch"] + 1,
                      f" batch {state['skip'] + 1}" if state["skip"] else "")
+        if info.is_main and ckpt is None:
+            check_reachability(model, cfg, shards, device, run_dir)
         if info.is_main:
             doc = cfg.to_dict()
             if warnings:
@@ -252,6 +254,25 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
         if tb is not None:
             tb.close()
         dist.shutdown()
+
+
+def check_reachability(model: nn.Module, cfg: TrainConfig, shards, device, run_dir: Path) -> dict:
+    """Which loss terms reach which module groups, on the first ``batch_size`` train clips (a
+    fresh, unaugmented reader, so the training data path is untouched): logged as a table, saved to
+    RUN/reachability.json, and one warning line when a crop loss cannot change the masks."""
+    from avstrain import reachability as reach
+    from avstrain.data import collate, to_device
+
+    ds = ShardDataset(shards, "train", task=cfg.setting)
+    items = [ds[i] for i in range(min(cfg.batch_size, len(ds)))]
+    batch = to_device(collate(items), device, device.type == "cuda" and cfg.channels_last, cfg.image_size)
+    doc = reach.reachability(unwrap(model), batch, loss_weights(cfg))
+    doc["warning"] = reach.warning(doc)
+    write_text(run_dir / "reachability.json", json.dumps(doc, indent=2) + "\n")
+    log.info("%s", reach.format_table(doc))
+    if doc["warning"]:
+        log.warning("warning: %s", doc["warning"])
+    return doc
 
 
 def resumed_config(cfg: TrainConfig, ckpt: dict, path: Path) -> TrainConfig:

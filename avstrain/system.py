@@ -15,10 +15,11 @@ from avstrain.losses import LossWeights
 from avstrain.models import build_avs_model
 from avstrain.models.audio import AudioEncoder
 from avstrain.models.crop_head import CropHead
+from avstrain.models.mask_pool import MaskPoolProjection
 from avstrain.tasks import TASKS, Task
 
 # the parts saved beside the AVS model in a checkpoint (None when the config has no such part)
-PARTS = ("audio_encoder", "crop_head", "audio_proj")
+PARTS = ("audio_encoder", "crop_head", "audio_proj", "mask_proj")
 
 
 class TrainableAVS(nn.Module):
@@ -27,13 +28,18 @@ class TrainableAVS(nn.Module):
     (128 -> 512) of the audio-crop loss. One module, so DDP wraps it once."""
 
     def __init__(self, avs: nn.Module, audio_encoder: Optional[nn.Module],
-                 crop_head: Optional[nn.Module], audio_proj: Optional[nn.Module], task: Task):
+                 crop_head: Optional[nn.Module], audio_proj: Optional[nn.Module], task: Task,
+                 mask_proj: Optional[nn.Module] = None, crop_encoder: str = "separate",
+                 audio_crop_source: str = "embedding"):
         super().__init__()
         self.task = task
         self.avs = avs
         self.audio_encoder = audio_encoder
         self.crop_head = crop_head
         self.audio_proj = audio_proj
+        self.mask_proj = mask_proj  # w_mask_crop > 0: MaskPoolProjection
+        self.crop_encoder = crop_encoder  # config keys of the same names (docs/reproducing.md)
+        self.audio_crop_source = audio_crop_source
 
     def encode_audio(self, batch: dict) -> torch.Tensor:
         """[B*T,128] audio features: the shards' VGGish embeddings or the encoder's output."""
@@ -48,6 +54,15 @@ class TrainableAVS(nn.Module):
         """Model outputs; with ``weights`` (``LossWeights``) also ``loss`` and ``terms``, computed
         here so that every trained module (the audio projection too) is used inside the DDP
         forward."""
+        out, loss_batch = self.outputs(batch, crops, zero_audio, for_loss=weights is not None)
+        if weights is not None:
+            out["loss"], out["terms"] = compute_losses(self, out, loss_batch, weights)
+        return out
+
+    def outputs(self, batch: dict, crops: bool = True, zero_audio: bool = False,
+                for_loss: bool = False) -> tuple[dict, dict]:
+        """``(model outputs, the batch the loss compares them with)`` (the masks downsampled when
+        the task computes its loss at the model size)."""
         audio = self.encode_audio(batch)
         if zero_audio:
             audio = torch.zeros_like(audio)
@@ -56,7 +71,7 @@ class TrainableAVS(nn.Module):
             audio = audio * fv.reshape(-1, 1).to(audio.dtype)  # padded steps get zero audio (official)
         logits, feature_maps, audio_feats = self.avs(batch["frames"], audio, frame_valid=fv)[:3]
         size = batch["masks"].shape[-2:]
-        if logits.shape[-2:] != size and self.task.seg_loss_at_model_size and weights is not None:
+        if logits.shape[-2:] != size and self.task.seg_loss_at_model_size and for_loss:
             # the loss at the model resolution, on nearest-downsampled masks (see avstrain.tasks.AVSS)
             batch = dict(batch, masks=nn.functional.interpolate(batch["masks"][:, None].float(),
                                                                size=logits.shape[-2:], mode="nearest")[:, 0])
@@ -64,10 +79,25 @@ class TrainableAVS(nn.Module):
             logits = nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         out = {"logits": logits, "feature_maps": feature_maps, "audio_feats": audio_feats, "audio_emb": audio}
         if crops and self.crop_head is not None:
-            out["crop_feat"], out["crop_logits"] = self.crop_head(batch["crops"])  # [B*T,512], [B*T,K]
-        if weights is not None:
-            out["loss"], out["terms"] = compute_losses(self, out, batch, weights)
-        return out
+            out.update(self.crop_outputs(batch, out))
+        return out, batch
+
+
+    def crop_outputs(self, batch: dict, out: dict) -> dict:
+        """What the crop losses read, wired as the coupling keys say (the one place they act):
+        ``crop_feat [B*T,512]`` and ``crop_logits [B*T,K]`` from the crop head, on its own trunk
+        (separate) or the segmentation backbone (segmentation); ``crop_audio [B*T,C]`` the stage
+        mean of TPAVI's audio projections (audio_crop_source=tpavi; else the loss uses
+        ``audio_emb``); ``mask_feat``/``mask_logits`` the mask-pooled features (w_mask_crop)."""
+        trunk = self.avs.backbone if self.crop_encoder == "segmentation" else None
+        res = dict(zip(("crop_feat", "crop_logits"), self.crop_head(batch["crops"], trunk=trunk)))
+        if self.audio_crop_source == "tpavi":
+            feats = [a for a in out["audio_feats"] if a is not None]  # each [B, T, C]
+            res["crop_audio"] = torch.stack(feats).mean(dim=0).reshape(-1, feats[0].shape[-1])  # [B*T, C]
+        if self.mask_proj is not None:
+            res["mask_feat"] = self.mask_proj(out["feature_maps"], out["logits"])  # [B*T, 512]
+            res["mask_logits"] = self.crop_head.classify(res["mask_feat"])  # [B*T, K]
+        return res
 
 
 def resolve_audio_encoder(cfg: TrainConfig, has_vggish: bool) -> str:
@@ -89,7 +119,8 @@ def missing_pretrained(cfg: TrainConfig, has_vggish: bool) -> list[str]:
         file = "pvt_v2_b5.pth" if cfg.backbone == "pvt_v2_b5" else "resnet50-19c8e357.pth"
         missing.append(f"ImageNet {cfg.backbone} weights ({file}): --set backbone_weights=FILE "
                        "(or --init-from CHECKPOINT)")
-    if cfg.crop_losses_on() and cfg.crop_backbone == "resnet50" and not cfg.crop_backbone_weights:
+    if (cfg.crop_losses_on() and cfg.crop_encoder == "separate" and cfg.crop_backbone == "resnet50"
+            and not cfg.crop_backbone_weights):
         missing.append("ImageNet ResNet-50 weights for the crop head (resnet50-19c8e357.pth): "
                        "--set crop_backbone_weights=FILE")
     if resolve_audio_encoder(cfg, has_vggish) == "tiny":
@@ -126,13 +157,19 @@ def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
         audio_encoder = AudioEncoder(kind, weights_from_checkpoint=True)
     else:
         audio_encoder = AudioEncoder(kind, weights=cfg.vggish_weights)
-    crop_head = audio_proj = None
+    crop_head = audio_proj = mask_proj = None
     if cfg.crop_losses_on():
+        shared = avs.backbone.channels[-1] if cfg.crop_encoder == "segmentation" else None
         crop_head = CropHead(num_classes, feat_dim=512, backbone=cfg.crop_backbone,
-                             pretrained=cfg.crop_backbone_weights, logits_relu=cfg.crop_logits_relu)
+                             pretrained=None if shared else cfg.crop_backbone_weights,
+                             logits_relu=cfg.crop_logits_relu, shared_channels=shared)
         if cfg.w_audio > 0:
-            audio_proj = nn.Linear(128, 512)  # P in 1 - cos(P a, f)
-    system = TrainableAVS(avs, audio_encoder, crop_head, audio_proj, task)
+            audio_dim = cfg.channel if cfg.audio_crop_source == "tpavi" else 128
+            audio_proj = nn.Linear(audio_dim, 512)  # P in 1 - cos(P a, f)
+        if cfg.w_mask_crop > 0:
+            mask_proj = MaskPoolProjection(cfg.channel, stages=4, feat_dim=512)
+    system = TrainableAVS(avs, audio_encoder, crop_head, audio_proj, task, mask_proj=mask_proj,
+                          crop_encoder=cfg.crop_encoder, audio_crop_source=cfg.audio_crop_source)
     system.audio_kind = kind
     system.num_classes = num_classes
     return system
@@ -143,10 +180,15 @@ def loss_weights(cfg: TrainConfig) -> LossWeights:
     crop = cfg.crop_losses_on()
     return LossWeights(seg=1.0, avm=cfg.avm_weight(), ce=cfg.w_ce if crop else 0.0,
                        pairwise=cfg.w_pairwise if crop else 0.0, audio=cfg.w_audio if crop else 0.0,
-                       avm_stages=tuple(cfg.tpavi_stages))
+                       avm_stages=tuple(cfg.tpavi_stages), mask_crop=cfg.w_mask_crop if crop else 0.0)
 
 
 def compute_losses(model: TrainableAVS, out: dict, batch: dict, weights: LossWeights) -> tuple[torch.Tensor, dict]:
+    """The training step's loss (the hook tests count steps with): ``task_losses``."""
+    return task_losses(model, out, batch, weights)
+
+
+def task_losses(model: TrainableAVS, out: dict, batch: dict, weights: LossWeights) -> tuple[torch.Tensor, dict]:
     """The task's loss on a device batch, in fp32 -> (loss, {term: float, "total": float})."""
     return model.task.loss(dict(out, logits=out["logits"].float()), batch, weights, model.audio_proj)
 

@@ -21,8 +21,9 @@ import os
 import pickle
 import struct
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -33,13 +34,14 @@ from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
 from avsprep.datasets.avsbench import FRAMES, META_COLUMNS, META_FILES, AVSBenchLayout, read_metadata
 from avsprep.demo.render import (
-    SHAPES, SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
+    SHAPES, SIGNATURES, SILENT_SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
 )
 
 SIZE = 224              # frame width and height (AVSBench frames are 224x224)
 SAMPLE_RATE = 16000     # AVSBench wavs are 16 kHz
 SECONDS = 5.0
 SPLITS = ("train", "val", "test")
+DISTRACTOR_DIR = "distractor_masks"  # --distractor: ROOT/distractor_masks/SPLIT/NAME_K.png (K = 1..5)
 
 
 MAX_CLASSES = len(SIGNATURES)
@@ -75,6 +77,7 @@ class ClipSpec:
     sigs: tuple = ()          # (sounding, distractor) Signature; () = SIGNATURES[obj.cls]
     start: int = 0            # the metadata CSV's ``start`` column
     setting: str = "s4"       # "s4" or "ms3" (layout, mask frames, box label)
+    silent: Optional[ObjectTrack] = None  # --distractor: the big, bright, central silent object
 
     def signature(self, j: int) -> Signature:
         """How object ``j`` (0 = sounding) looks and sounds."""
@@ -155,6 +158,21 @@ def plan_demo(clips: int = 192, seed: int = 0, classes: int = 4) -> list[ClipSpe
     if len({s.name for s in specs}) != len(specs):  # pragma: no cover - '-' prefix collision
         raise RuntimeError("clip ids collided; choose another seed")
     return specs
+
+
+def silent_track(seed: tuple) -> ObjectTrack:
+    """The distractor of ``--distractor``: a class of ``SILENT_SIGNATURES``, radius 46-56 px (the
+    sounding objects have 24-36), brighter (shade 1.1-1.2), centred within 16 px of the middle,
+    still. From its own RNG stream, so the rest of the clip is drawn exactly as without it."""
+    rng = np.random.default_rng([*seed, 3])
+    cls = int(rng.integers(0, len(SILENT_SIGNATURES)))
+    x0, y0 = SIZE / 2 + rng.uniform(-16, 16, 2)
+    return ObjectTrack(cls, float(rng.uniform(46.0, 56.0)), float(rng.uniform(1.1, 1.2)),
+                       float(x0), float(y0), 0.0, 0.0)
+
+
+def with_distractor(specs: list[ClipSpec]) -> list[ClipSpec]:
+    return [replace(s, silent=silent_track(s.seed)) for s in specs]
 
 
 # --------------------------------------------------------------------------- --like a real metadata CSV
@@ -264,6 +282,9 @@ def render_frames(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     for k in range(FRAMES):
         img = background + rng.normal(0, 6, background.shape).astype(np.float32)
         img += np.float32(rng.uniform(-3, 3))   # slight exposure drift
+        if spec.silent is not None:  # beneath the two small objects: their masks stay whole
+            sig = SILENT_SIGNATURES[spec.silent.cls]
+            img[silent_mask(spec, k)] = np.minimum(np.asarray(sig.rgb, np.float32) * spec.silent.shade, 255)
         for j, obj in enumerate(spec.objects):
             sig = spec.signature(j)
             m = shape_mask(sig.shape, *obj.centre(k), obj.radius)
@@ -272,6 +293,22 @@ def render_frames(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
             masks[k, j] = m
         frames[k] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return frames, masks
+
+
+def silent_mask(spec: ClipSpec, k: int) -> np.ndarray:
+    """Bool [SIZE, SIZE]: the silent distractor's whole shape in frame ``k`` (some of it may be
+    covered by the two small objects, drawn over it)."""
+    obj = spec.silent
+    return shape_mask(SILENT_SIGNATURES[obj.cls].shape, *obj.centre(k), obj.radius)
+
+
+def distractor_mask(spec: ClipSpec, k: int) -> np.ndarray:
+    """Bool [SIZE, SIZE]: the distractor's visible pixels in frame ``k`` (what a model that falls
+    for it segments; written as ``distractor_masks/`` for the distractor rate)."""
+    visible = silent_mask(spec, k)
+    for j, obj in enumerate(spec.objects):
+        visible &= ~shape_mask(spec.signature(j).shape, *obj.centre(k), obj.radius)
+    return visible
 
 
 def render_audio(spec: ClipSpec) -> np.ndarray:
@@ -361,6 +398,12 @@ def _write_clip(root: Path, spec: ClipSpec) -> None:
         if k in mask_frames:
             write_bytes(masks_dir / files["mask_names"][k - 1],
                         image_bytes(masks[k - 1, 0].astype(np.uint8) * 255, "L"))
+    if spec.silent is not None:
+        ddir = root / DISTRACTOR_DIR / spec.split
+        ddir.mkdir(parents=True, exist_ok=True)
+        for k in range(1, FRAMES + 1):
+            mask = distractor_mask(spec, k - 1).astype(np.uint8) * 255
+            write_bytes(ddir / f"{spec.name}_{k}.png", image_bytes(mask, "L"))
     pcm = render_audio(spec)
     for key in ("wav", "pkl"):
         (root / files[key]).parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +436,7 @@ def _batches(specs: list, size: int) -> list[list]:
 
 
 def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
-               classes: int = 4, workers: int = 1, like=None) -> dict:
+               classes: int = 4, workers: int = 1, like=None, distractor: bool = False) -> dict:
     """Write the demo dataset with OUT as the AVSBench root (the folder of the metadata CSV).
 
     ``like``: a real AVSBench metadata CSV (``s4_meta_data.csv`` or
@@ -402,7 +445,9 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
     processes write clips in parallel; every clip's bytes depend on its own
     seed only, so the output is byte-identical for any ``workers``.
     Existing files of the same names are replaced; the caller decides whether
-    a non-empty OUT is acceptable.
+    a non-empty OUT is acceptable. ``distractor``: every frame also shows a big, bright,
+    central object of a never-sounding class (``silent_track``), never in the masks or boxes;
+    its visible pixels go to ``distractor_masks/``. Without it the output is unchanged, byte for byte.
     """
     root = Path(out)
     if like is not None:
@@ -411,6 +456,8 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
     else:
         setting = "s4"
         specs = plan_demo(clips, seed, classes)
+    if distractor:
+        specs = with_distractor(specs)
     root.mkdir(parents=True, exist_ok=True)
     if workers <= 1:
         for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
@@ -430,6 +477,7 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
             f"(train {counts['train']}, val {counts['val']}, test {counts['test']}), "
             f"{len(names)} classes ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); "
             f"each frame shows two objects, only the audio says which one sounds; "
-            f"one labelImg XML per frame boxes it. Next: avsprep import --root {root} -o boxes.csv")
+            + ("plus a big, bright, silent distractor (its masks in distractor_masks/); " if distractor else "")
+            + f"one labelImg XML per frame boxes it. Next: avsprep import --root {root} -o boxes.csv")
     return {"text": text, "root": str(root), "clips": counts, "classes": names, "seed": seed,
             "setting": setting}

@@ -132,9 +132,14 @@ class LossWeights:
     pairwise: float = 1.0  # pairwise distance between a clip's crop features
     audio: float = 1.0  # 1 - cos(P a_mean, f) between audio and crop features
     avm_stages: tuple[int, ...] = (0, 1, 2, 3)  # stages the AVM loss averages over
+    mask_crop: float = 0.0  # mask-crop consistency (mask-pooled features vs crop feature and class)
+
+    def crop_on(self) -> bool:
+        return bool(self.ce or self.pairwise or self.audio or self.mask_crop)
 
 
-TERMS = ("seg", "avm", "ce", "pairwise", "audio")
+TERMS = ("seg", "avm", "ce", "pairwise", "audio")  # always reported (0.0 when off)
+OPTIONAL_TERMS = ("mask_crop",)  # reported only when on, so the recipe's reports keep their keys
 
 
 def total_loss(
@@ -153,7 +158,7 @@ def total_loss(
         terms["seg"] = s4_bce(logits, batch["masks"], batch["mask_valid"])
     if weights.avm:
         terms["avm"] = avm_kl(logits, outputs["feature_maps"], outputs["audio_feats"], weights.avm_stages)
-    if weights.ce or weights.pairwise or weights.audio:
+    if weights.crop_on():
         valid = batch["crop_valid"].bool()  # [B, T]
         b, t = valid.shape
         labels = batch["label"].reshape(b, 1).expand(b, t)  # clip class for each of its crops
@@ -176,8 +181,22 @@ def crop_terms(outputs: dict, valid: torch.Tensor, labels: torch.Tensor, weights
     if weights.audio:
         if audio_proj is None:
             raise ValueError("the audio-crop loss needs audio_proj (Linear 128 -> crop feature size)")
-        terms["audio"] = crop_audio_cosine(feat, valid, outputs["audio_emb"], audio_proj)
+        # crop_audio: the coupled variant's audio features (audio_crop_source=tpavi); else the embedding
+        terms["audio"] = crop_audio_cosine(feat, valid, outputs.get("crop_audio", outputs["audio_emb"]), audio_proj)
+    if weights.mask_crop:
+        terms["mask_crop"] = mask_crop_consistency(outputs["mask_feat"].reshape(b, t, -1), feat,
+                                                   outputs["mask_logits"].reshape(b * t, -1), labels, valid)
     return terms
+
+
+def mask_crop_consistency(mask_feat: torch.Tensor, crop_feat: torch.Tensor, mask_logits: torch.Tensor,
+                          labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over valid crops of ``1 - cos(m, f)`` plus the CE of the mask-pooled vector's class
+    logits against the crop's label: ``mask_feat``/``crop_feat [B,T,D]``, ``mask_logits [B*T,K]``,
+    ``labels``/``valid [B,T]``. Both sides get gradients: the crop feature is pulled to the
+    predicted region as much as the region to the crop."""
+    cos = F.cosine_similarity(mask_feat.float(), crop_feat.float(), dim=-1)  # [B, T]
+    return masked_mean(1 - cos, valid.bool()) + crop_ce(mask_logits, labels, valid)
 
 
 def weighted_sum(terms: dict[str, torch.Tensor], weights: LossWeights,
@@ -188,6 +207,6 @@ def weighted_sum(terms: dict[str, torch.Tensor], weights: LossWeights,
     loss = torch.stack(weighted).sum() if weighted else logits.sum() * 0
     names = list(terms)
     values = torch.stack([terms[n].detach().float() for n in names] + [loss.detach().float()]).tolist()  # one sync
-    report = {name: 0.0 for name in TERMS}
+    report: dict[str, float] = {name: 0.0 for name in TERMS}
     report.update(zip(names + ["total"], values))
     return loss, report

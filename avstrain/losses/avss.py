@@ -54,7 +54,7 @@ def total_loss_avss(outputs: dict, batch: dict, weights, audio_proj=None) -> tup
         terms["seg"] = avss_ce(logits, batch["masks"], flag)
     if weights.avm:
         terms["avm"] = avss_avm_kl(logits, outputs["feature_maps"], outputs["audio_feats"], flag, weights.avm_stages)
-    if weights.ce or weights.pairwise or weights.audio:
+    if weights.crop_on():
         b = batch["batch_size"]
         valid = (batch["crop_valid"].bool() & (batch["crop_label"] >= 0)).reshape(b, -1)  # [B*T] -> [B, T]
         labels = batch["crop_label"].clamp(min=0).reshape(b, -1)  # [B*T] -> [B, T]

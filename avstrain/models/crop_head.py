@@ -32,9 +32,17 @@ class CropHead(nn.Module):
         backbone: str = "resnet50",
         pretrained: str | Path | None = None,
         logits_relu: bool = True,
+        shared_channels: int | None = None,
     ):
         super().__init__()
-        if backbone == "resnet50":
+        if shared_channels is not None:
+            # crop_encoder=segmentation: the trunk is the segmentation model's backbone, passed to
+            # forward and not owned here (so it is saved, and counted, once: in the AVS model)
+            if pretrained is not None:
+                raise ValueError("a crop head on the segmentation backbone takes no crop_backbone_weights")
+            self.trunk = None
+            trunk_channels = shared_channels
+        elif backbone == "resnet50":
             self.trunk = ResNet50Backbone()
             if pretrained is not None:
                 self.trunk.load_pretrained(pretrained)
@@ -44,16 +52,23 @@ class CropHead(nn.Module):
             self.trunk = TinyBackbone()
         else:
             raise ValueError(f"unknown crop backbone {backbone!r}; choose one of: resnet50, tiny")
+        if shared_channels is None:
+            trunk_channels = self.trunk.channels[-1]
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.feat = nn.Linear(self.trunk.channels[-1], feat_dim)
+        self.feat = nn.Linear(trunk_channels, feat_dim)
         self.classifier = nn.Linear(feat_dim, num_classes)
         self.logits_relu = logits_relu
 
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.trunk(crops)[-1]  # [n, 2048, C/32, C/32]
+    def forward(self, crops: torch.Tensor, trunk: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``trunk``: the shared backbone when the head has none of its own."""
+        x = (trunk or self.trunk)(crops)[-1]  # [n, 2048, C/32, C/32]
         x = self.pool(x).flatten(1)  # [n, 2048, 1, 1] -> [n, 2048]
         feat = self.feat(x)  # [n, 512]
+        return feat, self.classify(feat)
+
+    def classify(self, feat: torch.Tensor) -> torch.Tensor:
+        """``feat [n, feat_dim] -> logits [n, K]`` (also used on the mask-pooled features)."""
         logits = self.classifier(feat)  # [n, K]
         if self.logits_relu:
             logits = torch.relu(logits)
-        return feat, logits
+        return logits
