@@ -33,6 +33,7 @@ from avsprep.annotations import createml
 from avsprep.common.atomic import fsync_dir, tmp_path_for
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
+from avsprep.common.images import check_pixels, open_image
 from avsprep.common.paths import inside
 from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.datasets.base import safe_name, walk_files
@@ -187,14 +188,11 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
             if stem in writer.existing and not dry_run:
                 writer.counts["skipped_existing"] += 1
                 continue
+            mask = np.asarray(open_image(mpath, clip.name, f"mask {k}", "L"))  # DataError: one line
             try:
-                with Image.open(mpath) as im:
-                    mask = np.asarray(im.convert("L"))
-            except (OSError, ValueError) as exc:
-                raise DataError(f"{mpath}: cannot read the mask ({exc}); fix or remove it") from None
-            try:
-                with Image.open(frame) as im:
+                with Image.open(frame) as im:  # header only (size, bands); nothing decoded
                     (w, h), depth = im.size, len(im.getbands())
+                check_pixels((w, h), frame, f"clip {clip.name}: frame {k} ")
             except (OSError, ValueError):
                 (h, w), depth = mask.shape, 3
             writer.propose(rel_dir, stem, mask_boxes(mask, all_blobs), label, w, h, depth,

@@ -246,3 +246,128 @@ def test_predict_checks_every_shard_name_before_writing():
         check_shard_names(["ok", "../x"], ["dog"], "shards")
     with pytest.raises(DataError, match="class name"):
         check_shard_names(["ok"], ["a/b"], "shards")
+
+
+# -- 2. images: one guarded opener with a pixel-count limit ----------------------------------------
+
+def bomb_png(path: Path, w: int = 20000, h: int = 20000) -> Path:
+    """A PNG whose header says ``w`` x ``h`` (400 MP by default) in a few hundred bytes: opening it for
+    its size is cheap, decoding it would take GBs (the rows after the first few are missing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    idat = zlib.compress(b"\0" * (w + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def bomb_jpeg(path: Path, w: int = 20000, h: int = 20000) -> Path:
+    """A small JPEG whose SOF header is patched to say ``w`` x ``h``."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", h, w)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make", [bomb_png, bomb_jpeg])
+def test_open_image_refuses_a_decompression_bomb_naming_the_file(tmp_path, make):
+    from avsprep.common.images import image_size, open_image
+
+    p = make(tmp_path / ("m.png" if make is bomb_png else "f.jpg"))
+    with pytest.raises(DataError) as err:
+        open_image(p, "clipA", "mask 1", "L")
+    assert str(p) in str(err.value) and "clipA" in str(err.value) and "AVS_MAX_PIXELS" in str(err.value)
+    with pytest.raises(DataError, match="400,000,000 pixels"):
+        image_size(p)
+
+
+def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from avsprep.common.images import DEFAULT_MAX_PIXELS, image_size, max_pixels, open_image
+
+    assert max_pixels() == DEFAULT_MAX_PIXELS == 100_000_000
+    small = tmp_path / "s.png"
+    Image.new("L", (40, 30)).save(small)
+    monkeypatch.setenv("AVS_MAX_PIXELS", "1000")
+    with pytest.raises(DataError, match="over the limit of 1,000"):
+        open_image(small, "c", "frame 1", "RGB")
+    monkeypatch.setenv("AVS_MAX_PIXELS", "1200")
+    assert open_image(small, "c", "frame 1", "RGB").size == (40, 30)
+    monkeypatch.setenv("AVS_MAX_PIXELS", "500_000_000")  # above PIL's own 179 MP error: ours applies
+    assert image_size(bomb_png(tmp_path / "b.png")) == (20000, 20000)
+    monkeypatch.setenv("AVS_MAX_PIXELS", "lots")
+    with pytest.raises(DataError, match="AVS_MAX_PIXELS='lots'"):
+        max_pixels()
+
+
+def _first_clip(root: Path):
+    from avsprep.datasets.avsbench import AVSBenchLayout
+
+    layout = AVSBenchLayout.from_root(root)
+    return layout, layout.clips(["test"])[0]
+
+
+def test_validate_reports_a_bomb_frame_as_a_finding(small_s4, tmp_path):
+    layout, clip = _first_clip(small_s4)
+    table = tmp_path / "boxes.csv"
+    assert CliRunner().invoke(cli, ["import", "--root", str(small_s4), "-o", str(table), "--quiet"]).exit_code == 0
+    frame = layout.frame_path(clip, 1)
+    bomb_png(frame)
+    res = CliRunner().invoke(cli, ["validate", str(table), "--root", str(small_s4), "--json"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "frame-image-unreadable" in res.output and "over the limit" in res.output
+
+
+@pytest.mark.parametrize("what", ["frame", "mask"])
+def test_build_skip_skips_a_clip_with_a_bomb_image(small_s4, tmp_path, what):
+    layout, clip = _first_clip(small_s4)
+    table = tmp_path / "boxes.csv"
+    assert CliRunner().invoke(cli, ["import", "--root", str(small_s4), "-o", str(table), "--quiet"]).exit_code == 0
+    target = layout.frame_path(clip, 2) if what == "frame" else layout.mask_path(clip, 2)
+    bomb_png(target)
+    out = tmp_path / "shards"
+    stop = CliRunner().invoke(cli, ["build", str(table), "--root", str(small_s4), "-o", str(out), "--quiet",
+                                    "--split", "test"])
+    assert stop.exit_code == 1 and "over the limit" in stop.output and "Traceback" not in stop.output, stop.output
+    res = CliRunner().invoke(cli, ["build", str(table), "--root", str(small_s4), "-o", str(out), "--quiet",
+                                   "--split", "test", "--on-bad-input", "skip", "--overwrite", "--json"])
+    assert res.exit_code == 0, res.output
+    assert clip.name in res.output
+
+
+def test_propose_reports_a_bomb_mask_in_one_line(small_s4, tmp_path):
+    layout, clip = _first_clip(small_s4)
+    bomb_png(layout.mask_path(clip, 1))
+    for p in layout.frames_dir().rglob("*.xml"):
+        p.unlink()
+    res = CliRunner().invoke(cli, ["propose", "--root", str(small_s4)])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert str(layout.mask_path(clip, 1)) in res.output and "over the limit" in res.output
+
+
+def test_avss_validate_reports_a_bomb_mask_and_frame(tmp_path):
+    from avsprep.datasets.avss import AVSSLayout
+
+    root = _avss_root(tmp_path)
+    layout = AVSSLayout.from_root(root)
+    clip = layout.clips(["test"])[0]
+    bomb_png(layout.mask_path(clip, 0))
+    bomb_jpeg(layout.frame_path(clip, 1))
+    table = tmp_path / "b.csv"
+    assert CliRunner().invoke(cli, ["import", "--root", str(root), "-o", str(table), "--quiet"]).exit_code == 0
+    res = CliRunner().invoke(cli, ["validate", str(table), "--root", str(root), "--json"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "mask-unreadable" in res.output and "frame-unreadable" in res.output and "over the limit" in res.output
