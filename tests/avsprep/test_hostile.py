@@ -371,3 +371,64 @@ def test_avss_validate_reports_a_bomb_mask_and_frame(tmp_path):
     res = CliRunner().invoke(cli, ["validate", str(table), "--root", str(root), "--json"])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert "mask-unreadable" in res.output and "frame-unreadable" in res.output and "over the limit" in res.output
+
+
+# -- 3. JSON: depth and size capped before parsing -------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_loads_limited_caps_depth_and_size():
+    from avsprep.common.jsonread import JsonLimitError, loads_limited, nesting_depth
+
+    assert nesting_depth('[{"a": "[[[[", "b": [1, {"c": "\\"]"}]}]') == 4  # brackets in strings skipped
+    assert loads_limited("[" * 100 + "]" * 100) is not None
+    with pytest.raises(JsonLimitError, match="100 levels"):
+        loads_limited("[" * 101 + "]" * 101)
+    with pytest.raises(JsonLimitError, match="100 levels"):
+        loads_limited(DEEP)
+    with pytest.raises(JsonLimitError, match="over the limit of 10"):
+        loads_limited("[" + "1," * 20 + "1]", max_chars=10)
+
+
+def test_createml_nested_100000_deep_is_a_finding_not_recursion_error():
+    from avsprep.annotations.createml import parse_createml
+
+    res = parse_createml(DEEP, "clip_1.json")
+    assert not res.readable and [f.code for f in res.findings] == ["json-too-deep"]
+    assert res.findings[0].file == "clip_1.json"
+
+
+def test_import_of_a_deep_createml_file_names_it(small_s4, tmp_path):
+    layout, clip = _first_clip(small_s4)
+    frame = layout.frame_path(clip, 1)
+    frame.with_suffix(".xml").unlink()
+    frame.with_suffix(".json").write_text(DEEP)
+    res = CliRunner().invoke(cli, ["import", "--root", str(small_s4), "-o", str(tmp_path / "b.csv"), "--json"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "json-too-deep" in res.output and f"{frame.stem}.json" in res.output
+
+
+def test_propose_skips_over_a_deep_createml_file(small_s4):
+    from avsprep.annotations.propose import existing_annotation_stems
+
+    layout, clip = _first_clip(small_s4)
+    p = layout.frame_path(clip, 1).with_suffix(".json")
+    p.write_text(DEEP)
+    assert p.name.rsplit(".", 1)[0] in existing_annotation_stems(layout.frames_dir())
+
+
+def test_deep_label2idx_and_sidecar_are_one_line_errors(tmp_path):
+    from avsprep.datasets.avss_classes import read_label2idx
+    from avsprep.validate import load_sidecar
+
+    p = tmp_path / "label2idx.json"
+    p.write_text(DEEP)
+    with pytest.raises(DataError, match="label2idx.json.*100 levels"):
+        read_label2idx(p)
+    table = tmp_path / "boxes.csv"
+    table.write_text("x\n")
+    from avsprep.annotations.table import sidecar_path
+
+    sidecar_path(table).write_text(DEEP)
+    assert [f.code for f in load_sidecar(table)] == ["findings-sidecar-unreadable"]
