@@ -33,7 +33,7 @@ from avsprep.annotations import createml
 from avsprep.common.atomic import fsync_dir, tmp_path_for
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
-from avsprep.common.images import check_pixels, open_image
+from avsprep.common.images import check_pixels
 from avsprep.common.paths import inside
 from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.datasets.base import safe_name, walk_files
@@ -188,7 +188,12 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
             if stem in writer.existing and not dry_run:
                 writer.counts["skipped_existing"] += 1
                 continue
-            mask = np.asarray(open_image(mpath, clip.name, f"mask {k}", "L"))  # DataError: one line
+            try:  # the guarded opener's size check; a corrupt mask keeps propose's own message
+                with Image.open(mpath) as im:
+                    check_pixels(im.size, mpath, f"clip {clip.name}: mask {k} ")
+                    mask = np.asarray(im.convert("L"))
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{mpath}: cannot read the mask ({exc}); fix or remove it") from None
             try:
                 with Image.open(frame) as im:  # header only (size, bands); nothing decoded
                     (w, h), depth = im.size, len(im.getbands())
