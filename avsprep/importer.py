@@ -36,6 +36,7 @@ from avsprep.common.clikit import progress
 from avsprep.annotations.convention import ZERO_BASED, decide
 from avsprep.common.errors import DataError
 from avsprep.common.findings import UNREADABLE_CODES, Finding
+from avsprep.common.jsonread import loads_limited
 from avsprep.annotations import createml, yolo
 from avsprep.datasets import open_layout
 from avsprep.datasets.base import Layout, Matcher
@@ -454,7 +455,7 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
 def _earlier_classes(sidecar: Path) -> dict:
     """The YOLO class lists recorded by an earlier import to the same table (empty if none)."""
     try:
-        doc = json.loads(sidecar.read_text(encoding="utf-8"))
+        doc = loads_limited(sidecar.read_text(encoding="utf-8"))
         got = doc.get("yolo_classes") or {}
         return {k: list(v) for k, v in got.items() if isinstance(v, list)}
     except (OSError, ValueError, AttributeError):

@@ -14,6 +14,9 @@ import torch
 from PIL import Image
 
 from avsprep.common.atomic import write_bytes
+from avsprep.common.errors import DataError
+from avsprep.common.paths import inside
+from avsprep.datasets.base import safe_name
 from avsprep.datasets.avss_classes import encode_rgb_mask
 from avsprep.annotations.propose import ProposalWriter, propose_predicted
 from avstrain.overlays import overlay, png_bytes
@@ -40,6 +43,28 @@ def _png(img: np.ndarray, mode: Optional[str] = None) -> bytes:
     return buf.getvalue()
 
 
+def check_shard_names(names, classes, where) -> None:
+    """Before predict writes anything: every clip name and class name of the shards (they become
+    folder and file names) is a plain file name (:func:`avsprep.datasets.base.safe_name`)."""
+    for kind, values in (("clip", names), ("class", classes)):
+        for name in values:
+            why = safe_name(name)
+            if why is not None:
+                raise DataError(f"{where}: {kind} name {name!r} {why}; predict names files after it, so nothing "
+                                "was written - rebuild the shards from a fixed metadata CSV")
+
+
+def clip_folder(sink: MaskSink, *names: str) -> Path:
+    """``out_dir/split/*names``: each name (a clip name or category read from the shards) must be a
+    plain file name and the folder must lie under ``out_dir``; else a one-line ``DataError``."""
+    for name in names:
+        why = safe_name(name)
+        if why is not None:
+            raise DataError(f"shard clip/category name {name!r} {why}; predict names files after it, so nothing "
+                            f"is written under {sink.out_dir} - rebuild the shards from a fixed metadata CSV")
+    return inside(sink.out_dir, Path(sink.out_dir, sink.split, *names), "predicted masks")
+
+
 def write_binary_masks(logits: torch.Tensor, cpu_batch: dict, sink: MaskSink,
                        by_category: bool) -> tuple[int, int]:
     """S4/MS3: sigmoid > 0.5 masks ``logits [B*T,1,S,S]`` as 0/255 single-channel PNGs
@@ -58,9 +83,10 @@ def write_binary_masks(logits: torch.Tensor, cpu_batch: dict, sink: MaskSink,
                     propose_predicted(sink.proposals, sink.setting, sink.split, category, video, t + 1, clip[t])
         if sink.out_dir is None:
             continue
-        folder = sink.out_dir / sink.split / video
         if by_category:
-            folder = sink.out_dir / sink.split / sink.classes[int(cpu_batch["label"][b])] / video
+            folder = clip_folder(sink, sink.classes[int(cpu_batch["label"][b])], video)
+        else:
+            folder = clip_folder(sink, video)
         folder.mkdir(parents=True, exist_ok=True)
         for t in range(steps):
             write_bytes(folder / f"{video}_{t + 1}.png", _png(clip[t]))
@@ -74,7 +100,7 @@ def write_overlays(out_dir: Path, folder: Path, video: str, cpu_batch: dict, b: 
     """``--overlay``: clip ``b``'s frames with its predicted 0/255 masks ``pred [T,S,S]`` painted
     over them and the GT outline where ``mask_valid``; written beside the masks' tree under
     ``OUT/overlays/``. Returns the number of files."""
-    target = out_dir / OVERLAY_DIR / folder.relative_to(out_dir)
+    target = inside(out_dir, out_dir / OVERLAY_DIR / folder.relative_to(out_dir), "overlays")
     target.mkdir(parents=True, exist_ok=True)
     frames = cpu_batch["frames"][b].numpy()          # [T,S,S,3] uint8
     gts = cpu_batch["masks"][b].numpy()              # [T,S,S] 0/1
@@ -97,7 +123,7 @@ def write_semantic_masks(logits: torch.Tensor, cpu_batch: dict, sink: MaskSink) 
     steps = pred.shape[0] // len(videos)
     n = 0
     for b, video in enumerate(videos):
-        folder = sink.out_dir / sink.split / video
+        folder = clip_folder(sink, video)
         folder.mkdir(parents=True, exist_ok=True)
         for t in range(steps):
             write_bytes(folder / f"{video}_{t}.png", _png(encode_rgb_mask(pred[b * steps + t]), "RGB"))

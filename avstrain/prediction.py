@@ -12,7 +12,7 @@ from avsprep.annotations.propose import ProposalWriter
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.data import ShardDataset, collate, make_eval_loader, to_device
 from avstrain.devices import eval_forward, pick_device
-from avstrain.mask_files import OVERLAY_DIR, MaskSink
+from avstrain.mask_files import OVERLAY_DIR, MaskSink, check_shard_names
 
 
 def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = "auto", batch_videos: int = 4,
@@ -31,6 +31,7 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     model.to(dev).eval()
     ds = ShardDataset(shards, split, task=cfg.setting)
     out_dir = Path(out_dir) if out_dir is not None else None
+    check_shard_names(ds.names, ds.classes, f"{shards} ({split})")
     proposals = ProposalWriter(Path(labelimg), "model") if labelimg is not None else None
     sink = MaskSink(out_dir, split, cfg.setting, ds.classes, proposals, overlay)
     written = overlays_written = 0

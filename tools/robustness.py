@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import csv
 import json
 import os
 import random
@@ -23,6 +24,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -193,6 +195,92 @@ def bad_inputs(work: Path) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- hostile inputs (issue 21)
+
+def hostile_inputs(work: Path) -> dict:
+    """Names that would become paths outside the output folder, decompression bombs, deep JSON: each case
+    must end as a clean one-line error or a finding, with nothing written outside its output folder and
+    its input files unchanged. Counts per class: clean_error / finding / crash / silent."""
+    import torch
+
+    from avsprep.annotations.createml import parse_createml
+    from avsprep.annotations.propose import ProposalWriter
+    from avsprep.common.errors import AvsError
+    from avsprep.common.images import image_size, open_image
+    from avsprep.datasets.avss import read_avss_metadata
+    from avsprep.demo.avsbench import write_avsbench_demo
+    from avstrain.mask_files import MaskSink, write_binary_masks
+    from tests.helpers.hostile import DEEP_JSON, HOSTILE, bomb_jpeg, bomb_png, s4_csv, tree
+
+    counts = collections.Counter()
+    failed = []
+
+    def case(name: str, folder: Path, setup, run, expect_finding: Optional[str] = None) -> None:
+        """``setup(folder)`` writes the inputs, ``run(folder, out, inputs)`` is the command under test."""
+        folder.mkdir(parents=True)
+        out_dir = folder / "out"
+        inputs = setup(folder)
+        before = tree(folder)
+        try:
+            res = run(folder, out_dir, inputs)
+            kind = "finding" if expect_finding and expect_finding in {f.code for f in res} else "silent"
+        except AvsError as exc:
+            kind = "clean_error" if "\n" not in str(exc) else "silent"
+        except Exception as exc:  # noqa: BLE001
+            kind = "crash"
+            failed.append({"case": name, "why": traceback.format_exception_only(exc)[-1][:200]})
+        outside = {k: v for k, v in tree(folder).items() if not k.startswith("out/")}
+        if kind != "crash" and outside != before:
+            kind = "silent"  # wrote outside out/ or changed an input
+        counts[kind] += 1
+        if kind == "silent":
+            failed.append({"case": name, "why": "no error, or a file written outside the output / an input changed"})
+
+    def name_of(folder: Path, raw: str) -> str:
+        return str(folder / "abs_esc") if raw == "ABSOLUTE" else raw
+
+    def avss_csv(folder: Path, raw: str) -> Path:
+        p = folder / "metadata.csv"
+        with open(p, "w", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(
+                [["vid", "uid", "s_min", "s_sec", "a_obj", "split", "label"],
+                 ["v", name_of(folder, raw), 0, 0, "dog", "train", "v1s"]])
+        return p
+
+    def predict(folder: Path, out: Path, raw: str):
+        batch = {"video": [name_of(folder, raw)], "label": torch.tensor([0]),
+                 "mask_valid": torch.ones(1, 2, dtype=torch.bool),
+                 "frames": torch.zeros(1, 2, 4, 4, 3, dtype=torch.uint8), "masks": torch.zeros(1, 2, 4, 4)}
+        sink = MaskSink(out, "test", "s4", ["dog"], overlay=True)
+        return write_binary_masks(torch.ones(2, 1, 4, 4), batch, sink, by_category=True)
+
+    def propose(folder: Path, out: Path, raw: str):
+        out.mkdir()
+        return ProposalWriter(out, "masks").propose(Path(name_of(folder, raw)), "v_1", [(0, 0, 2, 2)], "dog", 4, 4)
+
+    for i, raw in enumerate(HOSTILE + ["ABSOLUTE"]):
+        base = work / "hostile"
+        case(f"demo --like {raw!r}"[:60], base / f"demo-{i}",
+             lambda f, raw=raw: s4_csv(f / "s4_meta_data.csv", ["ok1", "ok2", name_of(f, raw)]),
+             lambda f, out, like: write_avsbench_demo(out, like=like, quiet=True))
+        case(f"avss uid {raw!r}"[:60], base / f"avss-{i}", lambda f, raw=raw: avss_csv(f, raw),
+             lambda f, out, meta: read_avss_metadata(meta))
+        case(f"predict clip {raw!r}"[:60], base / f"predict-{i}", lambda f, raw=raw: raw,
+             lambda f, out, raw: predict(f, out, raw))
+        if raw in ("../../../../../esc_zz", "..", "ABSOLUTE"):  # the names that leave the folder
+            case(f"proposal target {raw!r}"[:60], base / f"propose-{i}", lambda f, raw=raw: raw,
+                 lambda f, out, raw: propose(f, out, raw))
+    for make in (bomb_png, bomb_jpeg):
+        case(f"open_image {make.__name__}", work / "hostile" / f"open-{make.__name__}",
+             lambda f, make=make: make(f / "x.img"), lambda f, out, p: open_image(p, "c", "frame 1", "RGB"))
+        case(f"image_size {make.__name__}", work / "hostile" / f"size-{make.__name__}",
+             lambda f, make=make: make(f / "x.img"), lambda f, out, p: image_size(p))
+    case("createml 100000 deep", work / "hostile" / "deep-json", lambda f: DEEP_JSON,
+         lambda f, out, text: parse_createml(text, "x.json").findings, expect_finding="json-too-deep")
+    return {"cases": sum(counts.values()), **{k: counts.get(k, 0) for k in ("clean_error", "finding", "crash", "silent")},
+            "failed": failed}
+
+
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None) -> int:
@@ -210,6 +298,9 @@ def main(argv=None) -> int:
     report: dict = {"metric": "robustness", "unit": "count"}
     say(f"parse fuzz: {args.cases} cases")
     report["parse"] = fuzz_parse(args.cases, args.start)
+    say("hostile inputs (names as paths, image bombs, deep JSON)")
+    with tempfile.TemporaryDirectory(prefix="avs-hostile-") as tmp:
+        report["hostile"] = hostile_inputs(Path(tmp))
     if not args.skip_build:
         with tempfile.TemporaryDirectory(prefix="avs-robust-") as tmp:
             work = Path(tmp)
@@ -228,7 +319,8 @@ def main(argv=None) -> int:
                 + k.get("finished_looking_problems", 0) + k.get("resume_failures", 0)
                 + k.get("byte_mismatches", 0) + (k.get("clean_builds_identical") is False)
                 + (report.get("disk_full", {}).get("ok") is False)
-                + len(report.get("bad_input", {}).get("failed", [])))
+                + len(report.get("bad_input", {}).get("failed", []))
+                + len(report["hostile"]["failed"]))
     report["files_lost"] = k.get("files_lost", 0)
     report["failures"] = failures
     report["seconds"] = round(time.monotonic() - t0, 1)

@@ -12,12 +12,12 @@ ask for. Pure: text in, records and findings out.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 from avsprep.common.findings import Finding
+from avsprep.common.jsonread import JsonLimitError, loads_limited
 
 MAX_JSON_BYTES = 64 << 20
 
@@ -53,7 +53,11 @@ def _what_json(doc) -> Optional[str]:
 def parse_createml(text: str, file: str = "<json>") -> CreateMLResult:
     res = CreateMLResult()
     try:
-        doc = json.loads(text)
+        doc = loads_limited(text, max_chars=MAX_JSON_BYTES)
+    except JsonLimitError as exc:
+        res.readable = False
+        res.findings.append(Finding("json-too-deep", "error", f"{exc}; fix or remove the file", file))
+        return res
     except ValueError as exc:
         res.readable = False
         res.findings.append(Finding("json-unreadable", "error", f"not valid JSON ({str(exc)[:120]})", file))

@@ -33,8 +33,10 @@ from avsprep.annotations import createml
 from avsprep.common.atomic import fsync_dir, tmp_path_for
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
+from avsprep.common.images import check_pixels
+from avsprep.common.paths import inside
 from avsprep.datasets.avsbench import AVSBenchLayout
-from avsprep.datasets.base import walk_files
+from avsprep.datasets.base import safe_name, walk_files
 from avsprep.importer import classify
 from avsprep.annotations.convention import LABELIMG_1BASED, coord_texts, from_edges
 from avsprep.annotations.labelimg_xml import PROPOSAL_DATABASE, XmlFile, XmlObject, labelimg_xml_bytes
@@ -122,7 +124,7 @@ class ProposalWriter:
     def propose(self, rel_dir: Path, stem: str, boxes, label: str, width: int, height: int, depth: int = 3,
                 folder: Optional[str] = None, filename: Optional[str] = None, path: Optional[str] = None) -> str:
         """``written``, ``would-write`` (dry run) or ``skipped-existing``."""
-        target = self.ann_dir / rel_dir / f"{stem}.xml"
+        target = inside(self.ann_dir, self.ann_dir / rel_dir / f"{stem}.xml", "a box proposal")
         if stem in self.existing or target.exists():
             self.counts["skipped_existing"] += 1
             return "skipped-existing"
@@ -147,6 +149,11 @@ def propose_predicted(writer: ProposalWriter, setting: str, split: str, category
                       mask: np.ndarray, all_blobs: bool = False) -> str:
     """A predicted mask of frame ``k`` -> a proposal at the frame's place in the AVSBench frame tree
     (S4 ``split/category/video/video_k.xml``, MS3 ``video/video.mp4_k.xml``) under the writer's folder."""
+    for name in (video, category):
+        why = safe_name(name) if name else None
+        if why is not None:
+            raise DataError(f"clip/category name {name!r} {why}; no proposal written under {writer.ann_dir} - "
+                            "rebuild the shards from a fixed metadata CSV")
     layout = AVSBenchLayout(Path("."), setting)  # only its paths relative to the frame tree are used
     clip = layout.clip_for(video, split, category)
     frame = layout.frame_path(clip, k)
@@ -181,14 +188,16 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
             if stem in writer.existing and not dry_run:
                 writer.counts["skipped_existing"] += 1
                 continue
-            try:
+            try:  # the guarded opener's size check; a corrupt mask keeps propose's own message
                 with Image.open(mpath) as im:
+                    check_pixels(im.size, mpath, f"clip {clip.name}: mask {k} ")
                     mask = np.asarray(im.convert("L"))
             except (OSError, ValueError) as exc:
                 raise DataError(f"{mpath}: cannot read the mask ({exc}); fix or remove it") from None
             try:
-                with Image.open(frame) as im:
+                with Image.open(frame) as im:  # header only (size, bands); nothing decoded
                     (w, h), depth = im.size, len(im.getbands())
+                check_pixels((w, h), frame, f"clip {clip.name}: frame {k} ")
             except (OSError, ValueError):
                 (h, w), depth = mask.shape, 3
             writer.propose(rel_dir, stem, mask_boxes(mask, all_blobs), label, w, h, depth,

@@ -40,6 +40,7 @@ CODES: dict[str, tuple[str, str]] = {
     "yolo-classes-changed": ("warning", "a class file differs from the earlier import of the folder"),
     "yolo-no-frame": ("error", "YOLO boxes but the frame image (its size) cannot be read"),
     "json-unreadable": ("error", "not valid JSON"),
+    "json-too-deep": ("error", "JSON nested deeper than 100 levels or over the size limit (a JSON bomb); not read"),
     "json-not-createml": ("error", "JSON of another tool (COCO, labelme, Label Studio, VoTT)"),
     "json-bad-box": ("error", "a CreateML box without x/y/width/height; box skipped"),
     "file-too-large": ("error", "an annotation file over the size limit"),
@@ -143,7 +144,7 @@ CODES: dict[str, tuple[str, str]] = {
 UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation",
                               "xml-labelme", "xml-rotated-box", "xml-cvat-task", "xml-dlib", "xml-encoding",
                               "yolo-unreadable", "yolo-no-class-file", "yolo-class-file-bad", "yolo-no-frame",
-                              "json-unreadable", "json-not-createml", "file-unreadable", "file-too-large"})
+                              "json-unreadable", "json-too-deep", "json-not-createml", "file-unreadable", "file-too-large"})
 
 
 @dataclass(frozen=True)

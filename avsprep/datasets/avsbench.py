@@ -21,7 +21,7 @@ from avsprep.audio import sources as audio_sources
 from avsprep.common.errors import DataError
 from avsprep.common.findings import Finding
 from avsprep.datasets.avss_loader import SIZE, Geometry
-from avsprep.datasets.base import SPLITS, mask_frames, walk_files
+from avsprep.datasets.base import SPLITS, check_name_columns, mask_frames, walk_files
 from avsprep.datasets.classes import normalise_label
 from avsprep.datasets.frames import frame_image_findings
 from avsprep.datasets.steps import STEPS_PER_CLIP
@@ -98,6 +98,7 @@ def read_metadata(path: Path | str, setting: Optional[str] = None) -> "pandas.Da
         row = bad.index[0] + 2
         raise DataError(f"{path} line {row}: split {bad['split'].iloc[0]!r} is not one of "
                         f"{', '.join(SPLITS)}")
+    check_name_columns(path, df, [id_col, "category"], optional=["category"])
     dup = df[df[id_col].duplicated()]
     if len(dup):
         raise DataError(f"{path}: clip {dup[id_col].iloc[0]!r} is listed twice; "

@@ -36,7 +36,7 @@ from avsprep.datasets import avss_loader
 from avsprep.datasets.avss_classes import (
     AVSS_CLASSES, box_class, clip_classes, decode_rgb_mask, label2idx_json, read_label2idx,
 )
-from avsprep.datasets.base import SPLITS, mask_frames
+from avsprep.datasets.base import SPLITS, check_name_columns, mask_frames
 from avsprep.datasets.steps import AVSS_REAL_STEPS, STEPS_PER_CLIP
 
 SUBSETS = ("v1s", "v1m", "v2")
@@ -96,6 +96,7 @@ def read_avss_metadata(path: Path | str):
     if len(bad):
         raise DataError(f"{path} line {bad.index[0] + 2}: label {bad['label'].iloc[0]!r} is not one of "
                         f"{', '.join(SUBSETS)} (the subset column)")
+    check_name_columns(path, df, ["uid"])
     dup = df[df["uid"].duplicated()]
     if len(dup):
         raise DataError(f"{path}: uid {dup['uid'].iloc[0]!r} is listed twice; each clip must appear once")

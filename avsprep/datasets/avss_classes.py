@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avsprep.common.errors import DataError
+from avsprep.common.jsonread import loads_limited
 
 AVSS_CLASSES: list[str] = [
     "background", "accordion", "airplane", "axe", "baby", "bassoon", "bell", "bird", "boat", "boy",
@@ -113,7 +114,7 @@ def read_label2idx(path: Path | str) -> list[str]:
     """Class names in key order from ``label2idx.json``; must be the 71 AVSS classes in order."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_limited(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read label2idx.json ({exc}); use the file of the AVSS release") from None
     if not isinstance(data, dict):

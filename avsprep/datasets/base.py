@@ -47,6 +47,54 @@ def step_of(layout: "Layout", clip: "Clip", frame: int) -> int:
     return list(layout.frame_indices(clip)).index(frame)
 
 
+# Longest file-name component most file systems allow (ext4, APFS, NTFS: 255).
+MAX_NAME_BYTES = 255
+
+
+def safe_name(value: object) -> Optional[str]:
+    """Why ``value`` (a clip name, uid, category, subset, video id or file stem read from a metadata
+    CSV, an annotation file or a shard) cannot be used as ONE path component, or None when it can.
+
+    The one rule for every name that becomes a path: not empty; no ``/`` or ``\\`` (so never
+    absolute, never a path into another folder); not ``.`` or ``..``; no NUL or other control
+    character (newline, TAB, DEL ...); no Windows drive (``C:``); at most 255 bytes in UTF-8. Anything
+    else (spaces, commas, quotes, a leading ``-``, non-ASCII letters) is an ordinary file name."""
+    if not isinstance(value, str):
+        return f"is not text ({type(value).__name__})"
+    if value == "":
+        return "is empty"
+    if "/" in value or "\\" in value:
+        return "contains a path separator ('/' or '\\')"
+    if value in (".", ".."):
+        return f"is {value!r}, a folder reference"
+    bad = next((c for c in value if ord(c) < 32 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        return f"contains the control character {bad!r}"
+    if len(value) >= 2 and value[1] == ":" and value[0].isalpha():
+        return "starts with a Windows drive (X:)"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def check_name_columns(path: Path, df, columns: Sequence[str], optional: Sequence[str] = ()) -> None:
+    """Refuse the first metadata row whose value in ``columns`` is not a :func:`safe_name` (``optional``
+    columns may also be empty): one line naming the file, its CSV line and the column. Readers call
+    this before any stage builds a path from a row."""
+    from avsprep.common.errors import DataError  # here: base stays import-light
+
+    for col in columns:
+        if col not in df.columns:
+            continue
+        for row, value in enumerate(df[col]):
+            if value == "" and col in optional:
+                continue
+            why = safe_name(value)
+            if why is not None:
+                raise DataError(f"{path} line {row + 2}: {col} {value!r} {why}; it names a folder or file, so it "
+                                "must be a single plain file name - fix that row")
+
+
 def walk_files(folder: Path) -> list[Path]:
     """Every file under ``folder`` (dotfiles included), sorted by relative path."""
     found = []

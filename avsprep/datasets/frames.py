@@ -9,17 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
-from PIL import Image
-
+from avsprep.common.errors import DataError
 from avsprep.common.findings import Finding
+from avsprep.common.images import image_size
 
 Size = tuple[int, int]  # (width, height)
 
 
 def frame_size(path: Path) -> Size:
-    """(width, height) from the image header; raises OSError / ValueError when it cannot be read."""
-    with Image.open(path) as im:
-        return tuple(im.size)  # type: ignore[return-value]
+    """(width, height) from the image header; raises OSError / ValueError when it cannot be read,
+    ``DataError`` when it is over the pixel limit (:func:`avsprep.common.images.image_size`)."""
+    return image_size(path)
 
 
 def read_frame_sizes(layout, keys: Iterable[tuple[object, int]]):
@@ -33,7 +33,7 @@ def read_frame_sizes(layout, keys: Iterable[tuple[object, int]]):
             continue
         try:
             sizes[key] = frame_size(layout.frame_path(clip, k))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, DataError) as exc:
             sizes[key] = None
             errors[key] = exc
     return sizes, errors

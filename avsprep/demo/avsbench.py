@@ -15,6 +15,7 @@ touches the disk. Everything is seeded and byte-deterministic for the same
 from __future__ import annotations
 
 import colorsys
+import csv
 import io
 import multiprocessing as mp
 import os
@@ -30,6 +31,7 @@ from PIL import Image
 
 from avsprep.audio import clip_examples
 from avsprep.common.atomic import write_bytes, write_text
+from avsprep.common.paths import inside, same_file
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
 from avsprep.datasets.avsbench import FRAMES, META_COLUMNS, META_FILES, AVSBenchLayout, read_metadata
@@ -381,6 +383,8 @@ def clip_files(spec: ClipSpec) -> dict[str, object]:
 
 def _write_clip(root: Path, spec: ClipSpec) -> None:
     files = clip_files(spec)
+    for key in ("frames_dir", "masks_dir", "wav", "pkl"):  # names come from a --like CSV: stay under OUT
+        inside(root, root / files[key], f"clip {spec.name!r}'s files")
     frames_dir = root / files["frames_dir"]
     masks_dir = root / files["masks_dir"]
     frames_dir.mkdir(parents=True, exist_ok=True)
@@ -424,11 +428,13 @@ def metadata_csv(specs: list[ClipSpec]) -> str:
     """The metadata CSV text, in ``specs`` order, with its setting's columns (S4
     ``name,start,category,split``, MS3 ``video_id,split``: ``datasets.avsbench.META_COLUMNS``)."""
     columns = META_COLUMNS[specs[0].setting if specs else "s4"]
-    rows = [",".join(columns)]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")  # quotes a name with a comma, quote or line break
+    out.writerow(columns)
     for s in specs:
         fields = {"name": s.name, "video_id": s.name, "start": s.start, "category": s.category, "split": s.split}
-        rows.append(",".join(str(fields[c]) for c in columns))
-    return "\n".join(rows) + "\n"
+        out.writerow([str(fields[c]) for c in columns])
+    return buf.getvalue()
 
 
 def _batches(specs: list, size: int) -> list[list]:
@@ -453,6 +459,9 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
     if like is not None:
         setting, rows = read_like(like)
         specs = plan_like(rows, seed, setting)
+        if same_file(like, root / META_FILES[setting]):
+            raise DataError(f"--like {like} is the metadata CSV the demo would write at {root}; "
+                            "choose another OUT (the input is never overwritten)")
     else:
         setting = "s4"
         specs = plan_demo(clips, seed, classes)

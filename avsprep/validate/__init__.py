@@ -12,13 +12,13 @@ is the pure core. Finding codes are stable; the full list is :data:`avsprep.comm
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
 from avsprep.annotations.table import read_table, sidecar_path
 from avsprep.common.findings import Finding
+from avsprep.common.jsonread import loads_limited
 from avsprep.datasets import open_layout
 from avsprep.datasets.frames import read_frame_sizes
 from avsprep.validate.coverage import Report, check_coverage
@@ -30,7 +30,7 @@ def load_sidecar(table_path: Path) -> list[Finding]:
     if not path.exists():
         return []
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_limited(path.read_text(encoding="utf-8"))
         return [Finding(**{k: d.get(k) for k in ("code", "severity", "message", "file", "clip", "frame")})
                 for d in doc["findings"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -20,7 +20,9 @@ from PIL import Image
 
 from avsprep.audio.frontend import expected_example_count
 from avsprep.common.clikit import progress
+from avsprep.common.errors import DataError
 from avsprep.common.findings import Finding
+from avsprep.common.images import check_pixels
 from avsprep.datasets.avss import AVSSClip, AVSSLayout
 from avsprep.datasets.avss_classes import (
     AVSS_CLASSES,
@@ -157,11 +159,15 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip, sizes: dict, errors: dict) ->
             out.append(Finding.of("mask-missing", f"labels_rgb/{i}.png missing; the official loader needs "
                                   f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
             continue
-        try:
+        try:  # the guarded opener's size check, with the finding's own wording for a corrupt file
             with Image.open(p) as im:
+                check_pixels(im.size, p)
                 rgb = np.asarray(im.convert("RGB"))
         except OSError as exc:
             out.append(Finding.of("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
+            continue
+        except DataError as exc:
+            out.append(Finding.of("mask-unreadable", str(exc), mrel, clip.name, i))
             continue
         out += check_mask(rgb, sizes.get((clip.name, i)), allowed, mrel, clip.name, i)
     wav = layout.wav_path(clip)

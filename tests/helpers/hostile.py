@@ -1,0 +1,68 @@
+"""Hostile inputs of issue 21, shared by tests/avsprep/test_hostile.py and tools/robustness.py: names
+that would become paths outside the output folder, decompression-bomb images, deeply nested JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+# names that must never become a path component; each would escape OUT/s4_data/visual_frames/train/cat/
+ESCAPES = ["../../../../../esc_zz", "..", "."]
+HOSTILE = ESCAPES + ["a/b", "a\\b", "a\nb", "a\x00b", "a\tb", "C:zz", "", "x" * 256]
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` -> its sha256 (the snapshot compared before / after a run)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(folder):
+        for n in files:
+            p = Path(dirpath) / n
+            out[p.relative_to(folder).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def s4_csv(path: Path, names: list[str]) -> Path:
+    """An S4 metadata CSV (written with the csv module, so any name survives) with 2 categories."""
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["name", "start", "category", "split"])
+        for i, n in enumerate(names):
+            w.writerow([n, 0, ("dog_barking", "cat_meowing")[i % 2], ("train", "test")[i % 2]])
+    return path
+
+
+def bomb_png(path: Path, w: int = 20000, h: int = 20000) -> Path:
+    """A PNG whose header says ``w`` x ``h`` (400 MP by default) in a few hundred bytes: opening it for
+    its size is cheap, decoding it would take GBs (the rows after the first few are missing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    idat = zlib.compress(b"\0" * (w + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def bomb_jpeg(path: Path, w: int = 20000, h: int = 20000) -> Path:
+    """A small JPEG whose SOF header is patched to say ``w`` x ``h``."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", h, w)
+    path.write_bytes(bytes(data))
+    return path
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000  # a CreateML file nested 100,000 levels deep
