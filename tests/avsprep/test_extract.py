@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from avsprep.cli import cli
 from avsprep.extract import audio as A
 from avsprep.extract.frames import decode, official_indices, printed_fps, resize
+from tests.helpers.annotator import annotate_without_boxes
 
 VIDEOS = Path(__file__).resolve().parents[1] / "data" / "videos"
 REAL = {  # file -> (frame rate as ffmpeg prints it, audio source)
@@ -422,16 +423,8 @@ def test_ms3_output_imports_validates_builds(tmp_path):
     layout = AVSBenchLayout.from_root(out)  # setting inferred from ms3_meta_data.csv
     assert layout.setting == "ms3"
     for clip in layout.clips():
-        for k in range(1, 6):
-            frame = layout.frame_path(clip, k)
-            assert frame.name == f"{clip.name}.mp4_{k}.png"
-            frame.with_suffix(".xml").write_text(
-                f"<annotation><filename>{frame.name}</filename><size><width>224</width><height>224"
-                "</height><depth>3</depth></size></annotation>")
-        for k in layout.mask_frames(clip):
-            mask = layout.mask_path(clip, k)
-            mask.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("1", (224, 224)).save(mask)
+        assert [layout.frame_path(clip, k).name for k in range(1, 6)] == [f"{clip.name}.mp4_{k}.png" for k in range(1, 6)]
+    annotate_without_boxes(layout, Image.new("1", (224, 224)))
     table = tmp_path / "boxes.csv"
     assert run("import", "--root", out, "-o", table).exit_code == 0
     assert run("validate", table, "--root", out).exit_code == 0

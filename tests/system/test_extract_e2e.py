@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
+from tests.helpers.annotator import annotate_without_boxes
+
 VIDEOS = Path(__file__).resolve().parents[1] / "data" / "videos"
 
 
@@ -40,18 +42,9 @@ def test_real_clips_extract_import_validate_build_evaluate(tmp_path):
     # the annotator's part: a labelImg file per frame (no box: no boxes needed) and the GT masks
     layout = AVSBenchLayout.from_root(root)
     assert [c.name for c in layout.clips()] == ["bbb_25fps_48k_5.1", "bbb_7.288fps_22k_mono"]
-    for clip in layout.clips():
-        for k in range(1, 6):
-            frame = layout.frame_path(clip, k)
-            frame.with_suffix(".xml").write_text(
-                f"<annotation><filename>{frame.name}</filename><size><width>224</width>"
-                "<height>224</height><depth>3</depth></size></annotation>")
-        for k in layout.mask_frames(clip):
-            mask = layout.mask_path(clip, k)
-            mask.parent.mkdir(parents=True, exist_ok=True)
-            m = np.zeros((224, 224), np.uint8)
-            m[60:160, 40:180] = 255
-            Image.fromarray(m).convert("1").save(mask)
+    m = np.zeros((224, 224), np.uint8)
+    m[60:160, 40:180] = 255
+    annotate_without_boxes(layout, Image.fromarray(m).convert("1"))
 
     table = tmp_path / "boxes.csv"
     r = run.invoke(prep, ["import", "--root", str(root), "-o", str(table)])
