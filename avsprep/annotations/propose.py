@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from avsprep.annotations import createml
 from avsprep.common.atomic import fsync_dir, tmp_path_for
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
-from avsprep.common.images import check_pixels
+from avsprep.common.images import open_guarded
 from avsprep.common.paths import inside
 from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.datasets.base import safe_name, walk_files
@@ -189,15 +188,13 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
                 writer.counts["skipped_existing"] += 1
                 continue
             try:  # the guarded opener's size check; a corrupt mask keeps propose's own message
-                with Image.open(mpath) as im:
-                    check_pixels(im.size, mpath, f"clip {clip.name}: mask {k} ")
+                with open_guarded(mpath, f"clip {clip.name}: mask {k} ") as im:
                     mask = np.asarray(im.convert("L"))
             except (OSError, ValueError) as exc:
                 raise DataError(f"{mpath}: cannot read the mask ({exc}); fix or remove it") from None
             try:
-                with Image.open(frame) as im:  # header only (size, bands); nothing decoded
+                with open_guarded(frame, f"clip {clip.name}: frame {k} ") as im:  # header only
                     (w, h), depth = im.size, len(im.getbands())
-                check_pixels((w, h), frame, f"clip {clip.name}: frame {k} ")
             except (OSError, ValueError):
                 (h, w), depth = mask.shape, 3
             writer.propose(rel_dir, stem, mask_boxes(mask, all_blobs), label, w, h, depth,

@@ -6,8 +6,9 @@ variable; default 100 000 000 = 100 MP, e.g. 10000 x 10000; AVSBench frames are 
 refused before it is decoded: a decompression bomb (a few KB of PNG/JPEG that decode to GBs) would
 otherwise exhaust memory. ``validate`` reports it as ``frame-image-unreadable`` / ``frame-unreadable``
 / ``mask-unreadable``, ``build --on-bad-input skip`` skips the clip, ``propose`` stops with the line.
-PIL's own check (a warning over 89 MP, an error over 179 MP, whatever the setting) is switched off
-here so that this limit is the one that applies.
+PIL's own check (a warning over ``Image.MAX_IMAGE_PIXELS``, an error over twice that, raised while
+opening) is lifted only while ``open_guarded`` reads a header (nothing is decoded then) and put back
+at once: elsewhere in the process it applies as PIL sets it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from avsprep.common.errors import DataError
 ENV_MAX_PIXELS = "AVS_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 100_000_000
 
-Image.MAX_IMAGE_PIXELS = None  # our limit (max_pixels) replaces PIL's DecompressionBombWarning/Error
 
 
 def max_pixels() -> int:
@@ -40,6 +40,24 @@ def max_pixels() -> int:
     return value
 
 
+def open_guarded(path: Path, where: str = ""):
+    """``Image.open`` (lazy: the header is read, nothing decoded) with the size checked against our
+    limit: ``DataError`` over it. PIL's own guard is lifted for the header read only (nothing is
+    decoded there) and put back at once, so our limit, and our message, apply to every size."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+    try:
+        check_pixels(im.size, path, where)
+    except DataError:
+        im.close()
+        raise
+    return im
+
+
 def check_pixels(size: tuple[int, int], path: Path, where: str = "") -> None:
     """A one-line ``DataError`` when ``size`` (width, height) is over :func:`max_pixels`."""
     limit = max_pixels()
@@ -53,10 +71,8 @@ def check_pixels(size: tuple[int, int], path: Path, where: str = "") -> None:
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the image header, nothing decoded; ``DataError`` over the pixel limit,
     ``OSError`` / ``ValueError`` when the file cannot be read as an image."""
-    with Image.open(path) as im:
-        size = tuple(im.size)
-    check_pixels(size, path)
-    return size  # type: ignore[return-value]
+    with open_guarded(path) as im:
+        return tuple(im.size)  # type: ignore[return-value]
 
 
 def open_image(path: Path, clip: str, what: str, mode: str):
@@ -64,8 +80,7 @@ def open_image(path: Path, clip: str, what: str, mode: str):
     if not path.is_file():
         raise DataError(f"clip {clip}: {what} {path} not found")
     try:
-        with Image.open(path) as im:
-            check_pixels(im.size, path, f"clip {clip}: {what} ")
+        with open_guarded(path, f"clip {clip}: {what} ") as im:
             im.load()
             return im.convert(mode)
     except (OSError, ValueError, SyntaxError) as exc:  # truncated / corrupt / not an image

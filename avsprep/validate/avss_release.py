@@ -16,13 +16,12 @@ from typing import Iterable, Optional
 
 import numpy as np
 import soundfile
-from PIL import Image
 
 from avsprep.audio.frontend import expected_example_count
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
 from avsprep.common.findings import Finding
-from avsprep.common.images import check_pixels
+from avsprep.common.images import open_guarded
 from avsprep.datasets.avss import AVSSClip, AVSSLayout
 from avsprep.datasets.avss_classes import (
     AVSS_CLASSES,
@@ -160,8 +159,7 @@ def check_clip(layout: AVSSLayout, clip: AVSSClip, sizes: dict, errors: dict) ->
                                   f"{len(layout.mask_frames(clip))} mask(s) here", mrel, clip.name, i))
             continue
         try:  # the guarded opener's size check, with the finding's own wording for a corrupt file
-            with Image.open(p) as im:
-                check_pixels(im.size, p)
+            with open_guarded(p) as im:
                 rgb = np.asarray(im.convert("RGB"))
         except OSError as exc:
             out.append(Finding.of("mask-unreadable", f"cannot open ({exc})", mrel, clip.name, i))
