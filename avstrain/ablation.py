@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
+from PIL import Image
+from scipy import stats
 
 from avsprep.common.atomic import write_text
 from avsprep.common.errors import AvsError
+from avstrain import engine
+from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.config import ConfigError, TrainConfig, resolve_config
+from avstrain.data import ShardDataset, make_eval_loader, to_device
+from avstrain.devices import eval_forward, pick_device
 from avstrain.dist import env_info
+from avstrain.evaluation import run_evaluate
 
 log = logging.getLogger("avstrain")
 
@@ -80,7 +88,6 @@ def mean_ci(values: list[float]) -> dict:
     mean = float(v.mean())
     if len(v) < 2:
         return {"mean": mean, "lo": None, "hi": None, "n": 1}
-    from scipy import stats
 
     half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": int(len(v))}
@@ -156,11 +163,7 @@ def distractor_rate(model, cfg, ds, device, masks_dir: Path) -> dict:
     """How often the prediction lands on the demo's silent distractor: a frame counts when the
     predicted mask overlaps the distractor's visible pixels more than the sounding object's, with
     the real audio (``rate``) and with zeroed audio (``rate_zero``)."""
-    import torch
-    from PIL import Image
 
-    from avstrain.data import make_eval_loader, to_device
-    from avstrain.devices import eval_forward
 
     model.eval()
     counts = {"rate": [0, 0], "rate_zero": [0, 0]}
@@ -183,11 +186,6 @@ def distractor_rate(model, cfg, ds, device, masks_dir: Path) -> dict:
 def run_one(spec: ConfigSpec, seed: int, shards: Path, out: Path, common: dict,
             distractor_masks: Optional[Path], quiet: bool = True) -> dict:
     """Train (or resume, or skip) one run and evaluate it once; returns its eval.json document."""
-    from avstrain import engine
-    from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
-    from avstrain.data import ShardDataset
-    from avstrain.devices import pick_device
-    from avstrain.evaluation import run_evaluate
 
     run = out / spec.name / f"seed{seed}"
     done = run / "eval.json"

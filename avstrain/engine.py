@@ -37,14 +37,34 @@ from avsprep.common.atomic import write_text
 from avsprep.common.clikit import progress
 from avsprep.common.errors import AvsError
 from avstrain import dist
-from avstrain.checkpoints import init_from, load_checkpoint, restore_training_state, save_checkpoint
+from avstrain import reachability as reach
+from avstrain.checkpoints import (
+    init_from,
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+)
 from avstrain.config import TrainConfig, from_dict
-from avstrain.data import ShardDataset, epoch_steps, make_eval_loader, make_loader, set_loader_epoch, to_device
+from avstrain.data import (
+    ShardDataset,
+    collate,
+    epoch_steps,
+    make_eval_loader,
+    make_loader,
+    set_loader_epoch,
+    to_device,
+)
 from avstrain.devices import autocast, pick_device, seed_everything
 from avstrain.evaluation import evaluate
 from avstrain.report.tensorboard_log import TensorBoardLog, require_tensorboard
 from avstrain.rundir import plot_curves, prepare_run_dir, write_metrics_csv
-from avstrain.system import build_system, loss_weights, missing_pretrained, random_init_warnings, unwrap
+from avstrain.system import (
+    build_system,
+    loss_weights,
+    missing_pretrained,
+    random_init_warnings,
+    unwrap,
+)
 from avstrain.tasks import check_shards
 
 log = logging.getLogger("avstrain")
@@ -260,9 +280,6 @@ def check_reachability(model: nn.Module, cfg: TrainConfig, shards, device, run_d
     """Which loss terms reach which module groups, on the first ``batch_size`` train clips (a
     fresh, unaugmented reader, so the training data path is untouched): logged as a table, saved to
     RUN/reachability.json, and one warning line when a crop loss cannot change the masks."""
-    from avstrain import reachability as reach
-    from avstrain.data import collate, to_device
-
     ds = ShardDataset(shards, "train", task=cfg.setting)
     items = [ds[i] for i in range(min(cfg.batch_size, len(ds)))]
     batch = to_device(collate(items), device, device.type == "cuda" and cfg.channels_last, cfg.image_size)

@@ -18,8 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from avstrain.losses import LossWeights, OPTIONAL_TERMS, TERMS
-from avstrain.system import task_losses
+from avstrain.config import apply
+from avstrain.data import to_device
+from avstrain.losses import OPTIONAL_TERMS, TERMS, LossWeights
+from avstrain.metrics.avss import NUM_CLASSES
+from avstrain.system import build_system, loss_weights, task_losses
+from avstrain.tasks import TASKS
 
 # module groups by parameter-name prefix, first match wins (plain table; the AVS model's own
 # prefixes are those of avstrain.models.avs_model)
@@ -171,11 +175,6 @@ def explain(cfg) -> dict:
     """The reachability document of config ``cfg`` with its backbones swapped for tiny ones
     (``TINY_WIRING``), on a ``synthetic_batch``; audio as the README's shards give it (precomputed
     VGGish embeddings when the audio encoder is ``auto``)."""
-    from avstrain.config import apply
-    from avstrain.data import to_device
-    from avstrain.metrics.avss import NUM_CLASSES
-    from avstrain.system import build_system, loss_weights
-    from avstrain.tasks import TASKS
 
     cfg = apply(cfg, TINY_WIRING, "the tiny wiring of --explain")
     task = TASKS[cfg.setting]
