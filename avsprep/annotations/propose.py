@@ -154,7 +154,7 @@ def propose_predicted(writer: ProposalWriter, setting: str, split: str, category
             raise DataError(f"clip/category name {name!r} {why}; no proposal written under {writer.ann_dir} - "
                             "rebuild the shards from a fixed metadata CSV")
     layout = AVSBenchLayout(Path("."), setting)  # only its paths relative to the frame tree are used
-    clip = layout.clip_for(video, split, category)
+    clip = layout.video_clip(video, split, category)
     frame = layout.frame_path(clip, k)
     rel_dir = frame.parent.relative_to(layout.frames_dir())
     h, w = mask.shape[:2]

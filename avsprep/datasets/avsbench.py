@@ -203,10 +203,6 @@ class AVSBenchLayout:
         """The label a proposed box of ``clip`` gets: the S4 category; MS3's one class "sounding"."""
         return self.label_category(clip) or MS3_CLASSES[0]
 
-    def clip_for(self, name: str, split: str, category: Optional[str]) -> Clip:
-        """A :class:`Clip` from what a shard item knows (its name, split and class name)."""
-        return Clip(name, split, category if self.setting == "s4" else None)
-
     def table_category(self, clip: Clip) -> str:
         """The table's ``category``: the S4 category, "" for MS3."""
         return clip.category or ""

@@ -369,7 +369,7 @@ def logmel_pickle_bytes(examples: np.ndarray) -> bytes:
 def clip_files(spec: ClipSpec) -> dict[str, object]:
     """Relative paths (under the AVSBench root) of one clip's files, from ``avsprep.datasets.avsbench``."""
     lay = AVSBenchLayout(Path("."), spec.setting)
-    clip = lay.clip_for(spec.name, spec.split, spec.category)
+    clip = lay.video_clip(spec.name, spec.split, spec.category)
     return {
         "frames_dir": lay.frame_path(clip, 1).parent.as_posix(),
         "masks_dir": lay.mask_path(clip, 1).parent.as_posix(),
