@@ -143,14 +143,19 @@ def test_corrupt_or_foreign_checkpoint_refused(two_epochs, tmp_path):
         checkpoints.load_checkpoint(evil)
 
 
+def _evaluate_saved(ck: dict, path, shards) -> dict:
+    """Val metrics of the model rebuilt from a saved checkpoint, one video per batch on the CPU."""
+    from avstrain.data import ShardDataset, make_eval_loader
+
+    model, c = checkpoints.system_from_checkpoint(ck, path)
+    return evaluation.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
+                               batch_videos=1)
+
+
 def test_checkpoint_roundtrip_evaluates_like_training(shards, two_epochs):
     """Rebuilt from last.pt, the model's val metrics equal those logged by the run."""
     ck = checkpoints.load_checkpoint(two_epochs / "last.pt")
-    model, c = checkpoints.system_from_checkpoint(ck, two_epochs / "last.pt")
-    from avstrain.data import ShardDataset, make_eval_loader
-
-    res = evaluation.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
-                          batch_videos=1)
+    res = _evaluate_saved(ck, two_epochs / "last.pt", shards)
     assert res["miou"] == ck["history"][-1]["val_miou"]
     assert res["fscore"] == ck["history"][-1]["val_fscore"]
 
@@ -168,7 +173,7 @@ def test_frozen_vggish_rebuilt_from_checkpoint_without_weights_file():
         p.data.uniform_(-0.05, 0.05)  # stands in for the official weights
     ckpt = {"config": c.to_dict(), "num_classes": 3, "audio_kind": "vggish", "model": src.avs.state_dict(),
             **{k: (getattr(src, k).state_dict() if getattr(src, k) is not None else None)
-               for k in ("audio_encoder", "crop_head", "audio_proj")}}
+               for k in system.PARTS}}
     model, _ = checkpoints.system_from_checkpoint(ckpt)
     enc = model.audio_encoder
     assert isinstance(enc, AudioEncoder) and enc.kind == "vggish" and isinstance(enc.net, VGGish)
@@ -195,11 +200,7 @@ def test_ddp_two_processes_equals_single_process(shards, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ck = checkpoints.load_checkpoint(run / "last.pt")
     assert ck["step"] == 2  # 8 clips / (2 processes x 2 clips)
-    model, c = checkpoints.system_from_checkpoint(ck, run / "last.pt")
-    from avstrain.data import ShardDataset, make_eval_loader
-
-    res = evaluation.evaluate(model, make_eval_loader(ShardDataset(shards, "val"), 1), torch.device("cpu"), c,
-                          batch_videos=1)
+    res = _evaluate_saved(ck, run / "last.pt", shards)
     assert res["miou"] == ck["history"][-1]["val_miou"]
     assert res["fscore"] == ck["history"][-1]["val_fscore"]
 
