@@ -374,13 +374,17 @@ def inspect(shards, clip, png, as_json):
               help="Also write each clip as a raw video ({s4,ms3}_data/raw_videos/..., H.264 + AAC at "
                    "29.97 fps) for `avsprep extract`.")
 @click.option("--distractor", is_flag=True,
-              help="Also draw a big, bright, central object that never sounds in every frame (never in "
-                   "masks or boxes; its visible pixels in distractor_masks/): a model that does not listen "
-                   "segments it (`avstrain ablate --distractor-masks`).")
+              help="Also draw a big, bright, central object (a third demo class) in every frame: in a "
+                   "share of the train/val clips (--distractor-sounds) it is the sounding object, in every "
+                   "test clip it is silent (its visible pixels in distractor_masks/), so a model that "
+                   "segments the salient object instead of listening lands on it "
+                   "(`avstrain ablate --distractor-masks`).")
+@click.option("--distractor-sounds", type=click.FloatRange(0, 1), default=0.75, show_default=True,
+              help="With --distractor: the share of train/val clips in which the big object sounds.")
 @overwrite_option
 @quiet_option
 @handle_errors
-def demo(out, clips, seed, setting, like, workers, raw_videos, distractor, overwrite, quiet):
+def demo(out, clips, seed, setting, like, workers, raw_videos, distractor, distractor_sounds, overwrite, quiet):
     """Write the synthetic demo dataset in exact AVSBench layout (S4, or MS3 with --like).
 
     Each frame shows two objects of different classes; only one makes the
@@ -403,11 +407,13 @@ def demo(out, clips, seed, setting, like, workers, raw_videos, distractor, overw
     s4_only = {"--like takes an S4/MS3 metadata CSV": like is not None,
                "--raw-videos writes S4/MS3 raw_videos": raw_videos,
                "--distractor is drawn in the S4/MS3 demo": distractor}
+    if distractor and like is not None:
+        raise click.UsageError("--distractor is drawn in the synthetic demo only; it does not combine with --like")
     for what in (w for w, given in s4_only.items() if given and setting == "avss"):
         raise click.UsageError(f"{what}; it does not combine with --setting avss")
     check_output_dir(out, overwrite=overwrite, what="OUT")
     summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like, setting=setting,
-                         distractor=distractor)
+                         distractor=distractor, distractor_sounds=distractor_sounds)
     if raw_videos:
         from avsprep.demo.raw_videos import write_raw_videos
 

@@ -54,6 +54,8 @@ class TrainConfig:
     # --- audio
     audio_encoder: str = "auto"         # auto | precomputed (shard audio_vggish) | vggish (frozen) | tiny (trainable)
     vggish_weights: Optional[str] = None  # torchvggish vggish-10086976.pth for audio_encoder=vggish
+    audio_blind: bool = False           # the audio-blind control: the model always sees zeroed audio (train,
+                                        # validation, evaluate); what "not listening" scores (docs/reproducing.md)
     # --- crop losses (docs/reproducing.md, the method)
     crop_head: bool = True              # build the crop classifier; needed when any crop weight > 0
     crop_backbone: str = "resnet50"     # resnet50 (the recipe) | tiny

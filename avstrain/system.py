@@ -30,7 +30,7 @@ class TrainableAVS(nn.Module):
     def __init__(self, avs: nn.Module, audio_encoder: Optional[nn.Module],
                  crop_head: Optional[nn.Module], audio_proj: Optional[nn.Module], task: Task,
                  mask_proj: Optional[nn.Module] = None, crop_encoder: str = "separate",
-                 audio_crop_source: str = "embedding"):
+                 audio_crop_source: str = "embedding", audio_blind: bool = False):
         super().__init__()
         self.task = task
         self.avs = avs
@@ -40,6 +40,7 @@ class TrainableAVS(nn.Module):
         self.mask_proj = mask_proj  # w_mask_crop > 0: MaskPoolProjection
         self.crop_encoder = crop_encoder  # config keys of the same names (docs/reproducing.md)
         self.audio_crop_source = audio_crop_source
+        self.audio_blind = audio_blind  # config key audio_blind: every forward sees zeroed audio
 
     def encode_audio(self, batch: dict) -> torch.Tensor:
         """[B*T,128] audio features: the shards' VGGish embeddings or the encoder's output."""
@@ -64,7 +65,7 @@ class TrainableAVS(nn.Module):
         """``(model outputs, the batch the loss compares them with)`` (the masks downsampled when
         the task computes its loss at the model size)."""
         audio = self.encode_audio(batch)
-        if zero_audio:
+        if zero_audio or self.audio_blind:
             audio = torch.zeros_like(audio)
         fv = batch.get("frame_valid")  # AVSS: the official model gates by the frame-valid flag
         if fv is not None:
@@ -169,7 +170,8 @@ def build_system(cfg: TrainConfig, num_classes: int, has_vggish: bool,
         if cfg.w_mask_crop > 0:
             mask_proj = MaskPoolProjection(cfg.channel, stages=4, feat_dim=512)
     system = TrainableAVS(avs, audio_encoder, crop_head, audio_proj, task, mask_proj=mask_proj,
-                          crop_encoder=cfg.crop_encoder, audio_crop_source=cfg.audio_crop_source)
+                          crop_encoder=cfg.crop_encoder, audio_crop_source=cfg.audio_crop_source,
+                          audio_blind=cfg.audio_blind)
     system.audio_kind = kind
     system.num_classes = num_classes
     return system

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make ablation`: the crop-loss ablation of issue 18 on the distractor demo (CPU): the demo data
-# with a silent distractor in every frame, its shards, then `avstrain ablate` over the baseline,
-# the literal recipe and each coupled variant on $SEEDS. Rerunning skips finished runs.
+# with a big, bright, central object in every frame (the sounding one in 75% of the train/val
+# clips, a silent distractor in every test clip), its shards, then `avstrain ablate` over the
+# baseline, the literal recipe, each coupled variant and the audio-blind control on $SEEDS.
+# Rerunning skips finished runs.
 # Everything lands under $ABLATION_OUT (default ./ablation-out); the table is $OUT/runs/ablation.md.
 set -euo pipefail
 PY="${PY:-python}"
@@ -31,4 +33,5 @@ step "3/3 avstrain ablate (seeds $SEEDS) -> $OUT/runs"
     --config tpavi-audio=demo,audio_crop_source=tpavi \
     --config mask-crop=demo,w_mask_crop=1 \
     --config coupled=demo,crop_encoder=segmentation,audio_crop_source=tpavi,w_mask_crop=1 \
+    --config audio-blind=demo,audio_blind=true,crop_head=false,w_ce=0,w_pairwise=0,w_audio=0 \
     --distractor-masks "$OUT/data/distractor_masks/test"

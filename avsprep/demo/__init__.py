@@ -12,7 +12,8 @@ DEFAULT_CLIPS = {"s4": 192, "avss": 6}
 
 
 def write_demo(out, clips=None, seed: int = 0, quiet: bool = False, classes: int = 4, workers: int = 1,
-               like=None, *, setting: str = "s4", distractor: bool = False) -> dict:
+               like=None, *, setting: str = "s4", distractor: bool = False,
+               distractor_sounds: float = 0.75) -> dict:
     """Write a demo release at ``out``; a summary with ``text``.
 
     ``setting="s4"``: the AVSBench layout (S4, or MS3 with ``like`` an MS3 metadata CSV),
@@ -24,7 +25,7 @@ def write_demo(out, clips=None, seed: int = 0, quiet: bool = False, classes: int
         clips = DEFAULT_CLIPS[setting]
     if setting == "avss":  # the one dispatch between the two demo writers
         if distractor:
-            raise ValueError("the silent distractor is drawn in the S4/MS3 demo only")
+            raise ValueError("the distractor is drawn in the S4/MS3 demo only")
         return write_avss_demo(out, clips=clips, seed=seed, quiet=quiet)
     return write_avsbench_demo(out, clips=clips, seed=seed, quiet=quiet, classes=classes, workers=workers, like=like,
-                               distractor=distractor)
+                               distractor=distractor, distractor_sounds=distractor_sounds)

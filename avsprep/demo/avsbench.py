@@ -36,7 +36,7 @@ from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
 from avsprep.datasets.avsbench import FRAMES, META_COLUMNS, META_FILES, AVSBenchLayout, read_metadata
 from avsprep.demo.render import (
-    SHAPES, SIGNATURES, SILENT_SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
+    SHAPES, SIGNATURES, Signature, clip_ids, image_bytes, labelimg_box, labelimg_xml, shape_at, wav_bytes,
 )
 
 SIZE = 224              # frame width and height (AVSBench frames are 224x224)
@@ -44,6 +44,7 @@ SAMPLE_RATE = 16000     # AVSBench wavs are 16 kHz
 SECONDS = 5.0
 SPLITS = ("train", "val", "test")
 DISTRACTOR_DIR = "distractor_masks"  # --distractor: ROOT/distractor_masks/SPLIT/NAME_K.png (K = 1..5)
+DISTRACTOR_SOUNDS = 0.75  # --distractor: share of train/val clips whose big object is the sounding one
 
 
 MAX_CLASSES = len(SIGNATURES)
@@ -79,11 +80,16 @@ class ClipSpec:
     sigs: tuple = ()          # (sounding, distractor) Signature; () = SIGNATURES[obj.cls]
     start: int = 0            # the metadata CSV's ``start`` column
     setting: str = "s4"       # "s4" or "ms3" (layout, mask frames, box label)
-    silent: Optional[ObjectTrack] = None  # --distractor: the big, bright, central silent object
+    big: Optional[ObjectTrack] = None   # --distractor: the big, bright, central object (SIGNATURES[big.cls])
+    big_sounds: bool = False             # --distractor: the big object is the sounding one (train/val only)
 
     def signature(self, j: int) -> Signature:
-        """How object ``j`` (0 = sounding) looks and sounds."""
+        """How small object ``j`` (0 = the clip's sounding class without ``--distractor``) looks and sounds."""
         return self.sigs[j] if self.sigs else SIGNATURES[self.objects[j].cls]
+
+    def sounding_signature(self) -> Signature:
+        """The look and tone of the object that sounds (its tone is the clip's audio)."""
+        return SIGNATURES[self.big.cls] if self.big_sounds else self.signature(0)
 
 
 # --------------------------------------------------------------------------- planning
@@ -162,19 +168,38 @@ def plan_demo(clips: int = 192, seed: int = 0, classes: int = 4) -> list[ClipSpe
     return specs
 
 
-def silent_track(seed: tuple) -> ObjectTrack:
-    """The distractor of ``--distractor``: a class of ``SILENT_SIGNATURES``, radius 46-56 px (the
-    sounding objects have 24-36), brighter (shade 1.1-1.2), centred within 16 px of the middle,
-    still. From its own RNG stream, so the rest of the clip is drawn exactly as without it."""
+def big_track(seed: tuple, cls: int) -> ObjectTrack:
+    """The big object of ``--distractor``: class ``cls``, radius 46-56 px (the small objects have
+    24-36), brighter (shade 1.1-1.2), centred within 16 px of the middle, still. From its own RNG
+    stream, so the rest of the clip is drawn exactly as without it."""
     rng = np.random.default_rng([*seed, 3])
-    cls = int(rng.integers(0, len(SILENT_SIGNATURES)))
     x0, y0 = SIZE / 2 + rng.uniform(-16, 16, 2)
     return ObjectTrack(cls, float(rng.uniform(46.0, 56.0)), float(rng.uniform(1.1, 1.2)),
                        float(x0), float(y0), 0.0, 0.0)
 
 
-def with_distractor(specs: list[ClipSpec]) -> list[ClipSpec]:
-    return [replace(s, silent=silent_track(s.seed)) for s in specs]
+def with_distractor(specs: list[ClipSpec], classes: int = 4, sounds: float = DISTRACTOR_SOUNDS) -> list[ClipSpec]:
+    """Add the big, bright, central object of ``--distractor`` to every clip (the saliency bias
+    of real videos, made measurable). Its class is a demo class that is neither of the clip's two
+    small objects. In a share ``sounds`` of the train and val clips it is the sounding object
+    (the clip's category, mask, box and tone become its own; the two small ones are silent); in
+    every test clip it is silent and one small object sounds, so a model that segments the
+    salient object instead of listening lands on it (``distractor_masks/``)."""
+    if not 0.0 <= sounds <= 1.0:
+        raise ValueError(f"the distractor's sounding share must be in [0, 1], got {sounds}")
+    if any(s.sigs for s in specs):
+        raise ValueError("--distractor is drawn in the synthetic demo only (not with --like)")
+    if classes < 3:
+        raise ValueError(f"--distractor needs at least 3 classes (two small objects and the big one), got {classes}")
+    out = []
+    for s in specs:
+        rng = np.random.default_rng([*s.seed, 4])
+        pool = [c for c in range(classes) if c not in (s.objects[0].cls, s.objects[1].cls)]
+        cls = pool[int(rng.integers(0, len(pool)))]
+        loud = s.split != "test" and bool(rng.uniform() < sounds)
+        spec = replace(s, big=big_track(s.seed, cls), big_sounds=loud)
+        out.append(replace(spec, category=SIGNATURES[cls].category) if loud else spec)
+    return out
 
 
 # --------------------------------------------------------------------------- --like a real metadata CSV
@@ -275,7 +300,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
 def render_frames(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     """Frames uint8 [5, 224, 224, 3] and object masks bool [5, 2, 224, 224].
 
-    Mask 0 is the sounding object (the GT mask), mask 1 the distractor.
+    Mask 0 is the sounding object's visible pixels (the GT mask), mask 1 the other small object.
     """
     rng = np.random.default_rng([*spec.seed, 1])
     background = _background(rng)
@@ -284,30 +309,33 @@ def render_frames(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     for k in range(FRAMES):
         img = background + rng.normal(0, 6, background.shape).astype(np.float32)
         img += np.float32(rng.uniform(-3, 3))   # slight exposure drift
-        if spec.silent is not None:  # beneath the two small objects: their masks stay whole
-            sig = SILENT_SIGNATURES[spec.silent.cls]
-            img[silent_mask(spec, k)] = np.minimum(np.asarray(sig.rgb, np.float32) * spec.silent.shade, 255)
+        if spec.big is not None:  # beneath the two small objects; flat, so the RNG stream is unchanged
+            sig = SIGNATURES[spec.big.cls]
+            img[big_mask(spec, k)] = np.minimum(np.asarray(sig.rgb, np.float32) * spec.big.shade, 255)
         for j, obj in enumerate(spec.objects):
             sig = spec.signature(j)
             m = shape_mask(sig.shape, *obj.centre(k), obj.radius)
             colour = np.asarray(sig.rgb, np.float32) * obj.shade
             img[m] = colour + rng.normal(0, 6, (int(m.sum()), 3)).astype(np.float32)
             masks[k, j] = m
+        if spec.big_sounds:
+            masks[k, 0] = distractor_mask(spec, k)
         frames[k] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return frames, masks
 
 
-def silent_mask(spec: ClipSpec, k: int) -> np.ndarray:
-    """Bool [SIZE, SIZE]: the silent distractor's whole shape in frame ``k`` (some of it may be
-    covered by the two small objects, drawn over it)."""
-    obj = spec.silent
-    return shape_mask(SILENT_SIGNATURES[obj.cls].shape, *obj.centre(k), obj.radius)
+def big_mask(spec: ClipSpec, k: int) -> np.ndarray:
+    """Bool [SIZE, SIZE]: the big object's whole shape in frame ``k`` (some of it may be covered
+    by the two small objects, drawn over it)."""
+    obj = spec.big
+    return shape_mask(SIGNATURES[obj.cls].shape, *obj.centre(k), obj.radius)
 
 
 def distractor_mask(spec: ClipSpec, k: int) -> np.ndarray:
-    """Bool [SIZE, SIZE]: the distractor's visible pixels in frame ``k`` (what a model that falls
-    for it segments; written as ``distractor_masks/`` for the distractor rate)."""
-    visible = silent_mask(spec, k)
+    """Bool [SIZE, SIZE]: the big object's visible pixels in frame ``k`` (the GT mask when it
+    sounds; otherwise what a model that falls for it segments, written as ``distractor_masks/``
+    for the distractor rate)."""
+    visible = big_mask(spec, k)
     for j, obj in enumerate(spec.objects):
         visible &= ~shape_mask(spec.signature(j).shape, *obj.centre(k), obj.radius)
     return visible
@@ -316,7 +344,7 @@ def distractor_mask(spec: ClipSpec, k: int) -> np.ndarray:
 def render_audio(spec: ClipSpec) -> np.ndarray:
     """The clip's 5-s mono track as int16 [80000]: the sounding class's tone + faint noise."""
     rng = np.random.default_rng([*spec.seed, 2])
-    sig = spec.signature(0)
+    sig = spec.sounding_signature()
     t = np.arange(int(SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
     f0 = sig.f0 * rng.uniform(0.97, 1.03)
     wave = np.zeros_like(t)
@@ -402,7 +430,7 @@ def _write_clip(root: Path, spec: ClipSpec) -> None:
         if k in mask_frames:
             write_bytes(masks_dir / files["mask_names"][k - 1],
                         image_bytes(masks[k - 1, 0].astype(np.uint8) * 255, "L"))
-    if spec.silent is not None:
+    if spec.big is not None and not spec.big_sounds:
         ddir = root / DISTRACTOR_DIR / spec.split
         ddir.mkdir(parents=True, exist_ok=True)
         for k in range(1, FRAMES + 1):
@@ -442,7 +470,8 @@ def _batches(specs: list, size: int) -> list[list]:
 
 
 def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = False,
-               classes: int = 4, workers: int = 1, like=None, distractor: bool = False) -> dict:
+               classes: int = 4, workers: int = 1, like=None, distractor: bool = False,
+               distractor_sounds: float = DISTRACTOR_SOUNDS) -> dict:
     """Write the demo dataset with OUT as the AVSBench root (the folder of the metadata CSV).
 
     ``like``: a real AVSBench metadata CSV (``s4_meta_data.csv`` or
@@ -452,7 +481,8 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
     seed only, so the output is byte-identical for any ``workers``.
     Existing files of the same names are replaced; the caller decides whether
     a non-empty OUT is acceptable. ``distractor``: every frame also shows a big, bright,
-    central object of a never-sounding class (``silent_track``), never in the masks or boxes;
+    central object of a third demo class (``with_distractor``), the sounding one in a share
+    ``distractor_sounds`` of the train/val clips and silent in every test clip; where silent,
     its visible pixels go to ``distractor_masks/``. Without it the output is unchanged, byte for byte.
     """
     root = Path(out)
@@ -466,7 +496,7 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
         setting = "s4"
         specs = plan_demo(clips, seed, classes)
     if distractor:
-        specs = with_distractor(specs)
+        specs = with_distractor(specs, classes, distractor_sounds)
     root.mkdir(parents=True, exist_ok=True)
     if workers <= 1:
         for spec in progress(specs, quiet=quiet, desc="demo", unit="clip"):
@@ -486,7 +516,9 @@ def write_avsbench_demo(out, clips: int = 192, seed: int = 0, quiet: bool = Fals
             f"(train {counts['train']}, val {counts['val']}, test {counts['test']}), "
             f"{len(names)} classes ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); "
             f"each frame shows two objects, only the audio says which one sounds; "
-            + ("plus a big, bright, silent distractor (its masks in distractor_masks/); " if distractor else "")
+            + (f"plus a big, bright, central object that sounds in {sum(s.big_sounds for s in specs)} "
+               f"train/val clips and is a silent distractor in the others and in every test clip "
+               f"(its masks in distractor_masks/); " if distractor else "")
             + f"one labelImg XML per frame boxes it. Next: avsprep import --root {root} -o boxes.csv")
     return {"text": text, "root": str(root), "clips": counts, "classes": names, "seed": seed,
             "setting": setting}

@@ -42,15 +42,6 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("ambulance_siren", "xcross", (240, 240, 240), 5000.0, 1.5),
 )
 
-# ``avsprep demo --distractor``: the fixed pool of classes that never sound. Each frame gets one,
-# bigger, brighter and more central than the two small objects, so a model that under-uses the
-# audio has a salient wrong answer to fall on. f0 = 0: they have no tone at all.
-SILENT_SIGNATURES: tuple[Signature, ...] = (
-    Signature("silent_lamp", "disc", (255, 250, 225), 0.0, 0.0),
-    Signature("silent_screen", "square", (250, 255, 250), 0.0, 0.0),
-    Signature("silent_sign", "diamond", (255, 240, 120), 0.0, 0.0),
-)
-
 # The shapes ``shape_at`` draws; ``signatures_for`` cycles through them in this order.
 SHAPES = ("disc", "square", "triangle", "cross", "ring", "diamond", "hbar", "xcross")
 

@@ -173,3 +173,29 @@ def test_mask_crop_consistency_is_zero_only_when_both_sides_agree():
 def test_coupled_presets_differ_from_the_literal_one_only_in_their_keys(name, changed):
     literal, variant = load_preset("s4-resnet50-croplosses").to_dict(), load_preset(name).to_dict()
     assert {k: v for k, v in variant.items() if literal[k] != v} == changed
+
+
+def test_audio_blind_control_never_sees_the_audio():
+    """``audio_blind=true`` (the control of the ablation): the masks do not depend on the audio,
+    in training and evaluation, and the audio encoder receives no gradient; without it they do."""
+    from avstrain.config import apply
+
+    outs = {}
+    for blind in (False, True):
+        cfg = apply(load_preset("demo"), {**reach.TINY_WIRING, "audio_blind": blind}, "test")
+        assert cfg.audio_blind is blind
+        torch.manual_seed(0)
+        model = build_system(cfg, num_classes=23, has_vggish=False).eval()
+        with torch.no_grad():  # TPAVI starts as the identity (zero-initialised W_z BatchNorm): wake it up
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        batch = to_device(reach.synthetic_batch(5, False, 23), torch.device("cpu"), False, 64)
+        loud = dict(batch, audio_logmel=torch.randn_like(batch["audio_logmel"]) * 3)
+        with torch.no_grad():
+            outs[blind] = (model(batch, crops=False)["logits"], model(loud, crops=False)["logits"])
+        table = reach.reachability(model.train(), batch, loss_weights(cfg))
+        outs[blind] += (table,)
+    assert not torch.allclose(outs[False][0], outs[False][1])
+    assert torch.equal(outs[True][0], outs[True][1])
+    assert outs[True][2]["terms"]["seg"]["audio_encoder"] == 0  # no gradient reaches the audio encoder
+    assert outs[False][2]["terms"]["seg"]["audio_encoder"] > 0
