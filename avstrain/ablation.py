@@ -27,7 +27,7 @@ from scipy import stats
 
 from avsprep.common.atomic import write_text
 from avsprep.common.errors import AvsError
-from avstrain import engine
+from avstrain import dist, engine
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.config import ConfigError, TrainConfig, resolve_config
 from avstrain.data import ShardDataset, make_eval_loader, to_device
@@ -198,6 +198,14 @@ def run_one(spec: ConfigSpec, seed: int, shards: Path, out: Path, common: dict,
         engine.train(wanted, shards, run, resume=resume, overwrite=not resume and run.exists(), quiet=quiet)
     if not env_info().is_main:  # under torchrun the other ranks only help train; rank 0 evaluates and writes
         return None
+    with dist.local():  # rank 0 alone: the metrics' gathers must not wait for the other ranks
+        return _evaluate_run(spec, seed, run, shards, wanted, distractor_masks)
+
+
+def _evaluate_run(spec: ConfigSpec, seed: int, run: Path, shards: Path, wanted: TrainConfig,
+                  distractor_masks: Optional[Path]) -> dict:
+    """Check a finished run's config, evaluate it on the test split (once: eval.json), return the document."""
+    done = run / "eval.json"
     mismatch = config_mismatches(json.loads((run / "config.json").read_text()), wanted)
     if mismatch:
         raise AvsError(f"{run}: the run's resolved config is not the one asked for: " + "; ".join(mismatch))
@@ -227,8 +235,14 @@ def run_ablation(shards: Path, out: Path, specs: list[ConfigSpec], seeds: list[i
         raise ConfigError(f"--baseline {baseline!r} is not one of the --config names: {', '.join(names)}")
     for spec in specs:  # every config resolves before anything trains
         wanted_config(spec, seeds[0], common)
-    evals = {s.name: {seed: run_one(s, seed, shards, out, common, distractor_masks, quiet) for seed in seeds}
-             for s in specs}
+    device = pick_device(wanted_config(specs[0], seeds[0], common).device)
+    with dist.session(device.type):  # one process group for every run (torchrun); each train joins it
+        evals = {}
+        for s in specs:
+            evals[s.name] = {}
+            for seed in seeds:
+                evals[s.name][seed] = run_one(s, seed, shards, out, common, distractor_masks, quiet)
+                dist.barrier()  # the other ranks wait while rank 0 evaluates, then train the next run together
     if not env_info().is_main:
         return {}
     summary = summarise(evals, baseline)

@@ -235,7 +235,12 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
     """
     run_dir = Path(run_dir)
     device = pick_device(cfg.device)
-    info = dist.init(device.type)
+    with dist.session(device.type) as info:  # joins the group under torchrun; leaves it if it joined
+        return _train(cfg, shards, run_dir, device, info, resume, overwrite, quiet)
+
+
+def _train(cfg: TrainConfig, shards, run_dir: Path, device: torch.device, info, resume: bool, overwrite: bool,
+           quiet: bool) -> dict:
     tb = None
     try:
         if cfg.tensorboard:
@@ -273,7 +278,6 @@ def train(cfg: TrainConfig, shards: os.PathLike | str, run_dir: os.PathLike | st
     finally:
         if tb is not None:
             tb.close()
-        dist.shutdown()
 
 
 def check_reachability(model: nn.Module, cfg: TrainConfig, shards, device, run_dir: Path) -> dict:

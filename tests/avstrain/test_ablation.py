@@ -93,3 +93,34 @@ def test_ablate_end_to_end_then_skips(distractor_shards, caplog):
     p.write_text(json.dumps(dict(json.loads(p.read_text()), w_pairwise=0.25)))
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1 and "w_pairwise: asked 1.0, run has 0.25" in res.output
+
+
+@pytest.mark.slow
+def test_ablate_under_torchrun_two_processes(distractor_shards, tmp_path):
+    """The multi-process path: `torchrun --nproc_per_node 2 -m avstrain ablate` trains each run
+    with DDP on both ranks, rank 0 alone evaluates and writes; a rerun skips every run."""
+    import os
+    import subprocess
+    import sys
+
+    base = distractor_shards
+    out = tmp_path / "abl"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "avstrain", "ablate", str(base / "shards"), "-o", str(out), "--seeds", "0", *COMMON,
+           "--config", "baseline=demo,crop_head=false,w_ce=0,w_pairwise=0,w_audio=0",
+           "--config", "literal=demo", "--distractor-masks", str(base / "demo" / "distractor_masks" / "test")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", AVS_NO_PROGRESS="1")
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = json.loads((out / "ablation.json").read_text())
+    assert set(doc["configs"]) == {"baseline", "literal"}
+    for name in ("baseline", "literal"):
+        run = out / name / "seed0"
+        assert (run / "eval.json").is_file() and (run / "best.pt").is_file()
+        assert json.loads((run / "config.json").read_text())["seed"] == 0
+        assert "2 process(es)" in res.stdout + res.stderr
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("eval.json")}
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("eval.json")} == stamps
+    assert (again.stdout + again.stderr).count("skip ") >= 2
