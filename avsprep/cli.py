@@ -267,7 +267,9 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
               help="A clip with an unreadable frame, mask or audio file: stop the build, or skip "
                    "the clip (listed in the manifest under 'skipped').")
 @overwrite_option
-@click.option("--resume", is_flag=True, help="Keep finished shards whose hash matches; rebuild the rest.")
+@click.option("--resume", is_flag=True, help="Keep finished shards whose hash, options and input files (size, "
+                                           "mtime, else sha256) are as recorded; rebuild the rest, one line each "
+                                           "saying why.")
 @json_option
 @quiet_option
 @handle_errors
@@ -278,6 +280,9 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
     Clips are sorted by name and cut into shards of --clips-per-shard, so the
     same inputs give byte-identical shards whatever --workers is. Every shard
     and the manifest are written to a temporary name and renamed when complete.
+    Beside each shard, shard-NNNNN.h5.inputs.json records what it was built
+    from (each clip's frame, mask and audio files with size, mtime and sha256,
+    its box rows, the options), for --resume and avsprep verify --inputs.
 
     AVSS release: 10 steps per clip with the official geometry (train: short
     edge 224 + centre crop; val/test: resize), class-index masks through the
