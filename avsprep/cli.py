@@ -267,7 +267,9 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
               help="A clip with an unreadable frame, mask or audio file: stop the build, or skip "
                    "the clip (listed in the manifest under 'skipped').")
 @overwrite_option
-@click.option("--resume", is_flag=True, help="Keep finished shards whose hash matches; rebuild the rest.")
+@click.option("--resume", is_flag=True, help="Keep finished shards whose hash, options and input files (size, "
+                                           "mtime, else sha256) are as recorded; rebuild the rest, one line each "
+                                           "saying why.")
 @json_option
 @quiet_option
 @handle_errors
@@ -278,6 +280,9 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
     Clips are sorted by name and cut into shards of --clips-per-shard, so the
     same inputs give byte-identical shards whatever --workers is. Every shard
     and the manifest are written to a temporary name and renamed when complete.
+    Beside each shard, shard-NNNNN.h5.inputs.json records what it was built
+    from (each clip's frame, mask and audio files with size, mtime and sha256,
+    its box rows, the options), for --resume and avsprep verify --inputs.
 
     AVSS release: 10 steps per clip with the official geometry (train: short
     edge 224 + centre crop; val/test: resize), class-index masks through the
@@ -303,29 +308,42 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
 
 @cli.command()
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--inputs", "inputs_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Also check the shards against the release at this root: each clip whose frame, "
+                                 "mask or audio file changed since the build is one line (size, or sha256 when "
+                                 "the mtime moved).")
 @json_option
 @quiet_option
 @handle_errors
-def verify(shards, as_json, quiet):
+def verify(shards, inputs_root, as_json, quiet):
     """Check every shard against the manifest: sha256, byte size, clip counts, schema.
 
-    Exit 1 naming each shard that fails.
+    With --inputs ROOT, also check them against the release they were built
+    from (the input record beside each shard): a clip whose input files
+    changed is listed; rebuild those shards with avsprep build --resume.
+    Exit 1 naming each shard (and clip) that fails.
 
     \b
     Example:
       avsprep verify ./shards
+      avsprep verify ./shards --inputs ./demo-data
     """
     from avsprep.shards import verify_shards
 
     setup_logging(quiet or as_json)
     findings = verify_shards(shards, quiet=quiet or as_json, record=True)
+    if inputs_root is not None:
+        from avsprep.build.provenance import check_inputs
+
+        findings += check_inputs(shards, inputs_root)
     errors = [f for f in findings if f.severity == "error"]
     if as_json:
         echo_json({"ok": not errors, "findings": [f.to_dict() for f in findings]})
     else:
         for f in findings:
             click.echo(f.format())
-        click.echo("OK: every shard matches the manifest." if not errors
+        what = "the manifest and the release's files" if inputs_root is not None else "the manifest"
+        click.echo(f"OK: every shard matches {what}." if not errors
                    else f"FAILED: {len(errors)} problem(s).")
     raise SystemExit(1 if errors else 0)
 

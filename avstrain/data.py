@@ -22,7 +22,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from avsprep.common.errors import DataError
 from avsprep.shards import ShardSet
-from avstrain.tasks import BINARY_STEPS, TASKS
+from avstrain.tasks import BINARY_STEPS, SUBSET_OF_TASK, TASKS, check_shards
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,6 +98,9 @@ class ShardDataset(Dataset):
             raise ValueError(f"unknown task {task!r} for AVSS shards; use avss, s4 or ms3")
         # semantic shards read as a binary task: each item is the binary view of its clip
         self._binary_view = built_for is not None and built_for.semantic and not TASKS[self.task].semantic
+        # the task against the shards, here in the main process, before any DataLoader worker starts
+        self.task_warning = (check_shards(task, self.shards_setting, self.shards_dir,
+                                          reader.subsets() if self._binary_view else None) if task else None)
         self._perm: Optional[list[int]] = None  # view index -> reader row (in_csv_order)
         self.order_source = "name"
 
@@ -169,9 +172,6 @@ class ShardDataset(Dataset):
         sample["video"] = str(item["video"])
         sample["index"] = i
         return sample
-
-
-SUBSET_OF_TASK = {"s4": "v1s", "ms3": "v1m"}  # docs/reference/avss.md 1.3: v1s = the S4 clips, v1m = the MS3 clips
 
 
 def binary_view(item: dict, task: str, where="the shards") -> dict:

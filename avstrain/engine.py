@@ -65,7 +65,6 @@ from avstrain.system import (
     random_init_warnings,
     unwrap,
 )
-from avstrain.tasks import check_shards
 
 log = logging.getLogger("avstrain")
 
@@ -307,9 +306,8 @@ def open_datasets(cfg: TrainConfig, shards) -> tuple[ShardDataset, torch.utils.d
     it); val capped at ``max_eval_clips``."""
     train_ds = ShardDataset(shards, "train", augment=cfg.augment, task=cfg.setting)
     val_ds = ShardDataset(shards, "val", task=cfg.setting)
-    warning = check_shards(cfg.setting, train_ds.shards_setting, shards)
-    if warning:
-        log.warning(warning)
+    if train_ds.task_warning:  # (a task the shards cannot serve was refused when train_ds opened)
+        log.warning(train_ds.task_warning)
     if cfg.max_eval_clips:
         val_ds = torch.utils.data.Subset(val_ds, range(min(cfg.max_eval_clips, len(val_ds))))
     return train_ds, val_ds

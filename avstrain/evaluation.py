@@ -45,15 +45,26 @@ def evaluate(model: nn.Module, loader, device, cfg: Optional[TrainConfig] = None
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
-    """A fixed, seeded permutation with no fixed point (n >= 2): clip i gets the audio of clip
-    ``audio_from[i] != i``. One random cycle through all clips."""
+    """A fixed, seeded permutation with no fixed point: clip i gets the audio of clip
+    ``audio_from[i] != i``. One random cycle through all clips (indices of the dataset, so no
+    clip gets its own audio whatever the batches). ``n`` < 2 has none: ValueError (callers
+    refuse such a split first, ``check_shuffle``)."""
     if n < 2:
-        return list(range(n))
+        raise ValueError(f"no derangement of {n} clip(s): the shuffle ablation needs at least two")
     order = np.random.default_rng(seed).permutation(n)
     audio_from = [0] * n
     for i in range(n):
         audio_from[order[i]] = int(order[(i + 1) % n])
     return audio_from
+
+
+def check_shuffle(ds, where) -> None:
+    """The shuffle audio ablation gives each clip another clip's audio: DataError (one line, in
+    the main process) for a split of fewer than two clips, where there is no other clip."""
+    if len(ds) < 2:
+        raise DataError(f"{where} ({ds.split}): {len(ds)} clip(s); the shuffle audio ablation (also run by "
+                        "evaluate --per-clip and avstrain report) needs at least two clips, so that no clip gets "
+                        "its own audio: evaluate a larger split, or drop shuffle from --audio-ablation")
 
 
 def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), per_class: bool = False,
@@ -75,6 +86,8 @@ def run_evaluate(checkpoint, shards, split: str = "test", ablations=("none",), p
     if per_clip and not model.task.per_clip:
         raise DataError(f"--per-clip is for the binary S4/MS3 tasks; {checkpoint} is an {model.task.title} model "
                         "(use --per-class for its class table)")
+    if "shuffle" in ablations:
+        check_shuffle(ds, shards)
     doc = evaluate_split(model, cfg, dev, ds, ablations=ablations, per_class=per_class, batch_videos=batch_videos,
                          workers=workers, quiet=quiet, seed=seed, per_clip=per_clip)
     doc["checkpoint"] = str(checkpoint)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from avsprep.common.clikit import progress
+from avsprep.common.errors import DataError
 from avsprep.annotations.propose import ProposalWriter
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.data import ShardDataset, collate, make_eval_loader, to_device
@@ -27,6 +28,10 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     GT outline where the frame has a GT mask) at the same path under ``OUT/overlays/``."""
     ckpt = load_checkpoint(checkpoint)
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
+    if (labelimg is not None or overlay) and not model.task.overlays:
+        flags = " and ".join(f for f, on in (("--labelimg", labelimg is not None), ("--overlay", overlay)) if on)
+        raise DataError(f"{flags}: {checkpoint} is an {model.task.title} model and these are drawn from a binary "
+                        "mask (S4/MS3 models only); run avstrain predict without them for its palette PNGs")
     dev = pick_device(device)
     model.to(dev).eval()
     ds = ShardDataset(shards, split, task=cfg.setting)

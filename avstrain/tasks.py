@@ -40,6 +40,7 @@ class Task:
     audio_bias: bool          # the TPAVI audio projection has a bias (the official AVSS model has none)
     seg_loss_at_model_size: bool  # image_size < shard size: loss on masks downsampled to the logits
     per_clip: bool            # per-clip rows and the listening gap (evaluate --per-clip, report)
+    overlays: bool            # predict --overlay / --labelimg (drawn from one 0/1 mask per frame)
     loss: Callable            # (outputs, device batch, LossWeights, audio_proj) -> (loss, {term: float})
     new_metric: Callable      # (batch_videos, class names) -> accumulator
     add_to_metric: Callable   # (accumulator, logits, device batch) -> None
@@ -166,7 +167,7 @@ def metrics_table(doc: dict, title: str, rows: list, class_label: str) -> str:
 
 
 S4 = Task(name="s4", title="S4 binary", steps=BINARY_STEPS, semantic=False, audio_bias=True,
-          seg_loss_at_model_size=False, per_clip=True, loss=binary_loss, new_metric=binary_metric,
+          seg_loss_at_model_size=False, per_clip=True, overlays=True, loss=binary_loss, new_metric=binary_metric,
           add_to_metric=add_binary, metric_result=binary_result, document=binary_document,
           ablation_keys=("miou", "fscore", "miou_dataset", "fscore_dataset"),
           write_masks=partial(write_binary_masks, by_category=True),  # GT: split/category/video/
@@ -177,7 +178,7 @@ MS3 = replace(S4, name="ms3", title="MS3 binary",
 # the loss runs at the model resolution on nearest-downsampled masks instead (the metric still sees
 # 224; the paper presets use the full size, where nothing changes)
 AVSS = Task(name="avss", title="AVSS semantic", steps=SEMANTIC_STEPS, semantic=True, audio_bias=False,
-            seg_loss_at_model_size=True, per_clip=False, loss=total_loss_avss, new_metric=semantic_metric,
+            seg_loss_at_model_size=True, per_clip=False, overlays=False, loss=total_loss_avss, new_metric=semantic_metric,
             add_to_metric=add_semantic, metric_result=semantic_result, document=semantic_document,
             ablation_keys=("miou", "fscore", "miou_seen", "fscore_seen"), write_masks=write_semantic_masks,
             format_table=semantic_table)
@@ -191,14 +192,31 @@ def format_table(doc: dict) -> str:
     return TASKS[doc.get("setting", "s4")].format_table(doc)
 
 
-def check_shards(setting: str, shards_setting: Optional[str], shards) -> Optional[str]:
-    """Whether shards built for ``shards_setting`` can train ``setting``: DataError if not (the
-    semantic task needs AVSS shards; AVSS shards serve every task), else a warning line for a
-    likely mix-up, or None."""
+# AVSS subsets that hold the clips of a binary task (docs/reference/avss.md 1.3: v1s = the S4
+# clips, v1m = the MS3 clips); read as S4/MS3, an AVSS item is the binary view of such a clip
+SUBSET_OF_TASK = {"s4": "v1s", "ms3": "v1m"}
+
+
+def check_shards(setting: str, shards_setting: Optional[str], shards, subsets: Optional[list] = None) -> Optional[str]:
+    """Whether shards built for ``shards_setting`` can serve the task ``setting`` (a config's, a
+    preset's or a checkpoint's): DataError in one line if not, else a warning line for a likely
+    mix-up, or None. Asked once, in the main process, when a ``ShardDataset`` opens a split.
+
+    The semantic task needs AVSS shards; AVSS shards serve the binary tasks through the binary
+    view of their v1s/v1m clips, so ``subsets`` (the AVSS subsets of the split) must hold no other.
+    """
     built_for = TASKS.get(shards_setting)
-    if TASKS[setting].semantic and not (built_for is not None and built_for.semantic):
+    task = TASKS[setting]
+    if task.semantic and not (built_for is not None and built_for.semantic):
         raise DataError(f"{shards}: setting={setting} needs shards built from an AVSS release "
-                        f"(these are {shards_setting}); use --preset for {shards_setting}")
+                        f"(these are {shards_setting}); use a preset or checkpoint for {shards_setting}, "
+                        "or build shards from an AVSS release")
+    if not task.semantic and built_for is not None and built_for.semantic:
+        other = sorted(set(subsets or ()) - set(SUBSET_OF_TASK.values()))
+        if other:
+            raise DataError(f"{shards}: the binary {setting} task reads the v1s/v1m clips of AVSS shards, but "
+                            f"these hold {', '.join(other)} clips; build the shards with --subset "
+                            f"{SUBSET_OF_TASK[setting]}, or use an AVSS preset or checkpoint")
     if (setting, shards_setting) == ("s4", "ms3"):
         return "the shards are MS3 but the config says setting=s4"
     return None

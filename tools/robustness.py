@@ -281,6 +281,140 @@ def hostile_inputs(work: Path) -> dict:
             "failed": failed}
 
 
+# ----------------------------------------------------------------------------- stale inputs, task mismatches (issue 23)
+
+def stale_and_mismatch(work: Path) -> dict:
+    """Stale shards (an input changed after the build) and task mismatches. Each case ends as
+    handled (the documented outcome: stale shard rebuilt, change listed), a clean one-line error
+    (the refusal expected), a wrong error (one line, another message: e.g. raised by a worker
+    after training began), a traceback, or silent (exit 0 with a wrong or unchanged result)."""
+    from click.testing import CliRunner
+
+    from avsprep.build import BuildOptions, build_shards
+    from avsprep.cli import cli as prep
+    from avsprep.datasets.avss_classes import AVSS_CLASSES
+    from avsprep.datasets.avsbench import AVSBenchLayout
+    from avsprep.demo import write_demo
+    from avsprep.demo.avss import write_avss_demo
+    from avsprep.importer import run_import
+    from avstrain.cli import cli as train
+    from avstrain.evaluation import derangement
+    from tests.helpers.report import random_checkpoint
+    from tests.helpers.train import untrained_checkpoint
+
+    counts = collections.Counter()
+    failed = []
+
+    def record(name: str, kind: str, why: str = "") -> None:
+        counts[kind] += 1
+        if kind in ("traceback", "silent", "wrong_error"):
+            failed.append({"case": name, "why": why[:300]})
+
+    def cli_case(name: str, command, args: list, want: str) -> None:
+        """An error case: exit 1 with one ``Error:`` line containing ``want``."""
+        res = CliRunner().invoke(command, [str(a) for a in args])
+        text = res.output.strip()
+        if res.exception is not None and not isinstance(res.exception, SystemExit) or "Traceback" in text:
+            record(name, "traceback", text[-300:] or repr(res.exception))
+        elif res.exit_code == 1 and len(text.splitlines()) == 1 and want in text:
+            record(name, "clean_error")
+        elif res.exit_code == 1 and len(text.splitlines()) == 1:  # one line, but not the refusal expected
+            record(name, "wrong_error", text[-300:])
+        else:
+            record(name, "silent", f"exit {res.exit_code}: {text[-300:]}")
+
+    def build(table, root, out, resume=False):
+        return build_shards(table, root, out, BuildOptions(splits=["test"], clips_per_shard=1, resume=resume),
+                            quiet=True)
+
+    # -- stale inputs: build, change the release, resume / verify --inputs
+    base = work / "stale"
+    root = base / "root"
+    write_demo(root, clips=12, seed=0, quiet=True)
+    table = base / "boxes.csv"
+    run_import(root, table, quiet=True)
+    layout = AVSBenchLayout.from_root(root)
+    clips = layout.clips(["test"])
+    changes = {
+        "frame replaced": lambda: layout.frame_path(clips[1], 3).write_bytes(layout.frame_path(clips[1], 2).read_bytes()),
+        "mask edited": lambda: layout.mask_path(clips[1], 2).write_bytes(layout.mask_path(clips[1], 2).read_bytes() + b"\0"),
+        "log-mel pickle removed": lambda: layout.logmel_path(clips[1]).unlink(),
+    }
+    for i, (name, change) in enumerate(changes.items()):
+        out = base / f"shards-{i}"
+        build(table, root, out)
+        keep = (out / "test" / "shard-00000.h5").read_bytes()
+        snapshot = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        change()
+        res = CliRunner().invoke(prep, ["verify", str(out), "--inputs", str(root)])
+        lines = [ln for ln in res.output.splitlines() if "input-changed" in ln]
+        ok = res.exit_code == 1 and len(lines) == 1 and clips[1].name in lines[0]
+        record(f"verify --inputs after {name}", "handled" if ok else "silent", res.output[-300:])
+        try:
+            summary = build(table, root, out, resume=True)
+            ok = ([r["shard"] for r in summary["rebuilt_shards"]] == ["test/shard-00001.h5"]
+                  and (out / "test" / "shard-00000.h5").read_bytes() == keep)
+            record(f"build --resume after {name}", "handled" if ok else "silent", summary["text"])
+        except Exception as exc:  # noqa: BLE001
+            record(f"build --resume after {name}", "traceback", traceback.format_exception_only(exc)[-1])
+        for p in [p for p in root.rglob("*") if p.is_file() and p not in snapshot]:
+            p.unlink()
+        for p, data in snapshot.items():  # the release as it was
+            p.write_bytes(data)
+    out = base / "shards-touch"
+    build(table, root, out)
+    before = {p.name: p.read_bytes() for p in out.rglob("shard-*")}
+    for p in root.rglob("*"):
+        if p.is_file():
+            os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    summary = build(table, root, out, resume=True)
+    same = {p.name: p.read_bytes() for p in out.rglob("shard-*")} == before
+    record("build --resume after mtimes moved only", "handled" if same and summary["kept_shards"] == 2 else "silent",
+           summary["text"])
+    res = CliRunner().invoke(prep, ["verify", str(out), "--inputs", str(root)])
+    record("verify --inputs, unchanged bytes", "handled" if res.exit_code == 0 else "silent", res.output[-300:])
+
+    # -- task mismatches and the shuffle ablation
+    tiny = work / "tiny"
+    tiny.mkdir()
+    ckpt, s4_shards = random_checkpoint(tiny)
+    avss_ckpt = untrained_checkpoint(tiny / "avss" / "best.pt", "avss-demo", list(AVSS_CLASSES))
+    for command in ("evaluate", "predict"):
+        extra = ["-o", tiny / "pred"] if command == "predict" else []
+        cli_case(f"AVSS checkpoint on S4 shards: {command}", train,
+                 [command, avss_ckpt, s4_shards, *extra, "--device", "cpu", "--quiet"], "needs shards built from an AVSS")
+    one = work / "one"
+    shutil.copytree(tiny / "avstrain-demo", one / "root")
+    meta = one / "root" / "s4_meta_data.csv"
+    lines = meta.read_text().splitlines(keepends=True)
+    meta.write_text("".join(ln for ln in lines if ln != [x for x in lines if x.rstrip().endswith(",test")][1]))
+    run_import(one / "root", one / "boxes.csv", quiet=True)
+    build_shards(one / "boxes.csv", one / "root", one / "shards", BuildOptions(splits=["test"], crop_size=32),
+                 quiet=True)
+    for args in (["--audio-ablation", "shuffle"], ["--per-clip", one / "clips.csv"]):
+        cli_case(f"shuffle on a 1-clip split: evaluate {args[0]}", train,
+                 ["evaluate", ckpt, one / "shards", *args, "--device", "cpu", "--quiet"], "needs at least two clips")
+    cli_case("shuffle on a 1-clip split: report", train,
+             ["report", ckpt, one / "shards", "-o", one / "report", "--device", "cpu", "--quiet"],
+             "needs at least two clips")
+    own = [n for n in range(2, 200) for i, j in enumerate(derangement(n, seed=n)) if i == j]
+    record("derangement n = 2..199: no clip gets its own audio", "silent" if own else "handled", str(own[:5]))
+    avss = work / "avss"
+    write_avss_demo(avss / "root", clips=3, seed=2, quiet=True)
+    run_import(avss / "root", avss / "boxes.csv", quiet=True)
+    build_shards(avss / "boxes.csv", avss / "root", avss / "shards", BuildOptions(crop_size=32), quiet=True)
+    cli_case("binary preset on AVSS shards with v2 clips: train, 2 workers", train,
+             ["train", avss / "shards", "-o", avss / "run", "--preset", "demo", "--set", "channel=16", "--set",
+              "image_size=64", "--set", "workers=2", "--batch-size", "2", "--epochs", "1", "--device", "cpu",
+              "--quiet"], "these hold v2 clips")
+    for flags in (["-o", avss / "m1", "--overlay"], ["--labelimg", avss / "props"]):
+        cli_case(f"predict {flags[-1] if flags[-1] == '--overlay' else '--labelimg'} on an AVSS model", train,
+                 ["predict", avss_ckpt, avss / "shards", *flags, "--device", "cpu", "--quiet"], "AVSS semantic model")
+    return {"cases": sum(counts.values()),
+            **{k: counts.get(k, 0) for k in ("handled", "clean_error", "wrong_error", "traceback", "silent")},
+            "failed": failed}
+
+
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None) -> int:
@@ -313,6 +447,9 @@ def main(argv=None) -> int:
                 report["disk_full"] = {"ok": False, "failure": traceback.format_exception_only(exc)[-1][:300]}
             say("bad input files")
             report["bad_input"] = bad_inputs(work)
+    say("stale inputs and task mismatches")
+    with tempfile.TemporaryDirectory(prefix="avs-stale-") as tmp:
+        report["stale_and_mismatch"] = stale_and_mismatch(Path(tmp))
     p = report["parse"]
     k = report.get("kill", {})
     failures = (p["unhandled_exceptions"] + p["hangs"] + p["invariant_violations"]
@@ -320,7 +457,7 @@ def main(argv=None) -> int:
                 + k.get("byte_mismatches", 0) + (k.get("clean_builds_identical") is False)
                 + (report.get("disk_full", {}).get("ok") is False)
                 + len(report.get("bad_input", {}).get("failed", []))
-                + len(report["hostile"]["failed"]))
+                + len(report["hostile"]["failed"]) + len(report["stale_and_mismatch"]["failed"]))
     report["files_lost"] = k.get("files_lost", 0)
     report["failures"] = failures
     report["seconds"] = round(time.monotonic() - t0, 1)

@@ -7,8 +7,10 @@ worker holds one shard in memory while writing it (HDF5 writes into a buffer;
 see ``ShardWriter``), so peak memory grows with ``clips_per_shard`` x workers,
 not with the dataset. Each shard is written to a temporary
 name, closed, re-opened and checked, hashed, renamed, and its sha256 written
-beside it (``shard-NNNNN.h5.sha256``); the manifest comes last. ``resume`` keeps
-a finished shard whose hash, options and clip list match the plan.
+beside it (``shard-NNNNN.h5.sha256``), after the shard's input record
+(``shard-NNNNN.h5.inputs.json``, ``provenance``); the manifest comes last. ``resume`` keeps
+a finished shard whose hash, options and clip list match the plan and whose input files,
+box rows and labels are those recorded; it rebuilds any other and says why.
 
 Modules: ``clip`` (one clip's arrays, for every setting), ``workers`` (writing
 the shards, and the ``on_bad_input`` error policy), ``crops`` (box -> crop).
@@ -34,6 +36,7 @@ import numpy as np
 from avsprep import __version__
 from avsprep.annotations.table import read_table
 from avsprep.audio import resampler_name
+from avsprep.build import provenance
 from avsprep.build.workers import ON_BAD_INPUT, shard_name, write_planned
 from avsprep.common.atomic import file_sha256, write_text
 from avsprep.common.clikit import check_output_dir, progress
@@ -106,7 +109,9 @@ def _prepare_output(out: Path, plan, overwrite: bool) -> None:
         for p in d.iterdir():
             stale_tmp = p.name.startswith(".shard-") and ".tmp-" in p.name
             base = p.with_name(p.name[:-len(".sha256")]) if p.name.endswith(".sha256") else p
-            unplanned = re.fullmatch(r"shard-\d{5}\.h5(\.sha256)?", p.name) and base not in planned_files
+            base = base.with_name(base.name[:-len(provenance.SUFFIX)]) if p.name.endswith(provenance.SUFFIX) else base
+            unplanned = (re.fullmatch(r"shard-\d{5}\.h5(\.sha256|\.inputs\.json)?", p.name)
+                         and base not in planned_files)
             if stale_tmp or unplanned:
                 p.unlink()
 
@@ -120,24 +125,29 @@ def _clear_previous(out: Path) -> None:
             shutil.rmtree(out / sp)
 
 
-def _keepable(final: Path, split: str, record_json: str, planned: list[str]) -> Optional[dict]:
-    """A finished shard from an earlier run that matches the plan: its attrs, else None."""
+def _keepable(final: Path, split: str, record_json: str, planned: list[str]) -> tuple[Optional[dict], str]:
+    """A finished shard from an earlier run that matches the plan: (its attrs, ""), else (None, why not)."""
     side = final.with_name(final.name + ".sha256")
     if not (final.is_file() and side.is_file()):
-        return None
+        return None, "not finished"
     try:
         if side.read_text().strip() != file_sha256(final):
-            return None
+            return None, "its sha256 differs from its .sha256 file"
     except OSError:
-        return None
-    if check_shard_file(final, split=split):
-        return None
+        return None, "unreadable"
+    problems = check_shard_file(final, split=split)
+    if problems:
+        return None, f"failed its check ({problems[0].message})"
     with h5py.File(final, "r") as f:
         attrs = {k: f.attrs[k] for k in ("build_options", "clips", "skipped", "audio_source")}
         names = [v.decode() if isinstance(v, bytes) else str(v) for v in f["video"][()]]
-    if str(attrs["build_options"]) != record_json or json.loads(str(attrs["clips"])) != planned:
-        return None
-    return {"names": names, "skipped": json.loads(str(attrs["skipped"])), "audio_source": str(attrs["audio_source"])}
+    if str(attrs["build_options"]) != record_json:
+        why = provenance.options_change(json.loads(str(attrs["build_options"])), json.loads(record_json))
+        return None, why or "options changed"
+    if json.loads(str(attrs["clips"])) != planned:
+        return None, "its clip list differs from the plan"
+    return {"names": names, "skipped": json.loads(str(attrs["skipped"])),
+            "audio_source": str(attrs["audio_source"])}, ""
 
 
 # ------------------------------------------------------------------------------- build
@@ -174,14 +184,19 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
 
     _prepare_output(out, plan, opts.overwrite)
     results: dict[int, dict] = {}
-    todo = []
+    todo, rebuilt = [], []
     for i, (sp, n, cs) in enumerate(plan):
         final = out / sp / shard_name(n)
-        kept = _keepable(final, sp, record_json, [c.name for c in cs]) if opts.resume else None
+        kept, why = _keepable(final, sp, record_json, [c.name for c in cs]) if opts.resume else (None, "")
+        if kept is not None:  # finished and as planned: are its inputs still those it was built from?
+            why = provenance.stale_reason(final, json.loads(record_json), layout, cs, boxes) or ""
+            kept = None if why else kept
         if kept is not None:
             results[i] = dict(kept, kept=True)
         else:
-            for p in (final, final.with_name(final.name + ".sha256")):
+            if why and why != "not finished":
+                rebuilt.append({"shard": f"{sp}/{shard_name(n)}", "reason": why})
+            for p in (final, final.with_name(final.name + ".sha256"), provenance.record_path(final)):
                 p.unlink(missing_ok=True)
             todo.append(i)
     n_todo = sum(len(plan[i][2]) for i in todo)
@@ -206,7 +221,7 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
     write_record(out, {e["file"]: record_entry(out / e["file"], e["sha256"])
                        for v in manifest["splits"].values() for e in v["shards"]})
     secs = time.perf_counter() - t0
-    return _summary(out, manifest, results, n_todo, secs)
+    return _summary(out, manifest, results, n_todo, secs, rebuilt)
 
 
 def _write_error(out: Path, exc: BaseException) -> DataError:
@@ -242,7 +257,8 @@ def _manifest(out: Path, plan, results, classes, setting, record, csv_order: dic
             "mask_decoding": MASK_DECODING[setting], "csv_order": csv_order}
 
 
-def _summary(out: Path, manifest: dict, results: dict, n_built: int, secs: float) -> dict:
+def _summary(out: Path, manifest: dict, results: dict, n_built: int, secs: float, rebuilt: list) -> dict:
+    """``rebuilt``: the finished shards ``--resume`` rebuilt, each with its reason (one line each)."""
     kept = sum(1 for r in results.values() if r.get("kept"))
     per = {sp: {"clips": v["clips"], "shards": len(v["shards"])} for sp, v in manifest["splits"].items()}
     total = sum(v["clips"] for v in per.values())
@@ -250,9 +266,12 @@ def _summary(out: Path, manifest: dict, results: dict, n_built: int, secs: float
     parts = ", ".join(f"{sp} {v['clips']} clips in {v['shards']} shard(s)" for sp, v in per.items())
     text = (f"Wrote {out}: {parts}; {size / 2**20:.1f} MiB; {len(manifest['skipped'])} clip(s) skipped"
             + (f"; kept {kept} finished shard(s)" if kept else "")
+            + (f"; rebuilt {len(rebuilt)} finished shard(s)" if rebuilt else "")
             + f"; {n_built} clips built in {secs:.1f} s ({n_built / max(secs, 1e-9):.1f} clips/s).")
     for s in manifest["skipped"]:
         text += f"\n  skipped {s['clip']} ({s['split']}): {s['reason']}"
+    for r in rebuilt:
+        text += f"\n  rebuilt {r['shard']}: {r['reason']}"
     return {"text": text, "output": str(out), "splits": per, "clips": total, "bytes": size,
-            "skipped": manifest["skipped"], "kept_shards": kept, "built_clips": n_built,
+            "skipped": manifest["skipped"], "kept_shards": kept, "rebuilt_shards": rebuilt, "built_clips": n_built,
             "seconds": round(secs, 3), "clips_per_s": round(n_built / max(secs, 1e-9), 2)}

@@ -24,12 +24,13 @@ import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
 from avsprep import __version__
 from avsprep.audio import resampler_name
+from avsprep.build import provenance
 from avsprep.build.clip import clip_arrays, padded_steps
 from avsprep.common.atomic import commit, file_sha256, tmp_path_for, write_text
 from avsprep.common.errors import DataError, IntegrityError
@@ -53,6 +54,7 @@ class BadClip:
 
     clip: str
     reason: str
+    inputs: Optional[dict] = None  # the clip's input record (avsprep.build.provenance)
 
 
 def _stop(bad: BadClip, pending: "_Pending") -> None:
@@ -62,6 +64,7 @@ def _stop(bad: BadClip, pending: "_Pending") -> None:
 def _skip(bad: BadClip, pending: "_Pending") -> None:
     log.warning("skipping: %s", bad.reason)
     pending.skipped.append({"clip": bad.clip, "reason": bad.reason})
+    pending.inputs[bad.clip] = bad.inputs
 
 
 ON_BAD_INPUT: dict[str, Callable[[BadClip, "_Pending"], None]] = {"stop": _stop, "skip": _skip}
@@ -95,13 +98,16 @@ def _init_worker(layout, crop_size, crop_policy, vggish_weights) -> None:
 
 
 def _work(task) -> dict | BadClip:
-    """The arrays of one clip, or ``BadClip``; never raises DataError."""
+    """The arrays of one clip (with its input record under ``"inputs"``), or ``BadClip``; never
+    raises DataError. The input record is taken first, before the files are read."""
     clip, boxes, label = task
     layout = _W["layout"]
+    inputs = provenance.clip_inputs(layout, clip, boxes, label)
     try:
         out = clip_arrays(layout, clip, boxes, _W["crop_size"], _W["crop_policy"], label)
     except DataError as exc:
-        return BadClip(clip.name, str(exc))
+        return BadClip(clip.name, str(exc), inputs)
+    out["inputs"] = inputs
     if _W["vggish"] is not None:
         with _one_torch_thread() as torch, torch.no_grad():
             x = torch.from_numpy(out["audio_logmel"][:, None].copy())
@@ -191,6 +197,7 @@ class _Pending:
         self.tmp = tmp_path_for(self.final)
         self.writer = ShardWriter(self.tmp, len(cs), opts.crop_size, vggish, setting=setting)
         self.names, self.boxes, self.skipped, self.sources = [], [], [], set()
+        self.inputs: dict = {}  # clip name -> its input record (skipped clips too)
         self.done = False
 
     def add(self, arrays: dict) -> None:
@@ -200,6 +207,7 @@ class _Pending:
         self.boxes.append(b)
         self.names.append(arrays["video"])
         self.sources.add(arrays["audio_source"])
+        self.inputs[arrays["video"]] = arrays["inputs"]
 
     def abort(self) -> None:
         if not self.done:
@@ -208,7 +216,8 @@ class _Pending:
 
 
 def _finish(p: _Pending, layout, entry, record_json: str, opts) -> dict:
-    """Close, re-open and check, hash, rename, write the sha256 sidecar."""
+    """Close, re-open and check, hash, rename, write the input record, then the sha256 sidecar
+    (the mark of a finished shard)."""
     sp, n, cs = entry
     rec = json.loads(record_json)
     source = ",".join(sorted(p.sources)) or "none"
@@ -231,6 +240,7 @@ def _finish(p: _Pending, layout, entry, record_json: str, opts) -> dict:
     digest = file_sha256(p.tmp)
     commit(p.tmp, p.final)
     p.done = True
+    provenance.write_record(p.final, rec, p.inputs)
     write_text(p.final.with_name(p.final.name + ".sha256"), digest + "\n")
     return {"names": p.names, "skipped": p.skipped, "audio_source": source, "kept": False,
             "sha256": digest}

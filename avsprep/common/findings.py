@@ -126,6 +126,8 @@ CODES: dict[str, tuple[str, str]] = {
     "shard-size": ("error", "a shard's size differs from the manifest (truncated or replaced)"),
     "shard-sha256": ("error", "a shard's sha256 differs from the manifest (corrupt)"),
     "shard-unlisted": ("warning", "a shard file in the folder that the manifest does not list"),
+    "input-changed": ("error", "a release file a shard was built from changed since the build (verify --inputs)"),
+    "input-record-missing": ("error", "a shard has no input record, so verify --inputs cannot check it"),
     "manifest-missing": ("error", "the shard folder has no readable manifest.json"),
     "manifest-invalid": ("error", "manifest.json fails its integrity check"),
     "manifest-count": ("error", "a manifest entry's clip list and count disagree"),

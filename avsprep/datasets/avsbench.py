@@ -386,6 +386,10 @@ class AVSBenchLayout:
         mode 'P': the palette index, which the official ``ToTensor`` divides by 255)."""
         return np.asarray(image, dtype=np.uint8) if image.mode != "1" else np.asarray(image).astype(np.uint8)
 
+    def audio_files(self, clip: Clip) -> list[Path]:
+        """The files ``clip_audio`` may read: the log-mel pickle (used when present), then the wav."""
+        return [self.logmel_path(clip), self.wav_path(clip)]
+
     def clip_audio(self, clip: Clip) -> tuple[np.ndarray, str]:
         """The clip's 5 log-mel examples ``[5, 96, 64]`` and their source ("pickle" or "wav")."""
         return audio_sources.clip_audio(self, clip)

@@ -332,6 +332,10 @@ class AVSSLayout:
         """An RGB ``labels_rgb`` mask -> class indices through the palette (off-palette colours: 0)."""
         return decode_rgb_mask(np.asarray(image))[0]
 
+    def audio_files(self, clip: AVSSClip) -> list[Path]:
+        """The files ``clip_audio`` reads: ``audio.wav``."""
+        return [self.wav_path(clip)]
+
     def clip_audio(self, clip: AVSSClip) -> tuple[np.ndarray, str]:
         """10 log-mel examples ``[10, 96, 64]`` from ``audio.wav`` (zeros after the real ones), "wav"."""
         wav = self.wav_path(clip)

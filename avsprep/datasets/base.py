@@ -311,6 +311,10 @@ class Layout(Protocol):
         """A GT mask image (already in its setting's PIL mode) -> the stored uint8 mask."""
         ...
 
+    def audio_files(self, clip: Clip) -> list[Path]:
+        """Every file ``clip_audio`` may read for ``clip`` (the build's input record)."""
+        ...
+
     def clip_audio(self, clip: Clip) -> tuple["np.ndarray", str]:
         """The clip's log-mel examples ``[steps, 96, 64]`` and their source ("pickle" | "wav")."""
         ...

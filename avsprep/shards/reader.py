@@ -184,6 +184,16 @@ class ShardSet:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def subsets(self) -> list[str]:
+        """The AVSS subsets (v1s, v1m, v2) the shards of this view hold, sorted, from each shard's
+        ``subsets`` attribute; [] for S4/MS3 shards. Opens each file briefly, keeping no handle."""
+        found: set[str] = set()
+        for entry in self.shards:
+            with h5py.File(self.dir / entry["file"], "r") as f:
+                if "subsets" in f.attrs:
+                    found.update(json.loads(as_text(f.attrs["subsets"])))
+        return sorted(found)
+
     def index(self, name: str) -> int:
         try:
             return self._by_name[name]

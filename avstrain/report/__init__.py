@@ -26,7 +26,7 @@ from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.config import load_preset, preset_names
 from avstrain.data import ShardDataset
 from avstrain.devices import pick_device
-from avstrain.evaluation import derangement, evaluate_split
+from avstrain.evaluation import check_shuffle, derangement, evaluate_split
 from avstrain.overlays import clip_strip, logmel_image, png_bytes
 from avstrain.per_clip import rows_to_csv, select, summary
 from avstrain.prediction import predict_masks
@@ -137,6 +137,7 @@ def build_report(checkpoint, shards, out_dir, split: str = "test", per_gallery: 
                         f"{TASKS[cfg.setting].title} model: use avstrain evaluate --per-class and avstrain "
                         "predict (palette PNGs) for it")
     ds = ShardDataset(shards, split, task=cfg.setting).in_csv_order()  # the same batches as avstrain evaluate
+    check_shuffle(ds, shards)  # the report is built on the shuffled-audio gap
     doc = evaluate_split(model, cfg, dev, ds, ablations=("none", "shuffle", "zero"), per_class=True,
                          batch_videos=batch_videos, workers=workers, quiet=quiet, seed=seed, per_clip=True)
     doc["checkpoint"] = str(checkpoint)

@@ -81,7 +81,9 @@ def render_html(f: ReportFacts) -> str:
              f"<style>{CSS}</style></head><body>", f"<h1>{e(f.title)}</h1>"]
     # headline: the point of the method
     n_deaf = sum(1 for r in m["clips"] if r["gap"] < NO_LISTEN_GAP)
-    n_same = sum(1 for r in m["clips"] if r["gap"] < NO_LISTEN_GAP and r.get("shuffle_audio_class") == r["class"])
+    # a partner of the clip's own class: another clip (a clip's own audio is never a partner)
+    n_same = sum(1 for r in m["clips"] if r["gap"] < NO_LISTEN_GAP and r.get("shuffle_audio_class") == r["class"]
+                 and r.get("shuffle_audio_from") not in (None, r["video"]))
     parts.append(
         '<p class="headline" id="headline">'
         f"<b>Listening gap</b> (IoU with real audio minus IoU with another clip's audio), mean over "

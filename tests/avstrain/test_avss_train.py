@@ -80,18 +80,52 @@ def test_binary_s4_task_from_v1s_clips(release, tmp_path):
 
 
 def test_binary_view_refuses_v2_clips(release):
+    """A binary task on AVSS shards holding v2 clips is refused when the split opens (main process,
+    one line); the per-item check stays behind it."""
     from avsprep.common.errors import DataError
-    from avstrain.data import ShardDataset
+    from avstrain.data import ShardDataset, binary_view
 
     base, root = release
     shards = _build(base, root, "all")
-    ds = ShardDataset(shards, "train", task="ms3")
-    items = {ds._reader[i]["subset"]: i for i in range(len(ds))}
-    v1m = ds[items["v1m"]]
-    assert v1m["frames"].shape[0] == 5 and set(v1m["masks"].unique().tolist()) <= {0, 1}
+    with pytest.raises(DataError, match=r"these hold v2 clips; build the shards with --subset v1m"):
+        ShardDataset(shards, "train", task="ms3")
+    ds = ShardDataset(shards, "train")  # the semantic items, viewed by hand
+    items = {ds._reader[i]["subset"]: ds._reader[i] for i in range(len(ds))}
+    v1m = binary_view(items["v1m"], "ms3")
+    assert v1m["frames"].shape[0] == 5 and set(np.unique(v1m["masks"]).tolist()) <= {0, 1}
     assert "gt_flag" not in v1m
     with pytest.raises(DataError, match="--subset v1m"):
-        ds[items["v2"]]
+        binary_view(items["v2"], "ms3")
+
+
+def test_binary_preset_on_avss_shards_is_one_line_before_any_worker(release, tmp_path):
+    base, root = release
+    shards = _build(base, root, "all")
+    run = tmp_path / "run"
+    args = ["workers=2" if a == "workers=0" else a for a in TINY]  # DataLoader workers would start
+    r = CliRunner().invoke(cli, ["train", str(shards), "-o", str(run), "--preset", "demo", *args])
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output and "worker" not in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "these hold v2 clips" in r.output, r.output
+    assert not (run / "last.pt").exists() and not (run / "best.pt").exists()
+
+
+@pytest.mark.parametrize("flags", [["--overlay"], ["--labelimg", "LABELIMG"], ["--overlay", "--labelimg", "LABELIMG"]])
+def test_predict_overlay_and_labelimg_refused_for_avss(release, tmp_path, flags):
+    from avsprep.datasets.avss_classes import AVSS_CLASSES
+    from tests.helpers.train import untrained_checkpoint
+
+    base, root = release
+    shards = _build(base, root, "all")
+    ckpt = untrained_checkpoint(base / "avss-untrained" / "best.pt", "avss-demo", list(AVSS_CLASSES))
+    out, labelimg = tmp_path / "masks", tmp_path / "proposals"
+    flags = [str(labelimg) if f == "LABELIMG" else f for f in flags]
+    r = CliRunner().invoke(cli, ["predict", str(ckpt), str(shards), "-o", str(out), *flags, "--device", "cpu",
+                                 "--quiet"])
+    assert r.exit_code == 1, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "AVSS semantic model" in r.output
+    assert ("--overlay" in r.output) == ("--overlay" in flags) and ("--labelimg" in r.output) == (str(labelimg) in flags)
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.xml"))
 
 
 def test_semantic_items_carry_official_flags(release):

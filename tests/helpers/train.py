@@ -26,3 +26,22 @@ def tiny_shards(base: Path) -> Path:
     run_import(root, base / "avstrain-boxes.csv", quiet=True)
     build_shards(base / "avstrain-boxes.csv", root, out, BuildOptions(crop_size=32), quiet=True)
     return out
+
+
+def untrained_checkpoint(path: Path, preset: str, classes: list) -> Path:
+    """An untrained tiny checkpoint of ``preset`` for a dataset of ``classes`` (seconds, no
+    training): for the tests that only need a model of a task, e.g. the task-mismatch refusals."""
+    import torch
+
+    from avstrain.checkpoints import save_checkpoint
+    from avstrain.config import resolve_config
+    from avstrain.system import build_system
+
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = resolve_config(preset, None, {**TINY_OVERRIDES, "device": "cpu"})
+    torch.manual_seed(0)
+    model = build_system(cfg, num_classes=len(classes), has_vggish=False)
+    save_checkpoint(path, model, None, cfg, epoch=1, step=1, classes=list(classes))
+    return path
