@@ -309,7 +309,10 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
 def verify(shards, as_json, quiet):
     """Check every shard against the manifest: sha256, byte size, clip counts, schema.
 
-    Exit 1 naming each shard that fails.
+    Beyond the hashes, the values the schema promises: mask values per the setting's
+    decoding (S4 0/1, MS3 0..255, AVSS class indices), class indices within the
+    manifest's classes, boxes inside the 224x224 frame, datasets' dtypes and shapes,
+    finite audio. Exit 1 with one line per problem naming the shard, clip and dataset.
 
     \b
     Example:
