@@ -47,6 +47,7 @@ CODES: dict[str, tuple[str, str]] = {
     "file-unreadable": ("error", "an annotation file that cannot be opened or is not UTF-8"),
     "file-not-annotation": ("info", "a file under the annotation folder that is no annotation nor frame"),
     "file-skipped": ("info", "an annotation file of another format than --format"),
+    "propose-size-mismatch": ("warning", "propose: a GT mask of another size than its frame; the box was scaled to the frame"),
     "frame-unchecked-proposal": ("info", "box proposals (avsprep propose / predict --labelimg) not yet checked "
                                          "in labelImg; a warning under --strict"),
     "xml-bad-name": ("warning", "file stem is not a frame name ({name}_{k} / {id}.mp4_{k})"),
