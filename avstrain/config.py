@@ -10,7 +10,6 @@ config is written to ``RUN/config.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -20,6 +19,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from avsprep.common.errors import AvsError
+from avsprep.common.jsonread import loads_limited, safe_load_limited
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -251,7 +251,7 @@ def _read_mapping(path: Path) -> dict:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     try:
-        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        doc = loads_limited(text) if path.suffix.lower() == ".json" else safe_load_limited(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
                           f"{str(exc).splitlines()[0]}") from exc

@@ -3,7 +3,6 @@ NumPy array of clips), with one ``_OpenShard`` per shard file opened in this pro
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -13,6 +12,7 @@ import numpy as np
 
 from avsprep.common.atomic import file_sha256
 from avsprep.common.errors import DataError, IntegrityError
+from avsprep.common.jsonread import loads_limited
 from avsprep.shards.integrity import untrusted
 from avsprep.shards.schema import (MANIFEST, NO_MANIFEST, REQUIRED_ATTRS, SCHEMA_VERSION, SETTING_DATASETS, as_text,
                                    dataset_schema)
@@ -23,7 +23,7 @@ def read_manifest(directory: os.PathLike | str) -> dict:
     if not path.is_file():
         raise DataError(f"{Path(directory)}: {NO_MANIFEST}")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_limited(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"{path}: unreadable manifest ({exc}); rebuild with avsprep build --overwrite") from exc
     if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
