@@ -413,3 +413,19 @@ def test_a_deep_train_config_file_is_one_line(tmp_path, suffix, text):
     with pytest.raises(ConfigError, match="nested") as exc:
         load_file(p)
     assert str(p) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_raw_videos_of_the_demo_open_frames_through_the_guarded_opener(tmp_path):
+    pytest.importorskip("av")
+    from avsprep.datasets.avsbench import AVSBenchLayout
+    from avsprep.demo import write_demo
+    from avsprep.demo.raw_videos import write_raw_videos
+
+    root = tmp_path / "root"
+    write_demo(root, clips=3, seed=0, quiet=True)
+    layout = AVSBenchLayout.from_root(root)
+    frame = layout.frame_path(layout.clips()[0], 2)  # the first clip written
+    bomb_png(frame)
+    with pytest.raises(DataError) as exc:
+        write_raw_videos(root, quiet=True)
+    assert str(frame) in str(exc.value) and "over the limit" in str(exc.value) and "\n" not in str(exc.value)
