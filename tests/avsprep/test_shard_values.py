@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from avsprep.cli import cli
 from avsprep.common.errors import IntegrityError
 from avsprep.shards import ShardSet, verify_shards
-from tests.helpers.hostile import rehash_shards
+from tests.helpers.hostile import edit_first_shard, replace_dataset
 from tests.helpers.train import tiny_shards
 
 
@@ -33,12 +33,7 @@ def first_shard(shards):
     return shards / entry["file"], entry["clips"]
 
 
-def edit(shards, change):
-    path, clips = first_shard(shards)
-    with h5py.File(path, "r+") as f:
-        change(f)
-    rehash_shards(shards)
-    return path, clips
+edit = edit_first_shard
 
 
 def verify_lines(shards):
@@ -105,13 +100,7 @@ def test_a_box_outside_the_frame_fails_verify(shards):
 # --------------------------------------------------------------------------- readers (issue 23)
 
 
-def replace(name, shape=None, dtype=None):
-    def change(f):
-        old = f[name]
-        data = np.zeros(shape or old.shape, dtype or old.dtype)
-        del f[name]
-        f.create_dataset(name, data=data, chunks=(1,) + data.shape[1:])
-    return change
+replace = replace_dataset
 
 
 @pytest.mark.parametrize("change, named", [

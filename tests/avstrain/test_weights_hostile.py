@@ -9,29 +9,16 @@ import torch
 
 from avsprep.common.errors import AvsError, DataError
 from avsprep.common.tensors import bad_tensors
-from avstrain.checkpoints import init_from, load_checkpoint, save_checkpoint, system_from_checkpoint
+from avstrain.checkpoints import init_from, load_checkpoint, system_from_checkpoint
 from avstrain.config import apply, load_preset
 from avstrain.system import build_system
+from tests.helpers.hostile import tiny_checkpoint
 
 
 def tiny_system():
     cfg = apply(load_preset("demo"), {"channel": 16}, "test")
     torch.manual_seed(0)
     return build_system(cfg, num_classes=23, has_vggish=False), cfg
-
-
-def tiny_checkpoint(path, edit=None, model_edit=None):
-    """A demo-model checkpoint; ``edit(ckpt)`` changes the dict, ``model_edit(sd)`` the model's tensors."""
-    system, cfg = tiny_system()
-    save_checkpoint(path, system, None, cfg, epoch=1, step=1)
-    if edit or model_edit:
-        ckpt = torch.load(path, weights_only=True)
-        if model_edit:
-            model_edit(ckpt["model"])
-        if edit:
-            edit(ckpt)
-        torch.save(ckpt, path)
-    return path
 
 
 def first_float(sd: dict) -> str:
