@@ -207,19 +207,22 @@ class ShardSet:
             if verify == "full":
                 for si in sorted(self._unhashed):
                     self._check_hash(si)
-            for entry in self.shards:  # metadata only: a hand-edited shard is refused here, not in a worker
-                self._check_schema(self.dir / entry["file"])
+            for si in range(len(self.shards)):  # metadata only: an edited shard is refused here, not in a worker
+                self._check_schema(si)
         # ------------------------------------------------------------------------------
         self._files: dict[int, _OpenShard] = {}
         self._pid = os.getpid()
 
-    @staticmethod
-    def _check_schema(path: Path) -> None:
-        """Open ``path`` for its metadata, refuse it when it is off the schema, close it."""
+    def _check_schema(self, si: int) -> None:
+        """Open shard ``si`` for its metadata, refuse it when it is off the schema, close it. One that
+        HDF5 cannot open is hashed first when untrusted, so damage is reported as a hash mismatch."""
+        path = self.dir / self.shards[si]["file"]
         try:
             with h5py.File(path, "r") as f:
                 refuse_off_schema(f, path)
         except OSError as exc:
+            if si in self._unhashed:
+                self._check_hash(si)
             raise IntegrityError(f"shard {path} cannot be opened ({exc}); "
                                  "run avsprep verify, then avsprep build --resume") from exc
 

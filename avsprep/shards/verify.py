@@ -96,17 +96,17 @@ def value_problems(f: h5py.File, names: list[str], classes: Optional[list] = Non
         if len(bad):
             add("shard-label", f"crop_label: class index outside -1..{(k or 1) - 1}", bad)
     top = MASK_MAX.get(setting, 1)
-    top = (k - 1 if k else 0) if top == "classes" else top
+    top = (k - 1 if k else None) if top == "classes" else top  # AVSS without a class list: not checked
     bad, seen = [], 0
     ds = f["masks"]
-    for row in range(n):
-        m = int(ds[row].max()) if t else 0
+    for row in range(n if top is not None and t else 0):
+        m = int(ds[row].max())
         if m > top:
             bad.append(row)
             seen = max(seen, m)
     if bad:
-        add("shard-mask-values", f"masks: value {seen} above {top}, the largest the {setting} decoding "
-                                 f"{dict(MASK_DECODING.get(setting, {}))} gives", bad)
+        add("shard-mask-values", f"masks: value {seen} above {top}, the largest the {setting} mask decoding "
+                                 f"(pil_mode {MASK_DECODING.get(setting, {}).get('pil_mode')!r}) gives", bad)
     boxes = f["boxes"][()]
     if len(boxes):
         rows = boxes[:, 0].astype(np.int64)
