@@ -318,10 +318,13 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
 def verify(shards, inputs_root, as_json, quiet):
     """Check every shard against the manifest: sha256, byte size, clip counts, schema.
 
-    With --inputs ROOT, also check them against the release they were built
-    from (the input record beside each shard): a clip whose input files
-    changed is listed; rebuild those shards with avsprep build --resume.
-    Exit 1 naming each shard (and clip) that fails.
+    Beyond the hashes, the values the schema promises: mask values per the setting's
+    decoding (S4 0/1, MS3 0..255, AVSS class indices), class indices within the
+    manifest's classes, boxes inside the 224x224 frame, datasets' dtypes and shapes,
+    finite audio. With --inputs ROOT, also check them against the release they were
+    built from (the input record beside each shard): a clip whose input files changed
+    is listed; rebuild those shards with avsprep build --resume. Exit 1 with one line
+    per problem naming the shard, clip and dataset.
 
     \b
     Example:

@@ -36,7 +36,7 @@ from avsprep.common.clikit import progress
 from avsprep.annotations.convention import ZERO_BASED, decide
 from avsprep.common.errors import DataError
 from avsprep.common.findings import UNREADABLE_CODES, Finding
-from avsprep.common.jsonread import loads_limited
+from avsprep.common.jsonread import JsonLimitError, loads_limited
 from avsprep.annotations import createml, yolo
 from avsprep.datasets import open_layout
 from avsprep.datasets.base import Layout, Matcher
@@ -153,7 +153,11 @@ def read_files(files: list[Path], root: Path, ann_dir: Path, matcher: Matcher, f
         rel = _display(cf, root, ann_dir)
         if rel not in out.class_lists:
             text = _read_text(cf, rel, MAX_TXT_BYTES, findings)
-            names = yolo.parse_class_text(text, cf.name) if text is not None else None
+            try:
+                names = yolo.parse_class_text(text, cf.name) if text is not None else None
+            except JsonLimitError as exc:
+                findings.append(Finding("yolo-class-file-bad", "error", f"{exc}; no class names read from it", rel))
+                names = []
             if names is None:
                 findings.append(Finding("yolo-class-file-bad", "error",
                                         "cannot read class names from it (one name per line, or YAML 'names')",

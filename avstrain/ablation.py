@@ -22,11 +22,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from scipy import stats
 
 from avsprep.common.atomic import write_text
 from avsprep.common.errors import AvsError
+from avsprep.common.images import open_image
 from avstrain import dist, engine
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.config import ConfigError, TrainConfig, resolve_config
@@ -171,7 +171,8 @@ def distractor_rate(model, cfg, ds, device, masks_dir: Path) -> dict:
         batch = to_device(cpu_batch, device, False, cfg.image_size)
         gt = batch["masks"] > 0.5  # [T, S, S]
         video = batch["video"][0]
-        dmask = torch.stack([torch.from_numpy(np.asarray(Image.open(masks_dir / f"{video}_{k + 1}.png")) > 127)
+        dmask = torch.stack([torch.from_numpy(np.asarray(open_image(masks_dir / f"{video}_{k + 1}.png", video,
+                                                                    f"distractor mask {k + 1}", "L")) > 127)
                              for k in range(gt.shape[0])]).to(device)
         for key, zero in (("rate", False), ("rate_zero", True)):
             with torch.no_grad():

@@ -15,7 +15,8 @@ from torch import nn
 
 from avsprep.common.atomic import atomic_write
 from avsprep.common.errors import DataError, IntegrityError
-from avstrain.config import TrainConfig, from_dict
+from avsprep.common.tensors import bad_tensors, refuse_bad_tensors
+from avstrain.config import ConfigError, TrainConfig, from_dict
 from avstrain.models.weights import detect_backbone, fit_problems, official_to_ours, read_weights, unwrap_state_dict
 from avstrain.system import PARTS, TrainableAVS, build_system, unwrap
 
@@ -96,7 +97,40 @@ def load_checkpoint(path: os.PathLike | str, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise IntegrityError(f"checkpoint {path} is not an avstrain checkpoint (no '{CHECKPOINT_FORMAT}' "
                              "format tag); give RUN/best.pt or RUN/last.pt")
+    bad = [b for name in ("model",) + PARTS if isinstance(ckpt.get(name), dict)
+           for b in bad_tensors(ckpt[name], prefix=f"{name}.")]
+    if bad:
+        raise IntegrityError(f"checkpoint {path}: {len(bad)} tensor(s) hold NaN/inf: "
+                             + ", ".join(bad[:4]) + (f" (+{len(bad) - 4} more)" if len(bad) > 4 else "")
+                             + "; the run diverged or the file is damaged: use an earlier checkpoint")
     return ckpt
+
+
+# what a checkpoint's own fields may hold, checked before anything is built from them
+AUDIO_KINDS = ("precomputed", "vggish", "tiny")
+MAX_CLASSES = 1000
+
+
+def checkpoint_config(ckpt: dict, path: os.PathLike | str) -> TrainConfig:
+    """The checkpoint's config, validated (types and ranges, ``config.from_dict``), with its
+    ``num_classes`` and ``audio_kind``, before any module is built from them: a bad value is one
+    line naming the file and the key."""
+    doc = ckpt.get("config")
+    if not isinstance(doc, dict):
+        raise IntegrityError(f"checkpoint {path}: key 'config' is {type(doc).__name__}, not a mapping of "
+                             "config keys; the file is damaged")
+    try:
+        cfg = from_dict(doc, source=f"config in checkpoint {path}")
+    except ConfigError as exc:
+        raise IntegrityError(str(exc)) from None
+    n = ckpt.get("num_classes")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CLASSES:
+        raise IntegrityError(f"checkpoint {path}: key 'num_classes' must be an integer in 1..{MAX_CLASSES}, "
+                             f"got {n!r}; the file is damaged")
+    if ckpt.get("audio_kind") not in AUDIO_KINDS:
+        raise IntegrityError(f"checkpoint {path}: key 'audio_kind' must be one of {', '.join(AUDIO_KINDS)}, "
+                             f"got {ckpt.get('audio_kind')!r}; the file is damaged")
+    return cfg
 
 
 def restore_parts(system: TrainableAVS, ckpt: dict, path: os.PathLike | str, exact: bool) -> list[str]:
@@ -114,6 +148,7 @@ def restore_parts(system: TrainableAVS, ckpt: dict, path: os.PathLike | str, exa
             raise IntegrityError(f"checkpoint {path}: {name} does not match its config")
         if mod is None or sd is None:
             continue
+        refuse_bad_tensors(sd, f"checkpoint {path}", mod.state_dict(), prefix=f"{name}.")
         try:
             mod.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
@@ -139,14 +174,22 @@ def restore_training_state(model: TrainableAVS, optimizer, ckpt: dict, path: os.
             "partial": ckpt.get("epoch_partial") if skip else None}  # absent in older checkpoints
 
 
-def system_from_checkpoint(ckpt: dict, path: os.PathLike | str = "checkpoint") -> tuple[TrainableAVS, TrainConfig]:
-    """Rebuild the modules of a checkpoint and load their weights (strict)."""
-    cfg = from_dict(ckpt["config"], source=f"config in {path}")
-    # the weights come from the checkpoint: do not read the original weight files again
+def empty_system(cfg: TrainConfig, ckpt: dict) -> TrainableAVS:
+    """The modules a checkpoint's (validated) config describes, with their own initialisation: the
+    weights come from the checkpoint, so the original weight files are not read again. Built on
+    the ``meta`` device (``with torch.device("meta")``) it costs no memory and gives the dtypes."""
     cfg_build = TrainConfig(**{**cfg.to_dict(), "backbone_weights": None, "crop_backbone_weights": None,
                                "vggish_weights": None})
-    model = build_system(cfg_build, num_classes=ckpt["num_classes"], has_vggish=ckpt["audio_kind"] == "precomputed",
-                         audio_kind=ckpt["audio_kind"])
+    return build_system(cfg_build, num_classes=ckpt["num_classes"], has_vggish=ckpt["audio_kind"] == "precomputed",
+                        audio_kind=ckpt["audio_kind"])
+
+
+def system_from_checkpoint(ckpt: dict, path: os.PathLike | str = "checkpoint") -> tuple[TrainableAVS, TrainConfig]:
+    """Rebuild the modules of a checkpoint and load their weights (strict); its config is
+    checked first (``checkpoint_config``), its tensors before they are loaded."""
+    cfg = checkpoint_config(ckpt, path)
+    model = empty_system(cfg, ckpt)
+    refuse_bad_tensors(ckpt["model"], f"checkpoint {path}", model.avs.state_dict(), prefix="model.")
     try:
         model.avs.load_state_dict(ckpt["model"], strict=True)
         restore_parts(model, ckpt, path, exact=True)
@@ -184,5 +227,6 @@ def init_from(system: TrainableAVS, path: os.PathLike | str) -> list[str]:
     if problems:
         raise DataError(f"--init-from {path} ({source}) does not fit this config's model: "
                         + "; ".join(problems) + "; make --preset/--set match the checkpoint's model")
+    refuse_bad_tensors(sd, f"--init-from {path}", own)
     system.avs.load_state_dict(sd, strict=True)
     return ["model"] + restore_parts(system, extra, path, exact=False)

@@ -10,7 +10,6 @@ config is written to ``RUN/config.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -20,6 +19,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from avsprep.common.errors import AvsError
+from avsprep.common.jsonread import loads_limited, safe_load_limited
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -121,6 +121,10 @@ CHOICES = {
     "audio_crop_source": ("embedding", "tpavi"),
 }
 POSITIVE = ("channel", "epochs", "batch_size", "val_every", "eval_batch_videos")
+# upper bounds that keep a config (or a damaged checkpoint's) from building a model of many GB:
+# widths up to 16x the reference 256, inputs up to 4096 px (reference 224)
+MAX_WIDTH = 4096
+MAX_IMAGE_SIZE = 4096
 
 
 def field_names() -> list[str]:
@@ -199,8 +203,14 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
     for key in POSITIVE:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.image_size is not None and (cfg.image_size < 32 or cfg.image_size % 32):
-        raise ConfigError(f"config key 'image_size' must be a multiple of 32 (or null), got {cfg.image_size}")
+    if cfg.channel > MAX_WIDTH:
+        raise ConfigError(f"config key 'channel' must be <= {MAX_WIDTH} (reference 256), got {cfg.channel}")
+    if len(cfg.head_channels) != 2 or any(not 1 <= c <= MAX_WIDTH for c in cfg.head_channels):
+        raise ConfigError(f"config key 'head_channels': two widths in 1..{MAX_WIDTH} (reference 128,32), "
+                          f"got {cfg.head_channels}")
+    if cfg.image_size is not None and (cfg.image_size < 32 or cfg.image_size % 32 or cfg.image_size > MAX_IMAGE_SIZE):
+        raise ConfigError(f"config key 'image_size' must be a multiple of 32 up to {MAX_IMAGE_SIZE} (or null), "
+                          f"got {cfg.image_size}")
     if any(s not in (0, 1, 2, 3) for s in cfg.tpavi_stages):
         raise ConfigError(f"config key 'tpavi_stages': stages are 0..3, got {cfg.tpavi_stages}")
     for key in ("w_ce", "w_pairwise", "w_audio", "w_mask_crop", "lr"):
@@ -243,7 +253,7 @@ def _read_mapping(path: Path) -> dict:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     try:
-        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        doc = loads_limited(text) if path.suffix.lower() == ".json" else safe_load_limited(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
                           f"{str(exc).splitlines()[0]}") from exc
@@ -295,8 +305,14 @@ def resolve_config(preset: Optional[str] = None, file: Optional[Path | str] = No
 
 
 def from_dict(doc: Mapping[str, Any], source: str = "checkpoint") -> TrainConfig:
-    """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint or RUN/config.json)."""
-    return _validate(apply(TrainConfig(), doc, source))
+    """Rebuild a config saved by ``to_dict`` (e.g. from a checkpoint or RUN/config.json); a bad
+    value is a ``ConfigError`` naming ``source`` and the key."""
+    try:
+        return _validate(apply(TrainConfig(), doc, source))
+    except ConfigError as exc:
+        if source in str(exc):
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def resume_changes(saved: TrainConfig, overrides: Mapping[str, Any], given: Optional[TrainConfig] = None,

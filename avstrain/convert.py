@@ -13,9 +13,10 @@ from typing import Optional
 import torch
 
 from avsprep.common.atomic import atomic_write
+from avsprep.common.tensors import refuse_bad_tensors
 from avsprep.datasets.avsbench import CLASSES
-from avstrain.checkpoints import load_checkpoint, save_checkpoint
-from avstrain.config import TrainConfig, apply, from_dict, load_preset
+from avstrain.checkpoints import checkpoint_config, empty_system, load_checkpoint, save_checkpoint
+from avstrain.config import TrainConfig, apply, load_preset
 from avstrain.models.weights import (BACKBONE_PREFIX, ConvertError, detect_backbone, fit_problems, official_to_ours,
                                      ours_to_official, read_state_dict, read_weights, remap_resnet_keys,
                                      tpavi_stages_of, unwrap_state_dict)
@@ -63,6 +64,7 @@ def official_system(sd: dict, path, backbone: Optional[str] = None, setting: str
     if problems:
         raise ConvertError(f"{path}: does not fit the official {backbone} {setting.upper()} model: "
                            + "; ".join(problems) + "; nothing was written")
+    refuse_bad_tensors(sd, str(path), ours_to_official(system.avs.state_dict(), backbone))
     system.avs.load_state_dict(mapped.state_dict, strict=True)
     report = {"source": str(path), "backbone": backbone, "setting": setting, "tpavi_stages": stages,
               "loaded": len(mapped.state_dict), "dropped_unused_branch": len(mapped.dropped),
@@ -84,13 +86,16 @@ def checkpoint_to_official(src, dst, unused_branch_weights=None) -> dict:
     """``avstrain convert CKPT -o DST --to official``: a plain state dict for the official
     ``Pred_endecoder(...).load_state_dict(sd, strict=True)``, saved as its ``train.py`` does."""
     ckpt = load_checkpoint(src)
-    cfg = from_dict(ckpt["config"], source=f"config in {src}")
+    cfg = checkpoint_config(ckpt, src)
     if cfg.backbone not in BACKBONE_PREFIX:
         raise ConvertError(f"{src}: backbone {cfg.backbone!r} has no official counterpart; only resnet50 and "
                            "pvt_v2_b5 models can be exported")
     if list(cfg.head_channels) != OFFICIAL_HEAD:
         raise ConvertError(f"{src}: head_channels {cfg.head_channels} differ from the official head "
                            f"{OFFICIAL_HEAD}; such a model cannot be exported")
+    with torch.device("meta"):  # the model's dtypes, to refuse a weight cast to an integer type
+        own = empty_system(cfg, ckpt).avs.state_dict()
+    refuse_bad_tensors(ckpt["model"], f"checkpoint {src}", own, prefix="model.")
     branch = None
     if unused_branch_weights is not None and cfg.backbone == "resnet50":
         branch = remap_resnet_keys(read_state_dict(unused_branch_weights))

@@ -39,12 +39,13 @@ from avsprep.common.errors import AvsError
 from avstrain import dist
 from avstrain import reachability as reach
 from avstrain.checkpoints import (
+    checkpoint_config,
     init_from,
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
 )
-from avstrain.config import TrainConfig, from_dict
+from avstrain.config import TrainConfig
 from avstrain.data import (
     ShardDataset,
     collate,
@@ -297,7 +298,7 @@ def check_reachability(model: nn.Module, cfg: TrainConfig, shards, device, run_d
 
 def resumed_config(cfg: TrainConfig, ckpt: dict, path: Path) -> TrainConfig:
     """The run's own config from its checkpoint, except what may change between sessions."""
-    saved = from_dict(ckpt["config"], source=f"{path}")
+    saved = checkpoint_config(ckpt, path)
     return TrainConfig(**{**saved.to_dict(), "epochs": cfg.epochs, "device": cfg.device, "workers": cfg.workers})
 
 

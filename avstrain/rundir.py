@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Optional
 
 from avsprep.common.atomic import atomic_write, write_text
 from avsprep.common.errors import DataError, OutputExistsError
+from avsprep.common.jsonread import loads_limited
 from avstrain.config import TrainConfig, apply, from_dict
 
 RUN_FILES = ("config.json", "metrics.csv", "curves.png", "last.pt", "best.pt")
@@ -61,7 +61,7 @@ def saved_config(run_dir: os.PathLike | str, overrides: Optional[dict] = None) -
     if not path.is_file():
         raise DataError(f"nothing to resume: {path} does not exist; start without --resume")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_limited(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); start over with --overwrite") from exc
     if isinstance(doc, dict):

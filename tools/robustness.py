@@ -197,6 +197,45 @@ def bad_inputs(work: Path) -> dict:
 
 # ----------------------------------------------------------------------------- hostile inputs (issue 21)
 
+def run_case(counts: collections.Counter, failed: list, name: str, folder: Path, setup, run,
+             expect_finding: Optional[str] = None) -> tuple[str, str]:
+    """One hostile case, classified into ``counts``: ``setup(folder)`` writes the inputs, ``run(folder,
+    out, inputs)`` is the command under test and returns its findings (objects with ``.code`` or
+    dicts with ``"code"``). clean_error: an ``AvsError`` in one line; finding: ``expect_finding``
+    among the findings; crash: any other exception; silent: anything else, or a file written
+    outside ``folder/out`` or an input changed. Returns (class, the error or finding message)."""
+    from avsprep.common.errors import AvsError
+    from tests.helpers.hostile import tree
+
+    folder.mkdir(parents=True)
+    out_dir = folder / "out"
+    inputs = setup(folder)
+    before = tree(folder)
+    said = ""
+    try:
+        res = run(folder, out_dir, inputs)
+        res = res if isinstance(res, list) else []  # a command's other results carry no findings
+        codes = [f.get("code") if isinstance(f, dict) else getattr(f, "code", None) for f in res]
+        hits = [f for f, code in zip(res, codes) if expect_finding and code == expect_finding]
+        kind = "finding" if expect_finding and hits else "silent"
+        if hits:
+            said = hits[0]["message"] if isinstance(hits[0], dict) else hits[0].message
+    except AvsError as exc:
+        kind = "clean_error" if "\n" not in str(exc) else "silent"
+        said = str(exc)
+    except Exception as exc:  # noqa: BLE001
+        kind = "crash"
+        said = traceback.format_exception_only(exc)[-1].strip()
+        failed.append({"case": name, "why": said[:200]})
+    outside = {k: v for k, v in tree(folder).items() if not k.startswith("out/")}
+    if kind != "crash" and outside != before:
+        kind = "silent"  # wrote outside out/ or changed an input
+    counts[kind] += 1
+    if kind == "silent":
+        failed.append({"case": name, "why": "no error, or a file written outside the output / an input changed"})
+    return kind, said
+
+
 def hostile_inputs(work: Path) -> dict:
     """Names that would become paths outside the output folder, decompression bombs, deep JSON: each case
     must end as a clean one-line error or a finding, with nothing written outside its output folder and
@@ -205,36 +244,17 @@ def hostile_inputs(work: Path) -> dict:
 
     from avsprep.annotations.createml import parse_createml
     from avsprep.annotations.propose import ProposalWriter
-    from avsprep.common.errors import AvsError
     from avsprep.common.images import image_size, open_image
     from avsprep.datasets.avss import read_avss_metadata
     from avsprep.demo.avsbench import write_avsbench_demo
     from avstrain.mask_files import MaskSink, write_binary_masks
-    from tests.helpers.hostile import DEEP_JSON, HOSTILE, bomb_jpeg, bomb_png, s4_csv, tree
+    from tests.helpers.hostile import DEEP_JSON, HOSTILE, bomb_jpeg, bomb_png, s4_csv
 
     counts = collections.Counter()
     failed = []
 
     def case(name: str, folder: Path, setup, run, expect_finding: Optional[str] = None) -> None:
-        """``setup(folder)`` writes the inputs, ``run(folder, out, inputs)`` is the command under test."""
-        folder.mkdir(parents=True)
-        out_dir = folder / "out"
-        inputs = setup(folder)
-        before = tree(folder)
-        try:
-            res = run(folder, out_dir, inputs)
-            kind = "finding" if expect_finding and expect_finding in {f.code for f in res} else "silent"
-        except AvsError as exc:
-            kind = "clean_error" if "\n" not in str(exc) else "silent"
-        except Exception as exc:  # noqa: BLE001
-            kind = "crash"
-            failed.append({"case": name, "why": traceback.format_exception_only(exc)[-1][:200]})
-        outside = {k: v for k, v in tree(folder).items() if not k.startswith("out/")}
-        if kind != "crash" and outside != before:
-            kind = "silent"  # wrote outside out/ or changed an input
-        counts[kind] += 1
-        if kind == "silent":
-            failed.append({"case": name, "why": "no error, or a file written outside the output / an input changed"})
+        run_case(counts, failed, name, folder, setup, run, expect_finding)
 
     def name_of(folder: Path, raw: str) -> str:
         return str(folder / "abs_esc") if raw == "ABSOLUTE" else raw
@@ -413,6 +433,214 @@ def stale_and_mismatch(work: Path) -> dict:
     return {"cases": sum(counts.values()),
             **{k: counts.get(k, 0) for k in ("handled", "clean_error", "wrong_error", "traceback", "silent")},
             "failed": failed}
+def weights_and_shards(work: Path) -> dict:
+    """Issue 21's numbers that cannot be right: weight files and checkpoints with NaN/inf or integer-cast
+    weights, checkpoint configs out of range, a --resume that changes the config, shards edited by hand
+    and re-hashed, a mask of another size than its frame, deep or aliased YAML, a bomb frame in the demo's
+    raw videos. Counted like ``hostile_inputs``: clean_error / finding / crash / silent."""
+    import json
+    import shutil
+
+    import numpy as np
+    import torch
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from avsprep.annotations.propose import run_propose
+    from avsprep.audio import VGGish, load_vggish
+    from avsprep.build import BuildOptions, build_shards
+    from avsprep.common.errors import AvsError
+    from avsprep.datasets.avsbench import AVSBenchLayout
+    from avsprep.demo import write_demo
+    from avsprep.importer import run_import
+    from avsprep.shards import ShardSet, verify_shards
+    from avstrain.checkpoints import init_from, load_checkpoint, system_from_checkpoint
+    from avstrain.cli import cli as avstrain_cli
+    from avstrain.config import apply, load_file, load_preset
+    from avstrain.convert import official_to_checkpoint
+    from avstrain.models import build_avs_model
+    from avstrain.models.backbones import ResNet50Backbone
+    from avstrain.models.weights import ours_to_official
+    from avstrain.system import build_system
+    from tests.helpers.hostile import (DEEP_JSON, bomb_png, edit_first_shard, nan_first, replace_dataset,
+                                       tiny_checkpoint)
+
+    counts = collections.Counter()
+    failed = []
+    base = work / "weights-shards"
+
+    outcomes = []
+
+    def case(name, setup, run, expect_finding=None):
+        kind, said = run_case(counts, failed, name, base / f"{sum(counts.values()):02d}", setup, run, expect_finding)
+        outcomes.append({"case": name, "class": kind, "message": said.replace(str(work), "TMP")[:240]})
+
+    def cli_errors(result):
+        """A CLI run as the cases see it: exit 0 -> no findings; a one-line 'Error:' -> AvsError."""
+        if result.exit_code == 0:
+            return []
+        if "Traceback" in result.output or result.exception and not isinstance(result.exception, SystemExit):
+            raise RuntimeError(result.output[-300:])
+        raise AvsError([ln for ln in result.output.splitlines() if ln.startswith("Error:")][-1])
+
+    # --- shared inputs, made once: an official-format ResNet-50 file, demo shards and a demo run's config
+    shared = work / "shared-inputs"
+    shared.mkdir(parents=True)
+    torch.manual_seed(0)
+    official = ours_to_official(build_avs_model("resnet50").state_dict(), "resnet50")
+    root = shared / "demo"
+    write_demo(root, clips=12, seed=0, quiet=True)
+    run_import(root, shared / "boxes.csv", quiet=True)
+    build_shards(shared / "boxes.csv", root, shared / "shards", BuildOptions(crop_size=32), quiet=True)
+
+    def official_file(edit):
+        def setup(f):
+            sd = {k: v.clone() for k, v in official.items()}
+            changed = edit(sd)
+            torch.save(changed if isinstance(changed, dict) else sd, f / "S4_best.pth")
+            return f / "S4_best.pth"
+        return setup
+
+    # --- weights and checkpoints
+    case("convert: official file with NaN weights", official_file(nan_first),
+         lambda f, out, p: official_to_checkpoint(p, (out.mkdir(), out / "x.pt")[1]))
+    case("convert: official file cast to int64", official_file(lambda sd: {k: v.long() for k, v in sd.items()}),
+         lambda f, out, p: official_to_checkpoint(p, (out.mkdir(), out / "x.pt")[1]))
+    case("init-from: official file with inf weights", official_file(lambda sd: sd["output_conv.4.bias"].fill_(np.inf)),
+         lambda f, out, p: init_from(build_system(apply(load_preset("s4-resnet50-avsbench"),
+                                                        {"audio_encoder": "precomputed"}, "x"), 23, True), p))
+    case("evaluate: checkpoint with NaN weights", lambda f: tiny_checkpoint(f / "nan.pt", model_edit=nan_first),
+         lambda f, out, p: system_from_checkpoint(load_checkpoint(p), p))
+    case("evaluate: checkpoint cast to int64",
+         lambda f: tiny_checkpoint(f / "int.pt", model_edit=lambda sd: sd.update({k: v.long() for k, v in sd.items()})),
+         lambda f, out, p: system_from_checkpoint(load_checkpoint(p), p))
+    case("init-from: checkpoint with NaN weights", lambda f: tiny_checkpoint(f / "nan.pt", model_edit=nan_first),
+         lambda f, out, p: init_from(build_system(apply(load_preset("demo"), {"channel": 16}, "x"), 23, False), p))
+    case("init-from: checkpoint with a NaN crop head",
+         lambda f: tiny_checkpoint(f / "nan.pt", edit=lambda c: nan_first(c["crop_head"])),
+         lambda f, out, p: init_from(build_system(apply(load_preset("demo"), {"channel": 16}, "x"), 23, False), p))
+    for what, edit in (("NaN", nan_first), ("int64", lambda sd: sd.update(
+            {k: v.long() for k, v in sd.items() if v.is_floating_point()}))):
+        def backbone(f, edit=edit):
+            sd = ResNet50Backbone().state_dict()
+            edit(sd)
+            torch.save(sd, f / "resnet50.pth")
+            return f / "resnet50.pth"
+        case(f"backbone_weights: ResNet-50 file with {what} weights", backbone,
+             lambda f, out, p: ResNet50Backbone().load_pretrained(p))
+    def vggish(f):
+        sd = VGGish().state_dict()
+        nan_first(sd)
+        torch.save(sd, f / "vggish.pth")
+        return f / "vggish.pth"
+    case("vggish_weights: file with NaN weights", vggish, lambda f, out, p: load_vggish(p, check_hash=False))
+    for label, edit in (("num_classes -5", lambda c: c.update(num_classes=-5)),
+                        ("channel 200000", lambda c: c["config"].update(channel=200000)),
+                        ("head_channels 10^7", lambda c: c["config"].update(head_channels=[128, 10**7])),
+                        ("image_size 10^6", lambda c: c["config"].update(image_size=10**6)),
+                        ("lr 'abc'", lambda c: c["config"].update(lr="abc")),
+                        ("audio_kind unknown", lambda c: c.update(audio_kind="nope")),
+                        ("config not a mapping", lambda c: c.update(config=[1, 2]))):
+        case(f"checkpoint config: {label}", lambda f, edit=edit: tiny_checkpoint(f / "bad.pt", edit=edit),
+             lambda f, out, p: system_from_checkpoint(load_checkpoint(p), p))
+
+    def run_dir(f):
+        (f / "run").mkdir()
+        cfg = apply(load_preset("demo"), {"channel": 16}, "x")
+        (f / "run" / "config.json").write_text(json.dumps(cfg.to_dict()))
+        tiny_checkpoint(f / "run" / "last.pt")
+        return f / "run"
+    for sets in (["--set", "lr=0.5"], ["--set", "seed=7"], ["--lr", "0.5"]):
+        case(f"train --resume {' '.join(sets)}", run_dir,
+             lambda f, out, run, sets=sets: cli_errors(CliRunner().invoke(
+                 avstrain_cli, ["train", str(shared / "shards"), "-o", str(run), "--resume", *sets])))
+
+    # --- shards edited by hand and re-hashed
+    def shards_copy(change=None, classes=None):
+        def setup(f):
+            shutil.copytree(shared / "shards", f / "shards")
+            if change:
+                edit_first_shard(f / "shards", change)
+            if classes:
+                m = f / "shards" / "manifest.json"
+                doc = json.loads(m.read_text())
+                doc["classes"] = doc["classes"][:classes]
+                m.write_text(json.dumps(doc))
+            return f / "shards"
+        return setup
+
+    def set_values(name, index, value):
+        def change(h5):
+            a = h5[name][()]
+            a[index] = value
+            h5[name][...] = a
+        return change
+
+    case("verify: S4 masks of 2", shards_copy(set_values("masks", (0, 0, 5, 5), 2)),
+         lambda f, out, s: verify_shards(s), "shard-mask-values")
+    case("verify: label 999", shards_copy(set_values("label", 0, 999)),
+         lambda f, out, s: verify_shards(s), "shard-label")
+    case("verify: 3 classes in the manifest, labels up to 15", shards_copy(set_values("label", slice(None), 15), 3),
+         lambda f, out, s: verify_shards(s), "shard-label")
+    case("verify: a box beyond the 224 px frame", shards_copy(set_values("boxes", (0, 5), 300.0)),
+         lambda f, out, s: verify_shards(s), "shard-boxes")
+    for label, change in (("frames float32", replace_dataset("frames", dtype=np.float32)),
+                          ("frames 112 px", lambda h5: replace_dataset("frames", shape=(h5["frames"].shape[0], 5, 112,
+                                                                                        112, 3))(h5)),
+                          ("masks renamed", lambda h5: h5.move("masks", "mask"))):
+        case(f"train/inspect: shard with {label}", shards_copy(change),
+             lambda f, out, s: ShardSet(s, "train", verify=True)[0])
+        case(f"inspect (no verify): shard with {label}", shards_copy(change), lambda f, out, s: ShardSet(s)[0])
+
+    # --- propose: a mask of another size than its frame
+    def half_mask(f):
+        shutil.copytree(root, f / "root")
+        layout = AVSBenchLayout.from_root(f / "root")
+        clip = layout.clips(["train"])[0]
+        w, h = Image.open(layout.frame_path(clip, 1)).size
+        m = np.zeros((h // 2, w // 2), np.uint8)
+        m[5:25, 10:30] = 255
+        Image.fromarray(m).save(layout.mask_path(clip, 1))
+        return f / "root"
+    case("propose: mask half the size of its frame", half_mask,
+         lambda f, out, r: run_propose(r, annotations=out, splits=["train"], quiet=True).get("findings", []),
+         "propose-size-mismatch")
+
+    # --- YAML and JSON caps
+    deep_flow, deep_block = "names: " + "[" * 100_000 + "]" * 100_000, "names:\n" + "".join(
+        " " * i + "- \n" for i in range(1200))
+    alias = ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+             "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\nnames: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n")
+    for label, text in (("deep flow", deep_flow), ("deep block", deep_block), ("alias bomb", alias)):
+        def with_yaml(f, text=text):
+            shutil.copytree(root, f / "root")
+            (f / "root" / "s4_data" / "visual_frames" / "data.yaml").write_text(text)
+            return f / "root"
+        case(f"import: YOLO data.yaml {label}", with_yaml,
+             lambda f, out, r: run_import(r, (out.mkdir(), out / "b.csv")[1], quiet=True).get("findings", []),
+             "yolo-class-file-bad")
+    for label, name, text in (("deep YAML", "c.yaml", deep_flow), ("block YAML", "c.yaml", deep_block),
+                              ("deep JSON", "c.json", DEEP_JSON)):
+        def cfg_file(f, name=name, text=text):
+            (f / name).write_text(text)
+            return f / name
+        case(f"train --config: {label}", cfg_file, lambda f, out, p: load_file(p))
+
+    # --- images: the demo's raw videos
+    try:
+        import av  # noqa: F401
+        from avsprep.demo.raw_videos import write_raw_videos
+    except ImportError:
+        write_raw_videos = None
+    if write_raw_videos is not None:
+        def bomb_frame(f):
+            write_demo(f / "root", clips=3, seed=0, quiet=True)
+            layout = AVSBenchLayout.from_root(f / "root")
+            bomb_png(layout.frame_path(layout.clips()[0], 2))
+            return f / "root"
+        case("demo raw videos: a bomb frame", bomb_frame, lambda f, out, r: write_raw_videos(r, quiet=True))
+    return {"cases": sum(counts.values()), **{k: counts.get(k, 0) for k in ("clean_error", "finding", "crash", "silent")},
+            "failed": failed, "outcomes": outcomes}
 
 
 # ----------------------------------------------------------------------------- main
@@ -435,6 +663,9 @@ def main(argv=None) -> int:
     say("hostile inputs (names as paths, image bombs, deep JSON)")
     with tempfile.TemporaryDirectory(prefix="avs-hostile-") as tmp:
         report["hostile"] = hostile_inputs(Path(tmp))
+    say("weights, checkpoints, shards, propose sizes, YAML (issue 21)")
+    with tempfile.TemporaryDirectory(prefix="avs-weights-") as tmp:
+        report["weights_and_shards"] = weights_and_shards(Path(tmp))
     if not args.skip_build:
         with tempfile.TemporaryDirectory(prefix="avs-robust-") as tmp:
             work = Path(tmp)
@@ -457,7 +688,8 @@ def main(argv=None) -> int:
                 + k.get("byte_mismatches", 0) + (k.get("clean_builds_identical") is False)
                 + (report.get("disk_full", {}).get("ok") is False)
                 + len(report.get("bad_input", {}).get("failed", []))
-                + len(report["hostile"]["failed"]) + len(report["stale_and_mismatch"]["failed"]))
+                + len(report["hostile"]["failed"]) + len(report["stale_and_mismatch"]["failed"])
+                + len(report["weights_and_shards"]["failed"]))
     report["files_lost"] = k.get("files_lost", 0)
     report["failures"] = failures
     report["seconds"] = round(time.monotonic() - t0, 1)

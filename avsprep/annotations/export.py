@@ -32,6 +32,7 @@ from avsprep.annotations.labelimg_xml import (
 from avsprep.annotations.table import read_table
 from avsprep.common.atomic import write_bytes, write_text
 from avsprep.common.errors import DataError
+from avsprep.common.jsonread import JsonLimitError
 from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.datasets.frames import read_frame_sizes
 
@@ -131,7 +132,10 @@ def run_export(table, out_dir, to: str = "voc", root=None, classes_file=None) ->
     df = read_table(table)
     classes = None
     if classes_file is not None:
-        classes = yolo.parse_class_text(Path(classes_file).read_text(encoding="utf-8"), Path(classes_file).name)
+        try:
+            classes = yolo.parse_class_text(Path(classes_file).read_text(encoding="utf-8"), Path(classes_file).name)
+        except JsonLimitError as exc:
+            raise DataError(f"{classes_file}: {exc}; give a flat class list") from None
         if not classes:
             raise DataError(f"{classes_file}: no class names in it (one per line, or YAML 'names')")
     sizes = None

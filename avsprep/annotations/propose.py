@@ -12,6 +12,8 @@ Both go through :class:`ProposalWriter`:
   ``<source><database>`` = ``avsprep-propose:SOURCE``; labelImg writes
   ``Unknown`` there whenever the annotator saves, so ``validate`` can count
   the frames still carrying unchecked proposals;
+* a mask of another size than its frame: the box is scaled to the frame's pixels (the XML's
+  ``<size>`` is the frame's) and a ``propose-size-mismatch`` warning names both files;
 * a frame that already has an annotation file of any format (``{stem}.xml``,
   ``.txt``, ``.json`` anywhere under the annotation folder, or an image entry
   of a CreateML file) is skipped, and a file is only ever created with an
@@ -32,6 +34,7 @@ from avsprep.annotations import createml
 from avsprep.common.atomic import fsync_dir, tmp_path_for
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
+from avsprep.common.findings import Finding
 from avsprep.common.images import open_guarded
 from avsprep.common.paths import inside
 from avsprep.datasets.avsbench import AVSBenchLayout
@@ -58,6 +61,15 @@ def mask_boxes(mask: np.ndarray, all_blobs: bool = False) -> list[tuple[int, int
         sy, sx = slices[i]
         out.append((int(sx.start), int(sy.start), int(sx.stop), int(sy.stop)))
     return out
+
+
+def scale_boxes(boxes, mask_size: tuple[int, int], frame_size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Pixel-edge boxes found on a ``mask_size`` (w, h) mask -> the ``frame_size`` frame's pixels,
+    rounded outwards (a box never shrinks below what the mask covers) and clamped to the frame."""
+    (mw, mh), (fw, fh) = mask_size, frame_size
+    sx, sy = fw / mw, fh / mh
+    return [(max(0, int(np.floor(x0 * sx))), max(0, int(np.floor(y0 * sy))),
+             min(fw, int(np.ceil(x1 * sx))), min(fh, int(np.ceil(y1 * sy)))) for x0, y0, x1, y1 in boxes]
 
 
 def existing_annotation_stems(ann_dir: Path) -> set[str]:
@@ -174,6 +186,7 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
     ann_dir = Path(annotations) if annotations is not None else layout.frames_dir()
     writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
     no_mask = 0
+    findings: list[Finding] = []
     for clip in progress(clips, quiet=quiet, desc="propose", unit="clip"):
         label = layout.box_label(clip)
         for k in layout.mask_frames(clip):
@@ -197,7 +210,15 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
                     (w, h), depth = im.size, len(im.getbands())
             except (OSError, ValueError):
                 (h, w), depth = mask.shape, 3
-            writer.propose(rel_dir, stem, mask_boxes(mask, all_blobs), label, w, h, depth,
+            boxes = mask_boxes(mask, all_blobs)
+            mh, mw = mask.shape[:2]
+            if (mw, mh) != (w, h):  # the XML speaks the frame's pixels: move the boxes there
+                boxes = scale_boxes(boxes, (mw, mh), (w, h))
+                findings.append(Finding("propose-size-mismatch", "warning",
+                                        f"mask {mpath} is {mw}x{mh} but its frame {frame} is {w}x{h}; the box was "
+                                        "scaled to the frame: check it (or fix the mask) in labelImg",
+                                        file=str(mpath), clip=clip.name, frame=k))
+            writer.propose(rel_dir, stem, boxes, label, w, h, depth,
                            folder=frame.parent.name, filename=frame.name, path=str(frame.absolute()))
     c = writer.counts
     verb = "Would write" if dry_run else "Wrote"
@@ -205,6 +226,9 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
     lines = [f"{verb} {n} proposal(s) from {source} under {ann_dir} ({c['boxes']} box(es); "
              f"{c['empty_masks']} empty mask(s) gave a file with no box); skipped {c['skipped_existing']} "
              f"frame(s) that already have an annotation file; {no_mask} mask file(s) missing."]
+    lines += [f.format() for f in findings[:20]]
+    if len(findings) > 20:
+        lines.append(f"  ... and {len(findings) - 20} more mask(s) of another size than their frame")
     if dry_run:
         lines += [f"  {p}" for p in writer.planned[:20]]
         if len(writer.planned) > 20:
@@ -213,4 +237,5 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
         lines.append("Next: check them in labelImg (Space = verify, then save), then avsprep import.")
     return {"text": "\n".join(lines), "source": source, "annotations": str(ann_dir), "dry_run": dry_run,
             "proposed": {source: n}, "boxes": c["boxes"], "skipped_existing": c["skipped_existing"],
-            "empty_masks": c["empty_masks"], "masks_missing": no_mask, "planned": writer.planned}
+            "empty_masks": c["empty_masks"], "masks_missing": no_mask, "planned": writer.planned,
+            "findings": [f.to_dict() for f in findings]}

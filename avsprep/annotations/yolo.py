@@ -22,6 +22,7 @@ from typing import Optional
 import yaml
 
 from avsprep.common.findings import Finding
+from avsprep.common.jsonread import safe_load_limited
 
 CLASS_FILES = ("classes.txt", "obj.names", "data.yaml", "data.yml")
 # .txt files that are never label files (CVAT's image lists, Roboflow's notes)
@@ -130,19 +131,25 @@ def yolo_line(cls: int, cx: float, cy: float, w: float, h: float) -> str:
 
 
 def parse_class_text(text: str, name: str) -> Optional[list[str]]:
-    """Class names from a class file's text: one per line (classes.txt, obj.names) or YAML ``names``."""
+    """Class names from a class file's text: one per line (classes.txt, obj.names) or YAML ``names``.
+
+    None when there are none; a YAML nested deeper than ``jsonread.MAX_DEPTH`` raises
+    ``JsonLimitError`` (a ValueError) for the caller's finding. A name must be a plain value:
+    a list or mapping in its place (or a YAML alias to one) makes the file unreadable."""
     if name.lower().endswith((".yaml", ".yml")):
         try:
-            doc = yaml.safe_load(text)
+            doc = safe_load_limited(text)
         except yaml.YAMLError:
             return None
         names = doc.get("names") if isinstance(doc, dict) else None
         if isinstance(names, dict):  # Ultralytics: {0: person, 1: car}
             try:
-                return [str(names[k]) for k in sorted(names, key=int)]
+                names = [names[k] for k in sorted(names, key=int)]
             except (TypeError, ValueError):
                 return None
-        return [str(n) for n in names] if isinstance(names, list) else None
+        if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
+            return None
+        return [str(n) for n in names]
     return [ln.rstrip("\r") for ln in text.strip("\n").split("\n") if ln.strip()]
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from avsprep.common.atomic import file_sha256
 from avsprep.common.errors import DataError
+from avsprep.common.tensors import refuse_bad_tensors
 
 # The weight file torchvggish shipped before its 2019-06-06 flatten-order fix.
 PRE_FIX_WEIGHTS = "vggish-cbfe8f1c.pth"
@@ -158,6 +159,7 @@ def load_vggish(path: os.PathLike | str, relu: bool = True, *, check_hash: bool 
     problems = _shape_problems(state_dict, model.state_dict())
     if problems:
         raise DataError(f"{path}: not a VGGish state dict: {'; '.join(problems)}")
+    refuse_bad_tensors(state_dict, str(path), model.state_dict())
     state_dict = {k: v.to(torch.float32) for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.eval()

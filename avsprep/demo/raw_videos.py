@@ -18,11 +18,11 @@ from pathlib import Path
 # never by ``import avsprep.cli``), which always encodes.
 import av
 import numpy as np
-from PIL import Image
 
 from avsprep.audio.sources import read_wav
 from avsprep.common import atomic
 from avsprep.common.clikit import progress
+from avsprep.common.images import open_image
 from avsprep.datasets.avsbench import AVSBenchLayout
 
 FPS = Fraction(30000, 1001)
@@ -71,7 +71,8 @@ def write_raw_videos(root, quiet: bool = False) -> int:
     layout = AVSBenchLayout.from_root(root)
     clips = layout.clips()
     for clip in progress(clips, quiet=quiet, desc="raw videos", unit="clip"):
-        frames = [np.asarray(Image.open(layout.frame_path(clip, k)).convert("RGB")) for k in range(1, 6)]
+        frames = [np.asarray(open_image(layout.frame_path(clip, k), clip.name, f"frame {k}", "RGB"))
+                  for k in range(1, 6)]
         wave, sr = read_wav(layout.wav_path(clip))
         pcm = np.clip(np.rint(wave * 32768), -32768, 32767).astype(np.int16)
         encode_clip(frames, pcm, sr, layout.raw_video_path(clip))

@@ -3,7 +3,6 @@ NumPy array of clips), with one ``_OpenShard`` per shard file opened in this pro
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -13,8 +12,10 @@ import numpy as np
 
 from avsprep.common.atomic import file_sha256
 from avsprep.common.errors import DataError, IntegrityError
+from avsprep.common.jsonread import loads_limited
 from avsprep.shards.integrity import untrusted
-from avsprep.shards.schema import MANIFEST, NO_MANIFEST, SCHEMA_VERSION, SETTING_DATASETS, as_text
+from avsprep.shards.schema import (MANIFEST, NO_MANIFEST, REQUIRED_ATTRS, SCHEMA_VERSION, SETTING_DATASETS, as_text,
+                                   dataset_schema)
 
 def read_manifest(directory: os.PathLike | str) -> dict:
     """The manifest of a shard folder; ``DataError`` when the build did not finish."""
@@ -22,13 +23,60 @@ def read_manifest(directory: os.PathLike | str) -> dict:
     if not path.is_file():
         raise DataError(f"{Path(directory)}: {NO_MANIFEST}")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_limited(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"{path}: unreadable manifest ({exc}); rebuild with avsprep build --overwrite") from exc
     if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
         raise IntegrityError(f"{path}: schema version {doc.get('schema_version') if isinstance(doc, dict) else '?'} "
                              f"!= {SCHEMA_VERSION}; rebuild the shards with this toolkit version")
     return doc
+
+
+def schema_problems(f: h5py.File) -> list[tuple[str, str]]:
+    """``(finding code, message)`` for each way an open shard differs from the schema: attributes,
+    schema version, a missing, extra or renamed dataset, a shape, dtype or chunking other than
+    ``schema.dataset_schema``'s. Metadata only (no data is read), so every reader can afford it
+    when it opens a shard. Empty for a shard as ``avsprep build`` writes it."""
+    missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
+    if missing:
+        return [("shard-attrs", f"missing attribute(s) {', '.join(missing)}")]
+    if int(f.attrs["schema_version"]) != SCHEMA_VERSION:
+        return [("shard-schema-version", f"schema version {f.attrs['schema_version']} != {SCHEMA_VERSION}; "
+                                         "rebuild the shards")]
+    if "video" not in f:
+        return [("shard-dataset-missing", "no 'video' dataset")]
+    out = []
+    n = f["video"].shape[0] if f["video"].shape else 0
+    boxes = f["boxes"].shape[0] if "boxes" in f and f["boxes"].shape else 0
+    spec = dataset_schema(n, int(f.attrs["crop_size"]), "audio_vggish" in f, boxes, as_text(f.attrs["setting"]))
+    for name, (shape, dtype) in spec.items():
+        if name not in f:
+            out.append(("shard-dataset-missing", f"no {name!r} dataset"))
+            continue
+        ds = f[name]
+        if not isinstance(ds, h5py.Dataset):
+            out.append(("shard-dataset-missing", f"{name!r} is a group, not a dataset"))
+            continue
+        if ds.shape != shape:
+            out.append(("shard-shape", f"{name} has shape {list(ds.shape)}, expected {list(shape)}"))
+        ok = (h5py.check_string_dtype(ds.dtype) is not None) if dtype == "str" else ds.dtype == dtype
+        if not ok:
+            out.append(("shard-dtype", f"{name} has dtype {ds.dtype}, expected {dtype}"))
+        if name != "boxes" and n and ds.chunks is not None and ds.chunks[0] != 1:
+            out.append(("shard-chunks", f"{name} is chunked {ds.chunks}, expected one clip per chunk"))
+    extra = sorted(set(f.keys()) - set(spec))
+    if extra:
+        out.append(("shard-dataset-extra", f"unexpected dataset(s) {', '.join(extra)}"))
+    return out
+
+
+def refuse_off_schema(f: h5py.File, path: Path) -> None:
+    """``IntegrityError`` in one line naming the shard and its first problems (``schema_problems``)."""
+    problems = [msg for _, msg in schema_problems(f)]
+    if problems:
+        raise IntegrityError(f"shard {path} does not match the shard schema: " + "; ".join(problems[:3])
+                             + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
+                             + "; it was edited or comes from another tool: rebuild it with avsprep build")
 
 
 # per-clip datasets read row by row; the small ones are read whole when a shard is opened
@@ -54,6 +102,7 @@ class _OpenShard:
         self.f = h5py.File(path, "r", rdcc_nbytes=0)
         try:
             f = self.f
+            refuse_off_schema(f, path)
             self.names = [as_text(v) for v in f["video"][()]]
             self.labels = f["label"][()].astype(np.int64)
             self.mask_valid = f["mask_valid"][()]
@@ -112,11 +161,14 @@ class ShardSet:
     ``s.names``, ``s.classes``, ``s.manifest``, ``s.has_vggish``. HDF5 files are
     opened lazily and per process (safe in DataLoader workers after fork).
 
-    ``verify=True``: every shard must exist with the manifest's byte size, and
+    ``verify=True``: every shard must exist with the manifest's byte size and match the schema's
+    datasets, shapes and dtypes (``schema_problems``, metadata only, checked here so a
+    hand-edited shard is refused before any DataLoader worker reads it), and
     a shard not covered by a valid verification record (``avsprep.shards.integrity``)
     is hashed against the manifest the first time this process reads from it,
     before any of its clips is returned. ``verify="full"`` hashes every shard
-    at open (the old rule). ``verify=False`` checks nothing.
+    at open (the old rule). ``verify=False`` checks nothing at open; every
+    shard's schema is still checked when this process first reads from it.
     """
 
     def __init__(self, directory: os.PathLike | str, split: Optional[str] = None, verify=False):
@@ -155,9 +207,24 @@ class ShardSet:
             if verify == "full":
                 for si in sorted(self._unhashed):
                     self._check_hash(si)
+            for si in range(len(self.shards)):  # metadata only: an edited shard is refused here, not in a worker
+                self._check_schema(si)
         # ------------------------------------------------------------------------------
         self._files: dict[int, _OpenShard] = {}
         self._pid = os.getpid()
+
+    def _check_schema(self, si: int) -> None:
+        """Open shard ``si`` for its metadata, refuse it when it is off the schema, close it. One that
+        HDF5 cannot open is hashed first when untrusted, so damage is reported as a hash mismatch."""
+        path = self.dir / self.shards[si]["file"]
+        try:
+            with h5py.File(path, "r") as f:
+                refuse_off_schema(f, path)
+        except OSError as exc:
+            if si in self._unhashed:
+                self._check_hash(si)
+            raise IntegrityError(f"shard {path} cannot be opened ({exc}); "
+                                 "run avsprep verify, then avsprep build --resume") from exc
 
     def _check_hash(self, si: int) -> None:
         """Hash shard ``si`` against the manifest (once per process); IntegrityError naming it."""
@@ -211,6 +278,8 @@ class ShardSet:
             path = self.dir / self.shards[si]["file"]
             try:
                 f = _OpenShard(path)
+            except IntegrityError:
+                raise
             except (OSError, ValueError, KeyError) as exc:
                 raise IntegrityError(f"shard {path} cannot be opened ({exc}); "
                                      "run avsprep verify, then avsprep build --resume") from exc

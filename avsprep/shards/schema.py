@@ -46,6 +46,10 @@ MASK_DECODING = {"s4": {"pil_mode": "1", "scale": 1}, "ms3": {"pil_mode": "P", "
                  # AVSS: labels_rgb through the 71-colour palette -> class index (AVSSLayout.decode_mask)
                  "avss": {"pil_mode": "RGB", "palette": "avss-71", "off_palette": 0, "scale": 1}}
 
+# The largest value a stored mask may hold under each decoding: S4 0/1; MS3 the P-mode value 0..255
+# (soft targets value/255); AVSS a class index, so below the manifest's class count.
+MASK_MAX = {"s4": 1, "ms3": 255, "avss": "classes"}
+
 # Datasets a setting adds to the common ones: name -> (per "step" or per "clip", dtype).
 # AVSS: the official loader's flags, the class of the cropped box (-1: no crop / unknown) and the subset.
 SETTING_DATASETS = {

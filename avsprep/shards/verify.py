@@ -15,14 +15,18 @@ from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError, IntegrityError
 from avsprep.common.findings import Finding
 from avsprep.shards.integrity import file_identity, read_record, write_record
-from avsprep.shards.reader import read_manifest
-from avsprep.shards.schema import MANIFEST, REQUIRED_ATTRS, SCHEMA_VERSION, as_text, dataset_schema
+from avsprep.shards.reader import read_manifest, schema_problems
+from avsprep.shards.schema import FRAME_SIZE, MANIFEST, MASK_DECODING, MASK_MAX, as_text
 
 def check_shard_file(path: os.PathLike | str, split: Optional[str] = None,
-                     clips: Optional[list[str]] = None) -> list[Finding]:
-    """Open one shard and check datasets, shapes, dtypes and attributes against the schema.
+                     clips: Optional[list[str]] = None, classes: Optional[list] = None,
+                     values: bool = False) -> list[Finding]:
+    """Open one shard and check datasets, shapes, dtypes and attributes against the schema;
+    ``values``: also the values the schema promises (``value_problems``; reads every value, so
+    ``avsprep verify`` does it, not the build checking what it has just written).
 
-    ``clips``: the expected clip names, in row order (manifest or build plan).
+    ``clips``: the expected clip names, in row order (manifest or build plan); ``classes``: the
+    manifest's class list (class indices must fall inside it).
     """
     path = Path(path)
     out: list[Finding] = []
@@ -36,52 +40,98 @@ def check_shard_file(path: os.PathLike | str, split: Optional[str] = None,
         err("shard-unreadable", f"cannot open as HDF5 ({exc}); rebuild with avsprep build --resume")
         return out
     with f:
-        missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
-        if missing:
-            err("shard-attrs", f"missing attribute(s) {', '.join(missing)}")
-            return out
-        if int(f.attrs["schema_version"]) != SCHEMA_VERSION:
-            err("shard-schema-version", f"schema version {f.attrs['schema_version']} "
-                                        f"!= {SCHEMA_VERSION}; rebuild the shards")
+        problems = schema_problems(f)
+        for code, msg in problems:
+            err(code, msg)
+        if problems:
             return out
         if split is not None and as_text(f.attrs["split"]) != split:
             err("shard-split", f"split attribute {as_text(f.attrs['split'])!r} != {split!r}")
-        if "video" not in f:
-            err("shard-dataset-missing", "no 'video' dataset")
-            return out
-        n = f["video"].shape[0]
-        crop = int(f.attrs["crop_size"])
-        vggish = "audio_vggish" in f
-        m = f["boxes"].shape[0] if "boxes" in f else 0
-        setting = as_text(f.attrs["setting"])
-        for name, (shape, dtype) in dataset_schema(n, crop, vggish, m, setting).items():
-            if name not in f:
-                err("shard-dataset-missing", f"no {name!r} dataset")
-                continue
-            ds = f[name]
-            if ds.shape != shape:
-                err("shard-shape", f"{name} has shape {list(ds.shape)}, expected {list(shape)}")
-            ok = (h5py.check_string_dtype(ds.dtype) is not None) if dtype == "str" else ds.dtype == dtype
-            if not ok:
-                err("shard-dtype", f"{name} has dtype {ds.dtype}, expected {dtype}")
-            if name != "boxes" and n and ds.chunks is not None and ds.chunks[0] != 1:
-                err("shard-chunks", f"{name} is chunked {ds.chunks}, expected one clip per chunk")
-        extra = sorted(set(f.keys()) - set(dataset_schema(n, crop, vggish, m, setting)))
-        if extra:
-            err("shard-dataset-extra", f"unexpected dataset(s) {', '.join(extra)}")
-        if out:
-            return out
         names = [as_text(v) for v in f["video"][()]]
         if clips is not None and names != list(clips):
             err("shard-clips", f"holds {len(names)} clip(s) {names[:3]}..., expected {len(clips)} "
                                f"{list(clips)[:3]}... (the manifest index disagrees)")
-        labels = f["label"][()]
-        if n and (labels.min() < 0):
-            err("shard-label", "negative class index in 'label'")
-        if m:
-            rows = f["boxes"][:, 0]
-            if (rows < 0).any() or (rows >= n).any() or (np.diff(rows) < 0).any():
+        if values:
+            out.extend(Finding(code, "error", msg, file=str(path), clip=clip)
+                       for code, msg, clip in value_problems(f, names, classes))
+        else:  # what the writer could get wrong cheaply: negative labels, box rows
+            if (f["label"][()] < 0).any():
+                err("shard-label", "negative class index in 'label'")
+            rows = f["boxes"][:, 0] if f["boxes"].shape[0] else np.zeros(0)
+            if (rows < 0).any() or (rows >= len(names)).any() or (np.diff(rows) < 0).any():
                 err("shard-boxes", "boxes clip_row column out of range or not sorted")
+    return out
+
+
+def _clips_line(names: list[str], rows) -> str:
+    rows = sorted(set(int(r) for r in rows))
+    head = ", ".join(names[r] for r in rows[:3])
+    return f"clip(s) {head}" + (f" (+{len(rows) - 3} more)" if len(rows) > 3 else "")
+
+
+def value_problems(f: h5py.File, names: list[str], classes: Optional[list] = None) -> list[tuple[str, str, str]]:
+    """``(code, message, first clip)`` for each value a shard holds that its schema does not allow:
+    mask values per the setting's decoding (``schema.MASK_MAX``), class indices (``label``,
+    ``crop_label``, the boxes' class) against the manifest's ``classes``, boxes outside the stored
+    frame or on a step the clip does not have, non-finite audio. One entry per dataset and kind,
+    naming the first clips. Reads every value (``avsprep verify`` hashes every byte anyway);
+    masks are read one clip at a time."""
+    out = []
+    setting = as_text(f.attrs["setting"])
+    n, t = len(names), f["masks"].shape[1]
+    k = len(classes) if classes is not None else None
+
+    def add(code, msg, rows):
+        rows = sorted(set(int(r) for r in rows))
+        out.append((code, f"{msg} in {_clips_line(names, rows)}", names[rows[0]]))
+
+    labels = f["label"][()].astype(np.int64)
+    bad = np.flatnonzero((labels < 0) | ((labels >= k) if k is not None else False))
+    if len(bad):
+        allowed = f"0..{k - 1} (the manifest lists {k} class(es))" if k is not None else "0 or more"
+        add("shard-label", f"label: class index {int(labels[bad[0]])} outside {allowed}", bad)
+    if "crop_label" in f:
+        crop = f["crop_label"][()].astype(np.int64)
+        bad = np.flatnonzero(((crop < -1) | ((crop >= k) if k is not None else False)).any(axis=1))
+        if len(bad):
+            add("shard-label", f"crop_label: class index outside -1..{(k or 1) - 1}", bad)
+    top = MASK_MAX.get(setting, 1)
+    top = (k - 1 if k else None) if top == "classes" else top  # AVSS without a class list: not checked
+    bad, seen = [], 0
+    ds = f["masks"]
+    for row in range(n if top is not None and t else 0):
+        m = int(ds[row].max())
+        if m > top:
+            bad.append(row)
+            seen = max(seen, m)
+    if bad:
+        add("shard-mask-values", f"masks: value {seen} above {top}, the largest the {setting} mask decoding "
+                                 f"(pil_mode {MASK_DECODING.get(setting, {}).get('pil_mode')!r}) gives", bad)
+    boxes = f["boxes"][()]
+    if len(boxes):
+        rows = boxes[:, 0].astype(np.int64)
+        if (rows < 0).any() or (rows >= n).any() or (np.diff(rows) < 0).any():
+            out.append(("shard-boxes", "boxes: clip_row column out of range or not sorted", names[0] if n else ""))
+        else:
+            step, cls, xy = boxes[:, 1], boxes[:, 2], boxes[:, 3:7]
+            finite = np.isfinite(boxes).all(axis=1)
+            inside = ((xy >= 0) & (xy <= FRAME_SIZE)).all(axis=1) & (xy[:, 0] <= xy[:, 2]) & (xy[:, 1] <= xy[:, 3])
+            bad = np.flatnonzero(~finite | ~inside)
+            if len(bad):
+                x = boxes[bad[0]]
+                add("shard-boxes", f"boxes: ({x[3]:g}, {x[4]:g}, {x[5]:g}, {x[6]:g}) not inside the "
+                                   f"{FRAME_SIZE}x{FRAME_SIZE} frame", rows[bad])
+            bad = np.flatnonzero(finite & ((step < 1) | (step > t) | (step != np.round(step))))
+            if len(bad):
+                add("shard-boxes", f"boxes: frame {boxes[bad[0], 1]:g} outside the clip's steps 1..{t}", rows[bad])
+            bad = np.flatnonzero(finite & ((cls < -1) | ((cls >= k) if k is not None else False)))
+            if len(bad):
+                add("shard-label", f"boxes: class {boxes[bad[0], 2]:g} outside -1..{(k or 1) - 1}", rows[bad])
+    for name in ("audio_logmel", "audio_vggish"):
+        if name in f:
+            bad = [r for r in range(n) if not np.isfinite(f[name][r]).all()]
+            if bad:
+                add("shard-audio-values", f"{name}: NaN/inf", bad)
     return out
 
 
@@ -126,7 +176,8 @@ def verify_shards(directory: os.PathLike | str, quiet: bool = True, record: bool
                                 "the shard is corrupt: rebuild it")
         if len(entry["clips"]) != entry["count"]:
             err("manifest-count", f"manifest lists {len(entry['clips'])} clips but count {entry['count']}")
-        findings.extend(check_shard_file(path, split=sp, clips=entry["clips"]))
+        findings.extend(check_shard_file(path, split=sp, clips=entry["clips"], classes=manifest.get("classes"),
+                                         values=True))
         for row, name in enumerate(entry["clips"]):
             where = index.get(name)
             if where != [sp, Path(entry["file"]).name, row]:

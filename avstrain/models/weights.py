@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from avsprep.common.errors import DataError
+from avsprep.common.tensors import refuse_bad_tensors
 
 BACKBONE_PREFIX = {"resnet50": "resnet.", "pvt_v2_b5": "encoder_backbone."}
 _SHARED = re.compile(r"^(conv[1-4]\.|tpavi_b[1-4]\.)")
@@ -143,7 +144,8 @@ def refuse_full_model(state_dict: dict, path: str | Path) -> None:
 
 
 def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path, what: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line DataError naming the file on mismatch."""
+    """``load_state_dict(strict=True)`` with a one-line DataError naming the file on mismatch or on
+    tensors that cannot be weights (NaN/inf, an integer where the model holds floats)."""
     own = module.state_dict()
     state_dict = dict(state_dict)
     # Old torchvision files (e.g. resnet50-19c8e357.pth, 2017) predate BatchNorm's
@@ -166,6 +168,7 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: st
                 f"{len(shape)} shape mismatches (e.g. {k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)})"
             )
         raise DataError(f"{path}: not {what} weights: {'; '.join(parts)}; pass the right weights file")
+    refuse_bad_tensors(state_dict, str(path), own)
     module.load_state_dict(state_dict, strict=True)
 
 

@@ -376,3 +376,56 @@ def test_deep_label2idx_and_sidecar_are_one_line_errors(tmp_path):
 
     sidecar_path(table).write_text(DEEP)
     assert [f.code for f in load_sidecar(table)] == ["findings-sidecar-unreadable"]
+
+
+DEEP_YAML = ["names: " + "[" * 100_000 + "]" * 100_000,  # flow style: counted before parsing
+             "names:\n" + "".join(" " * i + "- \n" for i in range(1200))]  # block style (720 KB): the parser's recursion
+
+
+@pytest.mark.parametrize("text", DEEP_YAML, ids=["flow", "block"])
+def test_a_deep_yolo_data_yaml_is_a_finding_naming_the_file(small_s4, tmp_path, text):
+    layout, clip = _first_clip(small_s4)
+    p = layout.frame_path(clip, 1).parent / "data.yaml"
+    p.write_text(text)
+    res = CliRunner().invoke(cli, ["import", "--root", str(small_s4), "-o", str(tmp_path / "b.csv"), "--json"])
+    assert "Traceback" not in res.output and "RecursionError" not in res.output, res.output
+    import json
+
+    found = [f for f in json.loads(res.stdout)["findings"] if "data.yaml" in (f.get("file") or "")]
+    assert [f["code"] for f in found] == ["yolo-class-file-bad"] and "nested" in found[0]["message"], found
+
+
+def test_yaml_aliases_in_place_of_names_are_refused_not_expanded():
+    from avsprep.annotations.yolo import parse_class_text
+
+    bomb = ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+            "names: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n")
+    assert parse_class_text(bomb, "data.yaml") is None
+    assert parse_class_text("names: {0: cat, 1: dog}", "data.yaml") == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("suffix, text", [(".yaml", DEEP_YAML[0]), (".yaml", DEEP_YAML[1]), (".json", DEEP)])
+def test_a_deep_train_config_file_is_one_line(tmp_path, suffix, text):
+    from avstrain.config import ConfigError, load_file
+
+    p = tmp_path / f"cfg{suffix}"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match="nested") as exc:
+        load_file(p)
+    assert str(p) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_raw_videos_of_the_demo_open_frames_through_the_guarded_opener(tmp_path):
+    pytest.importorskip("av")
+    from avsprep.datasets.avsbench import AVSBenchLayout
+    from avsprep.demo import write_demo
+    from avsprep.demo.raw_videos import write_raw_videos
+
+    root = tmp_path / "root"
+    write_demo(root, clips=3, seed=0, quiet=True)
+    layout = AVSBenchLayout.from_root(root)
+    frame = layout.frame_path(layout.clips()[0], 2)  # the first clip written
+    bomb_png(frame)
+    with pytest.raises(DataError) as exc:
+        write_raw_videos(root, quiet=True)
+    assert str(frame) in str(exc.value) and "over the limit" in str(exc.value) and "\n" not in str(exc.value)

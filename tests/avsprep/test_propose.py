@@ -98,3 +98,36 @@ def test_propose_cli_json_and_dry_run(root):
     assert doc["dry_run"] and doc["proposed"] == {"masks": 0}  # every frame of the demo has its XML
     res = CliRunner().invoke(cli, ["propose", "--help"])
     assert "--all-blobs" in res.output and "--dry-run" in res.output
+
+
+def test_scale_boxes_rounds_outwards_and_clamps():
+    from avsprep.annotations.propose import scale_boxes
+
+    assert scale_boxes([(10, 20, 30, 41)], (100, 100), (200, 50)) == [(20, 10, 60, 21)]
+    assert scale_boxes([(0, 0, 3, 3)], (3, 3), (4, 4)) == [(0, 0, 4, 4)]
+
+
+def test_a_mask_of_another_size_than_its_frame_gives_a_scaled_box_and_a_warning(root, tmp_path):
+    """Issue 21: a GT mask of another size than its frame wrote the mask's box with the frame's size in
+    the XML (wrong pixel space), without a word."""
+    from PIL import Image
+
+    from avsprep.annotations.convention import LABELIMG_1BASED
+    from avsprep.annotations.voc import read_voc
+
+    layout = AVSBenchLayout.from_root(root)
+    clip = next(c for c in layout.clips() if c.split == "train")
+    frame, mpath = layout.frame_path(clip, 1), layout.mask_path(clip, 1)
+    fw, fh = Image.open(frame).size
+    mask = np.zeros((fh // 2, fw // 2), np.uint8)  # half the frame's size: the object at (10..30, 5..25)
+    mask[5:25, 10:30] = 255
+    Image.fromarray(mask).save(mpath)
+    frame.with_suffix(".xml").unlink()
+    res = run_propose(root, splits=["train"], quiet=True)
+    warn = [f for f in res["findings"] if f["code"] == "propose-size-mismatch"]
+    assert len(warn) == 1 and str(mpath) in warn[0]["message"] and str(frame) in warn[0]["message"]
+    assert str(mpath) in res["text"] and str(frame) in res["text"]
+    doc = read_voc(frame.with_suffix(".xml").read_bytes(), frame.with_suffix(".xml").name, convention=LABELIMG_1BASED)
+    (box,) = doc.boxes
+    assert (doc.width, doc.height) == (fw, fh)
+    assert (box.xmin, box.ymin, box.xmax, box.ymax) == (20, 10, 60, 50)  # the mask's box x2, in pixel edges

@@ -271,3 +271,43 @@ def test_convert_with_vggish_weights_and_evaluate_needs_embeddings_without(offic
     shards = tiny_shards(tmp_path_factory.getbasetemp())  # built without --vggish-weights
     with pytest.raises(DataError, match="--vggish-weights"):
         run_evaluate(plain, shards, device="cpu")
+
+
+# --------------------------------------------------------------------------- numbers that cannot be weights (issue 21)
+
+
+@pytest.mark.parametrize("damage", ["nan", "int64"])
+def test_convert_refuses_an_official_file_with_nan_or_integer_weights(official_file, tmp_path, damage):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    sd = torch.load(official_file, weights_only=True)
+    if damage == "nan":
+        sd["tpavi_b3.W_z.0.weight"].fill_(float("nan"))
+        named = f"tpavi_b3.W_z.0.weight ({sd['tpavi_b3.W_z.0.weight'].numel()} NaN/inf"
+    else:  # every tensor cast to int64: every weight would load as a whole number, most as 0.0
+        sd = {k: v.to(torch.int64) for k, v in sd.items()}
+        named = "resnet.conv1.weight (int64, the model's is float32)"
+    bad = tmp_path / "bad.pth"
+    torch.save(sd, bad)
+    r = CliRunner().invoke(cli, ["convert", str(bad), "-o", str(tmp_path / "x.pt")])
+    assert r.exit_code == 1, r.output
+    assert named in r.output and str(bad) in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_init_from_an_official_nan_file_is_refused_naming_the_key(official_file, tmp_path):
+    from avsprep.common.errors import DataError
+    from avstrain.checkpoints import init_from
+    from avstrain.config import apply, load_preset
+    from avstrain.system import build_system
+
+    sd = torch.load(official_file, weights_only=True)
+    sd["output_conv.4.bias"].fill_(float("inf"))
+    bad = tmp_path / "inf.pth"
+    torch.save(sd, bad)
+    cfg = apply(load_preset("s4-resnet50-avsbench"), {"audio_encoder": "precomputed"}, "test")
+    system = build_system(cfg, num_classes=23, has_vggish=True)
+    with pytest.raises(DataError, match=r"decoder\.output_conv\.4\.bias \(1 NaN/inf of 1\)"):
+        init_from(system, bad)

@@ -160,6 +160,23 @@ def test_resume_keeps_saved_config(shards, tmp_path):
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize("args, named", [
+    (["--set", "lr=0.5"], "lr: 0.001 -> 0.5"),
+    (["--set", "seed=7", "--set", "workers=0"], "seed: 123 -> 7"),
+    (["--set", "w_ce=0"], "w_ce: 1.0 -> 0.0"),
+    (["--preset", "demo", "--set", "channel=16", "--set", "image_size=64", "--batch-size", "2",
+      "--set", "augment=false"], "augment: true -> false"),
+])
+def test_resume_refuses_a_set_change_naming_key_old_and_new(shards, run, args, named):
+    """Issue 21: ``--resume --set lr=0.5`` was neither applied nor refused; only --epochs, --device and
+    workers may change (the help and README), so any other key is refused before anything is written."""
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(run), "--resume", *args])
+    assert res.exit_code == 2, res.output
+    assert named in res.output and "saved config" in res.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_presets_are_discoverable_from_the_command_line():
     """`avstrain presets` lists every preset file; `presets NAME` and `train --preset NAME --help` show it."""
     from avstrain.cli import cli
