@@ -177,7 +177,7 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
 
     def fail(code: str, message: str) -> VocResult:
         res.readable = False
-        f.append(Finding(code, "error", message, file))
+        f.append(Finding.of(code, message, file))  # the code's severity (info: no annotation file at all)
         return res
 
     if max_bytes is not None and len(data) > max_bytes:
