@@ -44,7 +44,9 @@ LOCAL_FILES = "/data/local-files/?d="
 RECT = "rectanglelabels"
 # what Label Studio puts before an uploaded file's name: /data/upload/3/1a2b3c4d-name.jpg
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
-EPS = 1e-6  # percent: Label Studio's float noise at the frame edge (100.00000000000001)
+# percent: float noise at the frame edge (100.00000000000001) and the 6 decimals of a YOLO file that
+# Label Studio's YOLO import turned into percent (-5e-05); boxes within it are clamped to 0..100
+EPS = 1e-3
 
 
 # ----------------------------------------------------------------------------- out
@@ -85,12 +87,25 @@ def result_id(*parts) -> str:
     return hashlib.sha1("/".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:10]
 
 
+def percent(pixels: float, size: int) -> float:
+    """``pixels`` as percent of ``size``. A whole number of pixels is nudged up by a few ulps where
+    needed so that ``p / 100 * size`` is not just below it: Label Studio's VOC and COCO exports
+    truncate that product with ``int()``, which would turn 116 into 115."""
+    p = pixels / size * 100
+    if float(pixels).is_integer():
+        for _ in range(8):
+            if p / 100 * size >= pixels:
+                break
+            p = math.nextafter(p, math.inf)
+    return p
+
+
 def rect_result(box: OutBox, width: int, height: int, rid: str, item_index: Optional[int] = None) -> dict:
     """A ``rectanglelabels`` result in percent of the frame size."""
     out = {"id": rid, "type": RECT, "from_name": FROM_NAME, "to_name": TO_NAME,
            "original_width": int(width), "original_height": int(height), "image_rotation": 0,
-           "value": {"x": box.x0 / width * 100, "y": box.y0 / height * 100,
-                     "width": (box.x1 - box.x0) / width * 100, "height": (box.y1 - box.y0) / height * 100,
+           "value": {"x": percent(box.x0, width), "y": percent(box.y0, height),
+                     "width": percent(box.x1 - box.x0, width), "height": percent(box.y1 - box.y0, height),
                      "rotation": 0, "rectanglelabels": [box.label]}}
     if box.score is not None:
         out["score"] = float(box.score)
@@ -226,8 +241,9 @@ class _Ann:
 
 
 def _is_task(item) -> bool:
-    return isinstance(item, dict) and (isinstance(item.get("data"), dict)
-                                       or "annotations" in item or "predictions" in item)
+    """A task object: ``data`` (CreateML images never have one) with the task's fields."""
+    return isinstance(item, dict) and "data" in item and (isinstance(item["data"], dict)
+                                                          or "annotations" in item or "predictions" in item)
 
 
 def _is_min_record(item) -> bool:
@@ -397,6 +413,9 @@ def _box(r, tid: str, urls: list, file: str, findings: list) -> Optional[tuple[i
                                 f"{where}: x={x:g} y={y:g} width={w:g} height={h:g} is not inside 0..100 percent "
                                 "with a positive size; skipped", file))
         return None
+    if rot % 360 == 0:  # clamp the float noise (within EPS) onto the frame edge
+        x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, 100.0), min(y + h, 100.0)
+        x, y, w, h = x0, y0, x1 - x0, y1 - y0
     ow, oh = r.get("original_width"), r.get("original_height")
     original = None
     if isinstance(ow, int) and isinstance(oh, int) and not isinstance(ow, bool) and not isinstance(oh, bool) \
