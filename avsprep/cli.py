@@ -201,10 +201,21 @@ def validate(table, root, split, subset, size_policy, max_findings, strict, as_j
 @click.option("--all-blobs", is_flag=True,
               help="One box per connected blob of the mask (default: the largest blob only).")
 @click.option("--dry-run", is_flag=True, help="List the files that would be written; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(["labelimg", "label-studio"]), default="labelimg",
+              show_default=True,
+              help="labelimg: one XML per frame in the annotation folder; label-studio: one task per frame "
+                   "(boxes as predictions) in OUT/tasks.json, with the labeling config and a README.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="label-studio: the folder for tasks.json, labeling_config.xml and README.md (must be "
+                   "empty or new).")
+@click.option("--document-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="label-studio: the folder Label Studio serves local files from; image URLs are relative "
+                   "to it. Default: ROOT.")
 @json_option
 @quiet_option
 @handle_errors
-def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_json, quiet):
+def propose(root, source, annotations, setting, split, all_blobs, dry_run, fmt, out, document_root, as_json,
+            quiet):
     """Write labelImg XML box proposals for frames that have no annotation file yet.
 
     Files are in labelImg's exact format with `verified` unset, so an annotator
@@ -213,15 +224,26 @@ def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_js
     CreateML .json) is never overwritten or touched; a second run writes
     nothing. `validate` counts the frames whose proposals are still unchecked.
 
+    With --format label-studio the same frames become Label Studio tasks with
+    the boxes as predictions (pre-annotations) in OUT/tasks.json; frames with
+    an annotation file are skipped all the same.
+
     \b
     Example:
       avsprep propose --root ./demo-data --from masks --dry-run
+      avsprep propose --root ./demo-data --format label-studio --out ./ls-tasks
     """
     from avsprep.annotations.propose import run_propose
 
     setup_logging(quiet or as_json)
+    if fmt == "label-studio":
+        if out is None:
+            raise click.UsageError("--format label-studio needs --out OUT (the folder for tasks.json)")
+        if not dry_run:
+            check_output_dir(out, overwrite=False, what="OUT")
     summary = run_propose(root, source=source, annotations=annotations, setting=setting, all_blobs=all_blobs,
-                          dry_run=dry_run, splits=list(split) or None, quiet=quiet or as_json)
+                          dry_run=dry_run, splits=list(split) or None, quiet=quiet or as_json, fmt=fmt, out=out,
+                          document_root=document_root)
     echo_result(summary, as_json)
 
 

@@ -138,15 +138,17 @@ def export_table(df, out_dir: Path, to: str = "voc", classes: Optional[list[str]
             "classes": class_list if to == "yolo" else None}
 
 
-def write_label_studio(out_dir: Path, tasks: list[dict], classes: list[str], document_root: Path,
+def write_label_studio(out_dir: Path, tasks: list[dict], classes: list[str], document_root: Optional[Path],
                        per_clip: bool = False) -> list[Path]:
-    """Write ``tasks.json``, ``labeling_config.xml`` and ``README.md`` under ``out_dir`` (atomically)."""
+    """Write ``tasks.json``, ``labeling_config.xml`` and ``README.md`` under ``out_dir`` (atomically).
+    ``document_root`` None: the images are relative to the release root (``avstrain predict`` has no root)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [out_dir / n for n in LS_FILES]
     write_text(names[0], json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     write_text(names[1], ls.labeling_config(classes, per_clip))
-    write_text(names[2], ls.readme_text(str(Path(document_root).absolute()), LS_FILES[0], LS_FILES[1], len(tasks)))
+    where = str(Path(document_root).absolute()) if document_root is not None else "ROOT (the release root)"
+    write_text(names[2], ls.readme_text(where, LS_FILES[0], LS_FILES[1], len(tasks)))
     return names
 
 

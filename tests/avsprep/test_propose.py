@@ -98,3 +98,29 @@ def test_propose_cli_json_and_dry_run(root):
     assert doc["dry_run"] and doc["proposed"] == {"masks": 0}  # every frame of the demo has its XML
     res = CliRunner().invoke(cli, ["propose", "--help"])
     assert "--all-blobs" in res.output and "--dry-run" in res.output
+
+
+def test_propose_label_studio_tasks_skip_annotated_frames(root, tmp_path):
+    """--format label-studio: one task per mask frame without an annotation file, boxes as predictions;
+    frames submitted in an earlier Label Studio export count as annotated."""
+    layout = AVSBenchLayout.from_root(root)
+    for c in layout.clips():
+        for k in layout.mask_frames(c):
+            layout.frame_path(c, k).with_suffix(".xml").unlink()
+    c0 = layout.clips()[0]
+    done = [{"id": 1, "data": {"image": f"/data/upload/1/0a1b2c3d-{c0.name}_1.png"},
+             "annotations": [{"completed_by": 1, "result": []}]}]
+    (layout.frames_dir() / "export.json").write_text(json.dumps(done))
+    out = tmp_path / "ls"
+    r = CliRunner().invoke(cli, ["propose", "--root", str(root), "--format", "label-studio", "--out", str(out),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    tasks = json.loads((out / "tasks.json").read_text())
+    want = {(c.name, k) for c in layout.clips() for k in layout.mask_frames(c)} - {(c0.name, 1)}
+    assert {(t["data"]["avs_video"], t["data"]["avs_frame"]) for t in tasks} == want
+    assert doc["skipped_existing"] == 1 and doc["proposed"]["masks"] == len(want)
+    assert tasks[0]["predictions"][0]["model_version"] == "avsprep propose --from masks"
+    assert (out / "labeling_config.xml").is_file() and "label-studio start" in (out / "README.md").read_text()
+    r = CliRunner().invoke(cli, ["propose", "--root", str(root), "--format", "label-studio"])
+    assert r.exit_code == 2 and "--out" in r.output
