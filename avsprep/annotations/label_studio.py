@@ -332,6 +332,9 @@ def _tasks(doc, file: str, findings: list) -> list[tuple[str, dict, list[_Ann]]]
                                             "ignored", file))
                     continue
                 for m, a in enumerate(got):
+                    if source == "predictions" and isinstance(a, int) and not isinstance(a, bool):
+                        anns.append(_Ann("prediction-id", [], order=m))  # a project export lists only their ids
+                        continue
                     if not isinstance(a, dict) or not isinstance(a.get("result", []), list):
                         findings.append(Finding("ls-bad-task", "error", f"task {tid}: {source[:-1]} {m + 1} has "
                                                 "no 'result' list; ignored", file))
@@ -502,7 +505,11 @@ def _choose(tid: str, anns: list[_Ann], choice: Choice, file: str, findings: lis
     preds = [a for a in anns if a.source == "prediction"]
     if preds and choice.accept_predictions:
         return preds[-1]
-    if preds:
+    if not preds and any(a.source == "prediction-id" for a in anns):
+        findings.append(Finding("ls-predictions-only", "info",
+                                f"task {tid}: only predictions, listed by id (a project export leaves their boxes "
+                                "out); not imported - submit it in Label Studio", file))
+    elif preds:
         findings.append(Finding("ls-predictions-only", "info",
                                 f"task {tid}: only predictions (pre-annotations nobody submitted); not imported - "
                                 "submit it in Label Studio, or pass --accept-predictions", file))
