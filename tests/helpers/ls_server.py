@@ -31,10 +31,10 @@ def label_studio_bin() -> Optional[str]:
     """The ``label-studio`` command: ``AVS_LABEL_STUDIO_BIN``, beside ``AVS_LABEL_STUDIO_PYTHON``, or on PATH."""
     given = os.environ.get("AVS_LABEL_STUDIO_BIN")
     if given and Path(given).is_file():
-        return given
+        return str(Path(given).absolute())  # the server runs in its own folder
     py = os.environ.get("AVS_LABEL_STUDIO_PYTHON")
     if py and (Path(py).parent / "label-studio").is_file():
-        return str(Path(py).parent / "label-studio")
+        return str((Path(py).parent / "label-studio").absolute())
     return shutil.which("label-studio")
 
 
