@@ -342,7 +342,8 @@ def to_rows(layout: Layout, read: Read, matcher: Matcher, decision, findings: li
             stats["unreadable"] += 1
             continue
         if parsed is None:
-            what = f"image {e.filename!r}" if e.kind == "createml" else "file name"
+            what = {"createml": f"image {e.filename!r}",
+                    "label-studio": f"task {e.task} image {e.filename!r}"}.get(e.kind, "file name")
             findings.append(Finding("xml-bad-name", "warning", matcher.bad_name(what), e.rel))
             continue
         if clip is None:
@@ -354,8 +355,10 @@ def to_rows(layout: Layout, read: Read, matcher: Matcher, decision, findings: li
             continue
         key = (clip.name, frame)
         if key in seen:
+            what = (f"task {e.task}: a second Label Studio task" if e.kind == "label-studio"
+                    else "a second annotation file")
             findings.append(Finding("xml-duplicate-frame", "error",
-                                    f"a second annotation file for this frame (first: {seen[key]}); ignored, "
+                                    f"{what} for this frame (first: {seen[key]}); ignored, "
                                     "keep only one", e.rel, clip.name, frame))
             continue
         convention = ZERO_BASED
@@ -428,7 +431,8 @@ def _ls_boxes(layout, e: Entry, clip, frame: int, sizes: FrameSizes, findings: l
         if b.original is not None and tuple(b.original) != tuple(size):
             findings.append(Finding("ls-size-mismatch", "warning",
                                     f"{where}: original size {b.original[0]}x{b.original[1]} but the frame is "
-                                    f"{size[0]}x{size[1]}; percent converted on the real frame", e.rel, clip.name, frame))
+                                    f"{size[0]}x{size[1]}; percent converted on the real frame",
+                                    e.rel, clip.name, frame))
         if b.label not in known:
             findings.append(Finding("ls-label-unknown", "warning", f"{where}: label {b.label!r} is no {layout.setting} "
                                     "class; imported as written (validate checks it)", e.rel, clip.name, frame))
