@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 LIKE ?= ../shared/avsbench_meta/s4_meta_data.csv
 REHEARSAL_ARGS ?=
 
-.PHONY: install test test-slow demo demo-avss ablation robustness bench rehearsal docs docs-check clean
+.PHONY: install test test-slow test-label-studio demo demo-avss ablation robustness bench rehearsal docs docs-check clean
 
 install:
 	@$(PY) -m pip install -q -e '.[test]'
@@ -17,6 +17,14 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+# Label Studio's converter and server in their own venv (they pin numpy < 2.3 and opencv 4.12;
+# ~1 GB, minutes to install), then the tests that check our files against them (docs/label-studio.md).
+LS_VENV ?= .ls-venv
+test-label-studio: install
+	test -x $(LS_VENV)/bin/label-studio || { $(PY) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q label-studio; }
+	AVS_LABEL_STUDIO_PYTHON=$(LS_VENV)/bin/python $(PY) -m pytest -q -m "slow or not slow" \
+		tests/avsprep/test_label_studio.py tests/system/test_label_studio_server.py $(PYTEST_ARGS)
 
 demo: install
 	DEMO_OUT=$(DEMO_OUT) PY=$(PY) bash tools/demo.sh

@@ -72,22 +72,33 @@ def cli():
                                  "Default: the frames folder under ROOT (AVSS: ROOT itself).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Box table to write (CSV).")
-@click.option("--format", "fmt", type=click.Choice(["auto", "voc", "yolo", "createml"]), default="auto",
-              show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["auto", "voc", "yolo", "createml", "label-studio"]),
+              default="auto", show_default=True,
               help="Which files to read: auto (by extension, then content), or only Pascal-VOC .xml, "
-                   "YOLO .txt (+ classes.txt / obj.names / data.yaml beside or above) or CreateML .json. "
-                   "Files of the other formats are listed as skipped.")
+                   "YOLO .txt (+ classes.txt / obj.names / data.yaml beside or above), CreateML .json "
+                   "or Label Studio JSON / JSON_MIN exports (.json). Files of the other formats are listed "
+                   "as skipped.")
 @click.option("--box-convention", type=click.Choice(["auto", "labelimg", "zero-based"]), default="auto",
               show_default=True,
               help="How VOC coordinates are read, once for the whole import: labelimg = 1-based integers "
                    "(xmin-1, ymin-1, xmax, ymax), zero-based = edges as written; auto = labelimg only when "
                    "every coordinate of every VOC file is an integer and none is 0 at the left/top edge.")
+@click.option("--annotator", default=None,
+              help="Label Studio: count only this annotator's annotations (the export's completed_by: "
+                   "user id, or e-mail in JSON_MIN).")
+@click.option("--latest", is_flag=True,
+              help="Label Studio: where a task has several annotations that disagree, take the latest "
+                   "(default: the task is a conflict finding and is not imported).")
+@click.option("--accept-predictions", is_flag=True,
+              help="Label Studio: a task nobody submitted counts with its predictions (pre-annotations), "
+                   "as unverified boxes. Default: predictions never count as human boxes.")
 @overwrite_option
 @json_option
 @quiet_option
 @handle_errors
-def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, overwrite, as_json, quiet):
-    """Read every annotation file (labelImg VOC XML, YOLO, CreateML) and write the box table.
+def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, annotator, latest,
+               accept_predictions, overwrite, as_json, quiet):
+    """Read every annotation file (labelImg VOC XML, YOLO, CreateML, Label Studio) and write the box table.
 
     Each file (each image of a CreateML file) is matched to (split, category,
     video, frame) by its own file stem ({name}_{k} for S4, {id}.mp4_{k} for
@@ -101,6 +112,12 @@ def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, 
     {i}.jpg of the clip the JSON lies in), 0-based i next to {i}.jpg; the
     release's masks and wavs are not walked.
 
+    Label Studio JSON / JSON_MIN exports: each task's image is matched by its
+    file name (local files, uploads, S3/GCS/HTTP URLs); percent boxes are
+    converted on the real frame size; cancelled annotations and predictions
+    do not count (see --annotator, --latest, --accept-predictions); rotated
+    boxes become the axis-aligned box around them (a warning).
+
     Exit 1 when a file cannot be read at all (not XML, DOCTYPE/ENTITY, over
     1 MiB, another tool's format such as LabelMe/CVAT/dlib, undecodable
     bytes); box and label problems are left to `validate`.
@@ -109,13 +126,16 @@ def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, 
     Example:
       avsprep import --root ./demo-data -o boxes.csv
       avsprep import --root R -a ./yolo-export --format yolo -o boxes.csv
+      avsprep import --root R -a ./ls-export --format label-studio --latest -o boxes.csv
     """
+    from avsprep.annotations.label_studio import Choice
     from avsprep.importer import run_import
 
     setup_logging(quiet or as_json)
     check_output_file(output, overwrite)
     summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json,
-                         fmt=fmt, box_convention=box_convention, subsets=subset)
+                         fmt=fmt, box_convention=box_convention, subsets=subset,
+                         choice=Choice(annotator, latest, accept_predictions))
     echo_result(summary, as_json)
     raise SystemExit(summary["exit_code"])
 
@@ -181,10 +201,21 @@ def validate(table, root, split, subset, size_policy, max_findings, strict, as_j
 @click.option("--all-blobs", is_flag=True,
               help="One box per connected blob of the mask (default: the largest blob only).")
 @click.option("--dry-run", is_flag=True, help="List the files that would be written; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(["labelimg", "label-studio"]), default="labelimg",
+              show_default=True,
+              help="labelimg: one XML per frame in the annotation folder; label-studio: one task per frame "
+                   "(boxes as predictions) in OUT/tasks.json, with the labeling config and a README.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="label-studio: the folder for tasks.json, labeling_config.xml and README.md (must be "
+                   "empty or new).")
+@click.option("--document-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="label-studio: the folder Label Studio serves local files from; image URLs are relative "
+                   "to it. Default: ROOT.")
 @json_option
 @quiet_option
 @handle_errors
-def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_json, quiet):
+def propose(root, source, annotations, setting, split, all_blobs, dry_run, fmt, out, document_root, as_json,
+            quiet):
     """Write labelImg XML box proposals for frames that have no annotation file yet.
 
     Files are in labelImg's exact format with `verified` unset, so an annotator
@@ -193,15 +224,26 @@ def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_js
     CreateML .json) is never overwritten or touched; a second run writes
     nothing. `validate` counts the frames whose proposals are still unchecked.
 
+    With --format label-studio the same frames become Label Studio tasks with
+    the boxes as predictions (pre-annotations) in OUT/tasks.json; frames with
+    an annotation file are skipped all the same.
+
     \b
     Example:
       avsprep propose --root ./demo-data --from masks --dry-run
+      avsprep propose --root ./demo-data --format label-studio --out ./ls-tasks
     """
     from avsprep.annotations.propose import run_propose
 
     setup_logging(quiet or as_json)
+    if fmt == "label-studio":
+        if out is None:
+            raise click.UsageError("--format label-studio needs --out OUT (the folder for tasks.json)")
+        if not dry_run:
+            check_output_dir(out, overwrite=False, what="OUT")
     summary = run_propose(root, source=source, annotations=annotations, setting=setting, all_blobs=all_blobs,
-                          dry_run=dry_run, splits=list(split) or None, quiet=quiet or as_json)
+                          dry_run=dry_run, splits=list(split) or None, quiet=quiet or as_json, fmt=fmt, out=out,
+                          document_root=document_root)
     echo_result(summary, as_json)
 
 
@@ -210,20 +252,27 @@ def propose(root, source, annotations, setting, split, all_blobs, dry_run, as_js
 @cli.command()
 @click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--to", "to", type=click.Choice(["voc", "yolo"]), default="voc", show_default=True,
+@click.option("--to", "to", type=click.Choice(["voc", "yolo", "label-studio"]), default="voc", show_default=True,
               help="voc: labelImg Pascal-VOC XML (byte-identical to labelImg's own files); "
-                   "yolo: labelImg YOLO .txt files plus one classes.txt at the top of OUT.")
+                   "yolo: labelImg YOLO .txt files plus one classes.txt at the top of OUT; "
+                   "label-studio: OUT/tasks.json (verified frames as annotations, the rest as predictions), "
+                   "labeling_config.xml and README.md (needs --root).")
 @click.option("--root", "-r", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="AVSBench root: frame sizes are read from it for rows that carry none (YOLO/CreateML "
-                   "imports, <size> 0x0).")
+                   "imports, <size> 0x0); with --to label-studio, the frames' paths and sizes.")
+@click.option("--document-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="label-studio: the folder Label Studio serves local files from "
+                   "(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); image URLs are relative to it. Default: --root.")
+@click.option("--per-clip", is_flag=True,
+              help="label-studio: one task per clip holding all its frames (default: one task per frame).")
 @click.option("--classes", "classes_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="YOLO class order (classes.txt, obj.names or data.yaml), e.g. "
                                  "annotations/predefined_classes.txt. Default: labels in table order.")
 @overwrite_option
 @json_option
 @handle_errors
-def export(table, out, to, root, classes_file, overwrite, as_json):
-    """Write the box table back as labelImg files, one per annotated frame.
+def export(table, out, to, root, classes_file, document_root, per_clip, overwrite, as_json):
+    """Write the box table back as labelImg files, one per annotated frame, or as Label Studio tasks.
 
     Files go where the table's xml column says (relative to OUT), so a table
     can be fixed, converted and re-imported. A file written by labelImg,
@@ -233,15 +282,21 @@ def export(table, out, to, root, classes_file, overwrite, as_json):
     of other tools, YOLO/CreateML imports and proposals as labelImg 1.8.6
     writes them.
 
+    With --to label-studio, OUT gets tasks.json (boxes in percent of each
+    frame, images as local-files URLs under --document-root), the labeling
+    config with the setting's classes and a README of the import clicks.
+
     \b
     Example:
       avsprep export boxes.csv --to yolo ./yolo-labels --classes annotations/predefined_classes.txt
+      avsprep export boxes.csv --to label-studio ./ls-tasks --root ./demo-data
     """
     from avsprep.annotations.export import run_export
 
     setup_logging(as_json)
     check_output_dir(out, overwrite=overwrite, what="OUT")
-    summary = run_export(table, out, to=to, root=root, classes_file=classes_file)
+    summary = run_export(table, out, to=to, root=root, classes_file=classes_file, document_root=document_root,
+                         per_clip=per_clip)
     echo_result(summary, as_json)
 
 

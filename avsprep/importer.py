@@ -37,7 +37,7 @@ from avsprep.annotations.convention import ZERO_BASED, decide
 from avsprep.common.errors import DataError
 from avsprep.common.findings import UNREADABLE_CODES, Finding
 from avsprep.common.jsonread import JsonLimitError, loads_limited
-from avsprep.annotations import createml, yolo
+from avsprep.annotations import createml, label_studio, yolo
 from avsprep.datasets import open_layout
 from avsprep.datasets.base import Layout, Matcher
 from avsprep.datasets.frames import FrameSizes
@@ -45,7 +45,8 @@ from avsprep.annotations.table import from_records, sidecar_path, write_table
 from avsprep.annotations.voc import VocResult, read_voc_file, with_place
 
 MAX_LISTED = 20  # findings printed in the text summary; the sidecar and --json hold all
-FORMATS = ("auto", "voc", "yolo", "createml")
+FORMATS = ("auto", "voc", "yolo", "createml", "label-studio")
+JSON_FORMATS = ("createml", "label-studio")  # .json files: which one is decided by content
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_TXT_BYTES = 1 << 20
 
@@ -75,7 +76,8 @@ def _xml_stem(path: Path) -> str:
 
 
 def classify(path: Path, fmt: str = "auto") -> str:
-    """``voc``, ``yolo``, ``createml``, ``classes``, ``image``, ``skipped`` (other --format) or ``other``."""
+    """``voc``, ``yolo``, ``createml`` (any .json: CreateML or Label Studio, told apart by content),
+    ``classes``, ``image``, ``skipped`` (other --format) or ``other``."""
     name = path.name.lower()
     kind = "other"
     if name.endswith(".xml"):
@@ -88,7 +90,8 @@ def classify(path: Path, fmt: str = "auto") -> str:
         kind = "createml"
     elif name.endswith(IMAGE_EXTS):
         kind = "image"
-    if kind in ("voc", "yolo", "createml") and fmt not in ("auto", kind):
+    if kind in ("voc", "yolo", "createml") and fmt not in ("auto", kind) \
+            and not (kind == "createml" and fmt in JSON_FORMATS):
         return "skipped"
     return kind
 
@@ -113,7 +116,8 @@ class Entry:
     voc: Optional[VocResult] = None  # voc
     yolo_rows: list = field(default_factory=list)  # yolo
     class_file: Optional[str] = None  # yolo: the class file's display path
-    boxes: list = field(default_factory=list)  # createml: (label, x0, y0, x1, y1, difficult)
+    boxes: list = field(default_factory=list)  # createml: (label, x0, y0, x1, y1, difficult); label-studio: LsBox
+    task: str = ""  # label-studio: the task id
 
 
 @dataclass
@@ -144,8 +148,9 @@ def _read_text(path: Path, rel: str, limit: int, findings: list) -> Optional[str
 
 
 def read_files(files: list[Path], root: Path, ann_dir: Path, matcher: Matcher, fmt: str = "auto",
-               quiet: bool = True) -> Read:
-    """Walk ``files``: classify each, parse the annotation files into entries, read the class files."""
+               quiet: bool = True, choice: Optional[label_studio.Choice] = None) -> Read:
+    """Walk ``files``: classify each, parse the annotation files into entries, read the class files.
+    ``choice``: which annotation of a Label Studio task counts."""
     out = Read()
     findings, stats = out.findings, out.stats
 
@@ -185,8 +190,11 @@ def read_files(files: list[Path], root: Path, ann_dir: Path, matcher: Matcher, f
         else:
             stem = path.name.rsplit(".", 1)[0]
             parts = _parts(path, ann_dir)
-            reader = {"voc": _read_voc, "yolo": _read_yolo, "createml": _read_createml}[kind]
-            got = reader(path, rel, stem, parts, matcher, findings, register, ann_dir)
+            if kind == "createml":  # any .json: CreateML or Label Studio by content
+                kind, got = _read_json(path, rel, parts, findings, fmt, choice or label_studio.Choice())
+            else:
+                reader = {"voc": _read_voc, "yolo": _read_yolo}[kind]
+                got = reader(path, rel, stem, parts, matcher, findings, register, ann_dir)
             if got == NOT_ANNOTATION:  # a text list, another tool's notes: not counted as annotation file
                 continue
             stats["files"] += 1
@@ -204,6 +212,9 @@ NOT_ANNOTATION, UNREADABLE = "not-annotation", "unreadable"
 
 def _read_voc(path, rel, stem, parts, matcher, findings, register, ann_dir) -> list[Entry]:
     res = read_voc_file(path, name=rel)
+    if not res.readable and res.findings and res.findings[-1].severity == "info":
+        findings.extend(res.findings)  # e.g. Label Studio's labeling_config.xml beside its tasks
+        return NOT_ANNOTATION
     if not res.readable and stem.startswith("._"):
         stem = stem[2:]  # an AppleDouble "._x_1.xml" is about frame x_1 (YouTube ids have no '.')
     return [Entry(rel, stem, "voc", parts, verified=res.verified, readable=res.readable,
@@ -234,17 +245,48 @@ def _read_yolo(path, rel, stem, parts, matcher, findings, register, ann_dir) -> 
     return [e]
 
 
-def _read_createml(path, rel, stem, parts, matcher, findings, register, ann_dir) -> list[Entry] | str:
+def _read_json(path, rel, parts, findings, fmt: str, choice) -> tuple[str, list[Entry] | str]:
+    """(kind, entries) of a .json file: a Label Studio export or CreateML, told apart by content."""
     text = _read_text(path, rel, createml.MAX_JSON_BYTES, findings)
     if text is None:
-        return UNREADABLE
-    cres = createml.parse_createml(text, rel)
+        return "createml", UNREADABLE
+    doc, problem = createml.load_json(text, rel)
+    if problem is None and label_studio.is_label_studio(doc):
+        if fmt == "createml":
+            findings.append(Finding("file-skipped", "info", "a Label Studio export; not read: --format createml",
+                                    rel))
+            return "label-studio", NOT_ANNOTATION
+        return "label-studio", _read_label_studio(doc, rel, findings, choice)
+    if fmt == "label-studio" and problem is None:
+        findings.append(Finding("file-skipped", "info", "JSON that is no Label Studio export; not read: "
+                                "--format label-studio", rel))
+        return "createml", NOT_ANNOTATION
+    cres = createml.parse_createml_doc(doc, rel) if problem is None else problem
     if not cres.readable and cres.findings and cres.findings[0].severity == "info":
         findings.extend(cres.findings)  # e.g. Label Studio's notes.json beside a YOLO export
-        return NOT_ANNOTATION
+        return "createml", NOT_ANNOTATION
     findings.extend(cres.findings)
     if not cres.readable:
-        return UNREADABLE
+        return "createml", UNREADABLE
+    return "createml", _createml_entries(cres, rel, parts)
+
+
+def _read_label_studio(doc, rel, findings, choice) -> list[Entry]:
+    """One entry per image of each task whose chosen annotation counts; matched by the image's name
+    (``url_parts``: local files, uploads, S3/GCS/HTTP URLs alike)."""
+    res = label_studio.parse_label_studio(doc, rel, choice)
+    findings.extend(res.findings)
+    entries = []
+    for img in res.images:
+        image_parts = label_studio.url_parts(img.url)
+        base = image_parts[-1] if image_parts else ""
+        entries.append(Entry(rel, base.rsplit(".", 1)[0] if "." in base else base, "label-studio",
+                             image_parts, image_parts=image_parts, filename=base, verified=img.verified,
+                             boxes=img.boxes, task=img.task))
+    return entries
+
+
+def _createml_entries(cres, rel, parts) -> list[Entry]:
     entries = []
     for img in cres.images:
         image_parts = tuple(p for p in img.image.replace("\\", "/").split("/") if p)
@@ -304,7 +346,8 @@ def to_rows(layout: Layout, read: Read, matcher: Matcher, decision, findings: li
             stats["unreadable"] += 1
             continue
         if parsed is None:
-            what = f"image {e.filename!r}" if e.kind == "createml" else "file name"
+            what = {"createml": f"image {e.filename!r}",
+                    "label-studio": f"task {e.task} image {e.filename!r}"}.get(e.kind, "file name")
             findings.append(Finding("xml-bad-name", "warning", matcher.bad_name(what), e.rel))
             continue
         if clip is None:
@@ -316,8 +359,10 @@ def to_rows(layout: Layout, read: Read, matcher: Matcher, decision, findings: li
             continue
         key = (clip.name, frame)
         if key in seen:
+            what = (f"task {e.task}: a second Label Studio task" if e.kind == "label-studio"
+                    else "a second annotation file")
             findings.append(Finding("xml-duplicate-frame", "error",
-                                    f"a second annotation file for this frame (first: {seen[key]}); ignored, "
+                                    f"{what} for this frame (first: {seen[key]}); ignored, "
                                     "keep only one", e.rel, clip.name, frame))
             continue
         convention = ZERO_BASED
@@ -328,6 +373,11 @@ def to_rows(layout: Layout, read: Read, matcher: Matcher, decision, findings: li
             base.update(_voc_fields(e.voc))
         elif e.kind == "yolo":
             boxes = _yolo_boxes(layout, e, clip, frame, class_lists.get(e.class_file or "", []), sizes, findings)
+            if boxes is None:
+                stats["unreadable"] += 1
+                continue
+        elif e.kind == "label-studio":
+            boxes = _ls_boxes(layout, e, clip, frame, sizes, findings)
             if boxes is None:
                 stats["unreadable"] += 1
                 continue
@@ -369,14 +419,40 @@ def _yolo_boxes(layout, e: Entry, clip, frame: int, names: list, sizes: FrameSiz
     return boxes
 
 
+def _ls_boxes(layout, e: Entry, clip, frame: int, sizes: FrameSizes, findings: list):
+    """Pixel-edge boxes of a Label Studio image: percent of the real frame size (``zero-based``), or
+    None when the frame's size cannot be read."""
+    size = sizes.get(clip, frame) if e.boxes else None
+    where = f"task {e.task}"
+    if e.boxes and size is None:
+        findings.append(Finding("ls-no-frame", "error", f"{where}: boxes are percent of the frame size, but the frame "
+                                f"image {layout.frame_path(clip, frame).name} cannot be read; not imported",
+                                e.rel, clip.name, frame))
+        return None
+    known = set(layout.box_classes())
+    boxes = []
+    for b in e.boxes:
+        if b.original is not None and tuple(b.original) != tuple(size):
+            findings.append(Finding("ls-size-mismatch", "warning",
+                                    f"{where}: original size {b.original[0]}x{b.original[1]} but the frame is "
+                                    f"{size[0]}x{size[1]}; percent converted on the real frame",
+                                    e.rel, clip.name, frame))
+        if b.label not in known:
+            findings.append(Finding("ls-label-unknown", "warning", f"{where}: label {b.label!r} is no {layout.setting} "
+                                    "class; imported as written (validate checks it)", e.rel, clip.name, frame))
+        boxes.append((b.label, *label_studio.pixel_edges(b, *size), 0))
+    return boxes
+
+
 def import_annotations(layout: Layout, ann_dir: Path, quiet: bool = True, fmt: str = "auto",
-                       box_convention: str = "auto", earlier_classes: Optional[dict] = None):
+                       box_convention: str = "auto", earlier_classes: Optional[dict] = None,
+                       choice: Optional[label_studio.Choice] = None):
     """Read and match every annotation file the layout lists under ``ann_dir``; returns
     (table, findings, stats, decision, class lists)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     matcher = layout.matcher()
-    read = read_files(layout.annotation_files(ann_dir), layout.root, ann_dir, matcher, fmt, quiet)
+    read = read_files(layout.annotation_files(ann_dir), layout.root, ann_dir, matcher, fmt, quiet, choice)
     findings = read.findings
     findings += check_class_lists(read.class_lists, matcher, earlier_classes)
     # the one box-convention decision of this import
@@ -402,8 +478,11 @@ def _found_text(stats) -> str:
 
 
 def run_import(root, output, setting: Optional[str] = None, annotations=None, quiet: bool = False,
-               fmt: str = "auto", box_convention: str = "auto", subsets=None) -> dict:
-    """Write the box table at ``output`` and the findings sidecar; return a summary dict."""
+               fmt: str = "auto", box_convention: str = "auto", subsets=None,
+               choice: Optional[label_studio.Choice] = None) -> dict:
+    """Write the box table at ``output`` and the findings sidecar; return a summary dict. ``choice``:
+    which annotation of a Label Studio task counts (``--annotator``, ``--latest``,
+    ``--accept-predictions``)."""
     layout = open_layout(root, setting, subsets)
     layout.clips()  # read and check the metadata before walking the tree
     ann_dir = Path(annotations) if annotations is not None else layout.default_annotation_dir()
@@ -414,7 +493,8 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
     sidecar = sidecar_path(output)
     earlier = _earlier_classes(sidecar)
     table, findings, stats, decision, class_lists = import_annotations(
-        layout, ann_dir, quiet=quiet, fmt=fmt, box_convention=box_convention, earlier_classes=earlier)
+        layout, ann_dir, quiet=quiet, fmt=fmt, box_convention=box_convention, earlier_classes=earlier,
+        choice=choice)
     if stats["files"] == 0:
         kinds = "annotation files (.xml, .txt, .json)" if fmt == "auto" else f"{fmt} files"
         raise DataError(f"no {kinds} under {ann_dir} (found {_found_text(stats)}); "
@@ -429,7 +509,8 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
     exit_code = 1 if unreadable else 0
     lines = [
         f"Read {stats['files']} annotation file(s) under {ann_dir} ({layout.describe()}; {stats['voc']} VOC, "
-        f"{stats['yolo']} YOLO, {stats['createml']} CreateML; also {_found_text(stats)}): "
+        f"{stats['yolo']} YOLO, {stats['createml']} CreateML, {stats['label-studio']} Label Studio; "
+        f"also {_found_text(stats)}): "
         f"{stats['boxes']} box(es) on {stats['frames']} frame(s), {stats['frames_no_box']} frame(s) with no box.",
         f"Wrote {len(table)} row(s) to {output} (findings: {sidecar.name}).",
         f"VOC {decision.describe()}." if decision.files_with_boxes else "No VOC box: no box convention to decide.",
@@ -447,8 +528,8 @@ def run_import(root, output, setting: Optional[str] = None, annotations=None, qu
         "table": str(output), "findings_file": str(sidecar),
         "files": stats["files"], "frames": stats["frames"], "rows": len(table), "boxes": stats["boxes"],
         "frames_no_box": stats["frames_no_box"], "unreadable": unreadable,
-        "by_format": {k: stats[k] for k in ("voc", "yolo", "createml")},
-        "frames_by_format": {k: stats[f"frames_{k}"] for k in ("voc", "yolo", "createml")},
+        "by_format": {k: stats[k] for k in ("voc", "yolo", "createml", "label-studio")},
+        "frames_by_format": {k: stats[f"frames_{k}"] for k in ("voc", "yolo", "createml", "label-studio")},
         "images": stats["images"], "class_files": stats["class_files"],
         "box_convention": decision.to_dict(), "yolo_classes": class_lists,
         "by_severity": {s: by_sev[s] for s in ("error", "warning", "info")},

@@ -403,6 +403,10 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
                    "for the frames without a GT mask (S4 train frames 2-5), in the frame-folder layout "
                    "(SPLIT/CATEGORY/VIDEO/VIDEO_K.xml); pass ROOT/s4_data/visual_frames to put them next "
                    "to the frames. Existing annotation files (XML, YOLO, CreateML) are never touched.")
+@click.option("--label-studio", "label_studio", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the same proposals as Label Studio tasks instead: DIR/tasks.json (boxes as "
+                   "predictions, a score per box = the mean predicted probability of its mask pixels, images "
+                   "relative to the release root), labeling_config.xml and README.md. DIR must be empty or new.")
 @click.option("--overlay", is_flag=True,
               help="Also write each frame with its predicted mask painted over it (cyan stripes) and the GT "
                    "outline (white on black) where the frame has a GT mask, under MASKS/overlays/ with the same "
@@ -410,7 +414,7 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
 @overwrite_option
 @quiet_option
 @handle_errors
-def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwrite, quiet):
+def predict(checkpoint, shards, masks, split, device, labelimg, label_studio, overlay, overwrite, quiet):
     """Write predicted masks as single-channel 0/255 PNGs named like the GT masks.
 
     S4: MASKS/SPLIT/CATEGORY/VIDEO/VIDEO_K.png; MS3: MASKS/SPLIT/VIDEO/VIDEO_K.png
@@ -423,19 +427,24 @@ def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwri
     Example:
       avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --split test
       avstrain predict runs/demo/best.pt ./shards --split train --labelimg ./proposals
+      avstrain predict runs/demo/best.pt ./shards --split train --label-studio ./ls-tasks
       avstrain predict runs/demo/best.pt ./shards -o ./pred-masks --overlay
     """
     from avstrain.prediction import run_predict
 
     setup_logging(quiet)
-    if masks is None and labelimg is None:
-        raise click.UsageError("give --output MASKS, --labelimg DIR, or both")
+    if masks is None and labelimg is None and label_studio is None:
+        raise click.UsageError("give --output MASKS, --labelimg DIR (or --label-studio DIR), or both")
+    if labelimg is not None and label_studio is not None:
+        raise click.UsageError("give --labelimg DIR or --label-studio DIR, not both")
+    if label_studio is not None:
+        check_output_dir(label_studio, overwrite=overwrite, what="--label-studio DIR")
     if overlay and masks is None:
         raise click.UsageError("--overlay writes under MASKS/overlays/: give --output MASKS")
     if masks is not None:
         check_output_dir(masks, overwrite=overwrite, what="MASKS")
     summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet, labelimg=labelimg,
-                          overlay=overlay)
+                          overlay=overlay, label_studio=label_studio)
     click.echo(summary["text"])
 
 

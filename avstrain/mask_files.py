@@ -33,7 +33,7 @@ class MaskSink:
     split: str
     setting: str  # the task name, for the proposals' folder layout (avsprep.annotations.propose)
     classes: list
-    proposals: Optional[ProposalWriter] = None
+    proposals: Optional[ProposalWriter] = None  # or a LabelStudioProposals (same calls)
     overlay: bool = False
 
 
@@ -71,6 +71,7 @@ def write_binary_masks(logits: torch.Tensor, cpu_batch: dict, sink: MaskSink,
     ``split/[category/]video/video_k.png`` (k = 1..T; the category folder for S4, as the GT),
     proposals for the frames without a GT mask, overlays. Returns (masks, overlays) written."""
     pred = (logits.squeeze(1) > 0).to(torch.uint8).mul_(255).cpu().numpy()  # sigmoid > 0.5 <=> logit > 0
+    probs = torch.sigmoid(logits.squeeze(1)).cpu().numpy() if sink.proposals is not None else None  # box scores
     videos = cpu_batch["video"]
     steps = pred.shape[0] // len(videos)
     masks = overlays = 0
@@ -80,7 +81,8 @@ def write_binary_masks(logits: torch.Tensor, cpu_batch: dict, sink: MaskSink,
             category = sink.classes[int(cpu_batch["label"][b])]
             for t in range(steps):
                 if not bool(cpu_batch["mask_valid"][b][t]):
-                    propose_predicted(sink.proposals, sink.setting, sink.split, category, video, t + 1, clip[t])
+                    propose_predicted(sink.proposals, sink.setting, sink.split, category, video, t + 1, clip[t],
+                                      prob=probs[b * steps + t])
         if sink.out_dir is None:
             continue
         if by_category:

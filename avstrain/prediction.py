@@ -9,7 +9,8 @@ import numpy as np
 
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
-from avsprep.annotations.propose import ProposalWriter
+from avsprep.annotations.propose import LabelStudioProposals, ProposalWriter
+from avsprep.datasets.avsbench import CLASSES
 from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
 from avstrain.data import ShardDataset, collate, make_eval_loader, to_device
 from avstrain.devices import eval_forward, pick_device
@@ -17,7 +18,7 @@ from avstrain.mask_files import OVERLAY_DIR, MaskSink, check_shard_names
 
 
 def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = "auto", batch_videos: int = 4,
-                quiet: bool = False, labelimg=None, overlay: bool = False) -> dict:
+                quiet: bool = False, labelimg=None, overlay: bool = False, label_studio=None) -> dict:
     """``avstrain predict``: sigmoid > 0.5 masks as 0/255 single-channel PNGs named like the GT
     (S4 ``OUT/split/category/video/video_k.png``, MS3 ``OUT/split/video/video_k.png``, k = 1..5);
     AVSS: palette RGB PNGs (``avstrain.mask_files.write_semantic_masks``).
@@ -25,7 +26,10 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     ``labelimg``: also (or only, when ``out_dir`` is None) write box proposals of the frames that
     have no GT mask as labelImg XML under that folder (:mod:`avsprep.annotations.propose`; existing annotation
     files are never touched). ``overlay``: also each frame with the mask painted over it (and the
-    GT outline where the frame has a GT mask) at the same path under ``OUT/overlays/``."""
+    GT outline where the frame has a GT mask) at the same path under ``OUT/overlays/``.
+    ``label_studio``: the same proposals as Label Studio predictions (a score per box: the mean
+    predicted probability of its mask pixels) in ``label_studio/tasks.json``, images relative to
+    the release root."""
     ckpt = load_checkpoint(checkpoint)
     model, cfg = system_from_checkpoint(ckpt, checkpoint)
     if (labelimg is not None or overlay) and not model.task.overlays:
@@ -38,6 +42,9 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     out_dir = Path(out_dir) if out_dir is not None else None
     check_shard_names(ds.names, ds.classes, f"{shards} ({split})")
     proposals = ProposalWriter(Path(labelimg), "model") if labelimg is not None else None
+    if label_studio is not None:
+        proposals = LabelStudioProposals(Path(label_studio), f"avstrain predict {Path(checkpoint).name}",
+                                         CLASSES.get(cfg.setting, []), None)
     sink = MaskSink(out_dir, split, cfg.setting, ds.classes, proposals, overlay)
     written = overlays_written = 0
     for cpu_batch in progress(make_eval_loader(ds, batch_videos), quiet=quiet, desc="predict", unit="batch"):
@@ -51,7 +58,13 @@ def run_predict(checkpoint, shards, out_dir, split: str = "test", device: str = 
     if overlay and out_dir is not None:
         text += f"; {overlays_written} overlays under {out_dir / OVERLAY_DIR / split}"
         out["overlays"] = overlays_written
-    if proposals is not None:
+    if isinstance(proposals, LabelStudioProposals):
+        proposals.finish()
+        c = proposals.counts
+        text += ("\n" if text else "") + (f"wrote {c['written']} Label Studio task(s) (frames without a GT mask, "
+                                           f"boxes as predictions) to {label_studio}/tasks.json")
+        out.update(proposals=c["written"], proposal_boxes=c["boxes"])
+    elif proposals is not None:
         c = proposals.counts
         text += ("\n" if text else "") + (f"wrote {c['written']} box proposal(s) (frames without a GT mask) under "
                                            f"{labelimg}; skipped {c['skipped_existing']} frame(s) that already "

@@ -46,22 +46,31 @@ def _what_json(doc) -> Optional[str]:
         if "assets" in doc or "regions" in doc:
             return "a VoTT JSON file; export from VoTT as Pascal VOC"
     if isinstance(doc, list) and doc and isinstance(doc[0], dict) and ("data" in doc[0] or "result" in str(doc[0])[:2000]):
-        return "a Label Studio JSON export; export as 'YOLO' or 'Pascal VOC XML' in Label Studio"
+        return "a Label Studio JSON export (read with --format auto or label-studio)"
     return None
 
 
-def parse_createml(text: str, file: str = "<json>") -> CreateMLResult:
-    res = CreateMLResult()
+def load_json(text: str, file: str = "<json>"):
+    """(document, None), or (None, an unreadable result with the finding) for invalid or hostile JSON
+    (depth and size capped: :func:`avsprep.common.jsonread.loads_limited`)."""
+    res = CreateMLResult(readable=False)
     try:
-        doc = loads_limited(text, max_chars=MAX_JSON_BYTES)
+        return loads_limited(text, max_chars=MAX_JSON_BYTES), None
     except JsonLimitError as exc:
-        res.readable = False
         res.findings.append(Finding("json-too-deep", "error", f"{exc}; fix or remove the file", file))
-        return res
     except ValueError as exc:
-        res.readable = False
         res.findings.append(Finding("json-unreadable", "error", f"not valid JSON ({str(exc)[:120]})", file))
-        return res
+    return None, res
+
+
+def parse_createml(text: str, file: str = "<json>") -> CreateMLResult:
+    doc, problem = load_json(text, file)
+    return problem if problem is not None else parse_createml_doc(doc, file)
+
+
+def parse_createml_doc(doc, file: str = "<json>") -> CreateMLResult:
+    """A parsed JSON document -> CreateML images (pure)."""
+    res = CreateMLResult()
     if isinstance(doc, dict) and "categories" in doc and set(doc) <= {"categories", "info"}:
         res.readable = False
         res.findings.append(Finding("file-not-annotation", "info",

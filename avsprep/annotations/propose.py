@@ -1,4 +1,5 @@
-"""Box proposals an annotator only has to check: labelImg XML files for frames with no annotation yet.
+"""Box proposals an annotator only has to check: labelImg XML files (or Label Studio tasks) for frames
+with no annotation yet.
 
 ``avsprep propose --from masks`` boxes each GT mask (S4: frame 1 of train clips
 and every frame of val/test; MS3: every frame); ``avstrain predict --labelimg``
@@ -18,6 +19,10 @@ Both go through :class:`ProposalWriter`:
   ``.txt``, ``.json`` anywhere under the annotation folder, or an image entry
   of a CreateML file) is skipped, and a file is only ever created with an
   exclusive link, so human work is never overwritten, even by a race.
+
+:class:`LabelStudioProposals` takes the same calls and writes the boxes as Label Studio
+predictions instead (``propose --format label-studio``, ``predict --label-studio``): one
+``tasks.json`` with the labeling config and README (:mod:`avsprep.annotations.label_studio`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import numpy as np
 from scipy import ndimage
 
 from avsprep.annotations import createml
+from avsprep.annotations import label_studio as ls
+from avsprep.annotations.export import frame_image, write_label_studio
 from avsprep.common.atomic import fsync_dir, tmp_path_for
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
@@ -86,11 +93,18 @@ def existing_annotation_stems(ann_dir: Path) -> set[str]:
         stems.add(name.rsplit(".", 1)[0])
         if kind == "createml" and p.stat().st_size < createml.MAX_JSON_BYTES:
             try:
-                res = createml.parse_createml(p.read_text(encoding="utf-8-sig"), p.name)
+                doc, problem = createml.load_json(p.read_text(encoding="utf-8-sig"), p.name)
             except (OSError, UnicodeDecodeError):
                 continue
-            for img in res.images:
-                base = img.image.replace("\\", "/").rsplit("/", 1)[-1]
+            if problem is not None:
+                continue
+            if ls.is_label_studio(doc):  # the frames someone submitted in Label Studio
+                images = [ls.url_parts(i.url)[-1:] for i in ls.parse_label_studio(doc, p.name).images]
+                names = [parts[0] for parts in images if parts]
+            else:
+                names = [img.image.replace("\\", "/").rsplit("/", 1)[-1]
+                         for img in createml.parse_createml_doc(doc, p.name).images]
+            for base in names:
                 stems.add(base.rsplit(".", 1)[0] if "." in base else base)
     return stems
 
@@ -133,8 +147,10 @@ class ProposalWriter:
         self.planned: list[str] = []
 
     def propose(self, rel_dir: Path, stem: str, boxes, label: str, width: int, height: int, depth: int = 3,
-                folder: Optional[str] = None, filename: Optional[str] = None, path: Optional[str] = None) -> str:
-        """``written``, ``would-write`` (dry run) or ``skipped-existing``."""
+                folder: Optional[str] = None, filename: Optional[str] = None, path: Optional[str] = None,
+                image: Optional[str] = None, scores=None) -> str:
+        """``written``, ``would-write`` (dry run) or ``skipped-existing``. ``image`` and ``scores`` are for
+        :class:`LabelStudioProposals` (labelImg files have neither)."""
         target = inside(self.ann_dir, self.ann_dir / rel_dir / f"{stem}.xml", "a box proposal")
         if stem in self.existing or target.exists():
             self.counts["skipped_existing"] += 1
@@ -156,8 +172,65 @@ class ProposalWriter:
         return "written"
 
 
+class LabelStudioProposals:
+    """Collects proposals as Label Studio predictions; :meth:`finish` writes ``tasks.json`` (with the
+    labeling config and README) under ``out_dir``. Frames with an annotation file under ``ann_dir``
+    (when given) are skipped, as :class:`ProposalWriter` skips them."""
+
+    def __init__(self, out_dir: Path, model_version: str, classes: list[str], document_root: Optional[Path],
+                 ann_dir: Optional[Path] = None, dry_run: bool = False):
+        self.out_dir = Path(out_dir)
+        self.ann_dir = self.out_dir
+        self.model_version = model_version
+        self.classes = classes
+        self.document_root = Path(document_root) if document_root is not None else None  # None: the release root
+        self.dry_run = dry_run
+        self.existing = existing_annotation_stems(Path(ann_dir)) if ann_dir is not None else set()
+        self.counts = Counter()
+        self.planned: list[str] = []
+        self.frames: list = []
+
+    def propose(self, rel_dir: Path, stem: str, boxes, label: str, width: int, height: int, depth: int = 3,
+                folder: Optional[str] = None, filename: Optional[str] = None, path: Optional[str] = None,
+                image: Optional[str] = None, scores=None) -> str:
+        if stem in self.existing:
+            self.counts["skipped_existing"] += 1
+            return "skipped-existing"
+        if image is None:
+            raise ValueError("a Label Studio proposal needs the frame's path under the document root")
+        scores = list(scores) if scores is not None else [None] * len(boxes)
+        tail = stem.rsplit("_", 1)[-1]  # S4 {name}_{k}, MS3 {id}.mp4_{k}
+        video, k = folder or stem, int(tail) if tail.isdigit() else 0
+        self.frames.append(ls.OutFrame(video, k, image, width, height,
+                                       [ls.OutBox(label, *b, score=s) for b, s in zip(boxes, scores)]))
+        self.existing.add(stem)
+        key = "would_write" if self.dry_run else "written"
+        self.counts[key] += 1
+        self.planned.append(image)
+        self.counts["boxes"] += len(boxes)
+        if not boxes:
+            self.counts["empty_masks"] += 1
+        return "would-write" if self.dry_run else "written"
+
+    def finish(self) -> list[Path]:
+        """Write the tasks (nothing under a dry run)."""
+        if self.dry_run:
+            return []
+        tasks = [ls.frame_task(f, self.model_version) for f in self.frames]
+        return write_label_studio(self.out_dir, tasks, self.classes, self.document_root)
+
+
+def box_scores(boxes, mask: np.ndarray, prob: np.ndarray) -> list[float]:
+    """Each box's score: the mean predicted probability over the mask pixels inside it."""
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        inside_mask = np.asarray(mask)[y0:y1, x0:x1] > 0
+        out.append(float(np.asarray(prob)[y0:y1, x0:x1][inside_mask].mean()) if inside_mask.any() else 0.0)
+    return out
+
+
 def propose_predicted(writer: ProposalWriter, setting: str, split: str, category: str, video: str, k: int,
-                      mask: np.ndarray, all_blobs: bool = False) -> str:
+                      mask: np.ndarray, all_blobs: bool = False, prob: Optional[np.ndarray] = None) -> str:
     """A predicted mask of frame ``k`` -> a proposal at the frame's place in the AVSBench frame tree
     (S4 ``split/category/video/video_k.xml``, MS3 ``video/video.mp4_k.xml``) under the writer's folder."""
     for name in (video, category):
@@ -170,13 +243,18 @@ def propose_predicted(writer: ProposalWriter, setting: str, split: str, category
     frame = layout.frame_path(clip, k)
     rel_dir = frame.parent.relative_to(layout.frames_dir())
     h, w = mask.shape[:2]
-    return writer.propose(rel_dir, frame.stem, mask_boxes(mask, all_blobs), layout.box_label(clip), w, h, 3,
-                          folder=video, filename=frame.name)
+    boxes = mask_boxes(mask, all_blobs)
+    return writer.propose(rel_dir, frame.stem, boxes, layout.box_label(clip), w, h, 3, folder=video,
+                          filename=frame.name, image=frame.as_posix(),
+                          scores=box_scores(boxes, mask, prob) if prob is not None else None)
 
 
 def run_propose(root, source: str = "masks", annotations=None, setting: Optional[str] = None,
-                all_blobs: bool = False, dry_run: bool = False, splits=None, quiet: bool = False) -> dict:
-    """``avsprep propose``: one labelImg XML per frame with a GT mask and no annotation file."""
+                all_blobs: bool = False, dry_run: bool = False, splits=None, quiet: bool = False,
+                fmt: str = "labelimg", out=None, document_root=None) -> dict:
+    """``avsprep propose``: one labelImg XML per frame with a GT mask and no annotation file, or
+    (``fmt="label-studio"``) one Label Studio task per such frame in ``out/tasks.json``, its image
+    relative to ``document_root`` (default: the release root)."""
 
     if source not in SOURCES:
         raise DataError(f"--from {source!r}: only 'masks' here; model proposals come from "
@@ -184,7 +262,14 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
     layout = AVSBenchLayout.from_root(root, setting)
     clips = layout.clips(splits)
     ann_dir = Path(annotations) if annotations is not None else layout.frames_dir()
-    writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
+    if fmt == "label-studio":
+        if out is None:
+            raise DataError("--format label-studio writes OUT/tasks.json: give --out OUT")
+        document_root = Path(document_root) if document_root is not None else layout.root
+        writer = LabelStudioProposals(Path(out), f"avsprep propose --from {source}", layout.box_classes(),
+                                      document_root, ann_dir=ann_dir, dry_run=dry_run)
+    else:
+        writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
     no_mask = 0
     findings: list[Finding] = []
     for clip in progress(clips, quiet=quiet, desc="propose", unit="clip"):
@@ -218,13 +303,19 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
                                         f"mask {mpath} is {mw}x{mh} but its frame {frame} is {w}x{h}; the box was "
                                         "scaled to the frame: check it (or fix the mask) in labelImg",
                                         file=str(mpath), clip=clip.name, frame=k))
+            image = frame_image(layout, clip, k, document_root) if fmt == "label-studio" else None
             writer.propose(rel_dir, stem, boxes, label, w, h, depth,
-                           folder=frame.parent.name, filename=frame.name, path=str(frame.absolute()))
+                           folder=frame.parent.name, filename=frame.name, path=str(frame.absolute()), image=image)
+    where = ann_dir
+    if fmt == "label-studio":
+        writer.finish()
+        where = Path(out) / "tasks.json"
     c = writer.counts
     verb = "Would write" if dry_run else "Wrote"
     n = c["would_write"] if dry_run else c["written"]
-    lines = [f"{verb} {n} proposal(s) from {source} under {ann_dir} ({c['boxes']} box(es); "
-             f"{c['empty_masks']} empty mask(s) gave a file with no box); skipped {c['skipped_existing']} "
+    lines = [f"{verb} {n} proposal(s) from {source} {'to' if fmt == 'label-studio' else 'under'} {where} "
+             f"({c['boxes']} box(es); {c['empty_masks']} empty mask(s) gave a frame with no box); "
+             f"skipped {c['skipped_existing']} "
              f"frame(s) that already have an annotation file; {no_mask} mask file(s) missing."]
     lines += [f.format() for f in findings[:20]]
     if len(findings) > 20:
@@ -233,6 +324,9 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
         lines += [f"  {p}" for p in writer.planned[:20]]
         if len(writer.planned) > 20:
             lines.append(f"  ... and {len(writer.planned) - 20} more")
+    elif n and fmt == "label-studio":
+        lines.append(f"Next: load them in Label Studio ({Path(out) / 'README.md'}), then export JSON and "
+                     "avsprep import it.")
     elif n:
         lines.append("Next: check them in labelImg (Space = verify, then save), then avsprep import.")
     return {"text": "\n".join(lines), "source": source, "annotations": str(ann_dir), "dry_run": dry_run,

@@ -7,6 +7,7 @@ export to ask for instead):
 * roLabelImg rotated boxes (``<robndbox>`` with ``cx, cy, w, h, angle``);
 * CVAT's "CVAT for images 1.1" / "CVAT for video 1.1" task file (root ``<annotations>``);
 * dlib imglab XML (root ``<dataset>`` with ``<images><image><box>``);
+* a Label Studio labeling config (root ``<View>``): no annotation file (an info finding);
 * encodings: UTF-8 bytes under another declaration (read as UTF-8, warned), and
   undeclared non-UTF-8 bytes, with the likely encoding named.
 """
@@ -38,6 +39,8 @@ def foreign_root(root) -> Optional[tuple[str, str]]:
         return ("xml-cvat-task", f"a CVAT task file ('{kind}' export: all images in one file), not one "
                                  "Pascal-VOC file per frame; in CVAT export the task as 'PASCAL VOC 1.1' "
                                  "or 'YOLO 1.1' and import that")
+    if name == "view":
+        return ("file-not-annotation", "a Label Studio labeling config (<View>), not an annotation file; not read")
     if name == "dataset" and _has(root, "images"):
         return ("xml-dlib", "a dlib imglab dataset file (<dataset><images><image><box>), not Pascal VOC; "
                             "convert it to one VOC or YOLO file per frame (boxes are top/left/width/height)")

@@ -83,6 +83,7 @@ class VocResult:
     database: Optional[str] = None
     depth_text: Optional[str] = None
     writer: str = ""  # labelImg writer style of the bytes (avsprep.annotations.labelimg_xml.detect_writer)
+    owner: Optional[str] = None  # <owner><name>: "Label Studio" for its converter's files
     # (label, difficult, file values, file texts) per box, before any convention is applied
     raw_boxes: list[tuple[str, int, tuple[float, float, float, float], tuple[str, str, str, str]]] = \
         field(default_factory=list)
@@ -90,6 +91,8 @@ class VocResult:
     @property
     def not_labelimg(self) -> Optional[str]:
         """Why this file cannot be labelImg 1-based output (None: it can, or it has no box)."""
+        if self.raw_boxes and (self.owner or "").strip() == "Label Studio":
+            return "written by Label Studio's VOC export (<owner><name>Label Studio</name>), 0-based edges"
         return not_labelimg_reason([t for *_, t in self.raw_boxes])
 
     def boxes_as(self, convention: str) -> list[VocBox]:
@@ -177,7 +180,7 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
 
     def fail(code: str, message: str) -> VocResult:
         res.readable = False
-        f.append(Finding(code, "error", message, file))
+        f.append(Finding.of(code, message, file))  # the code's severity (info: no annotation file at all)
         return res
 
     if max_bytes is not None and len(data) > max_bytes:
@@ -240,6 +243,8 @@ def read_voc(data: bytes, file: str = "<bytes>", max_bytes: Optional[int] = MAX_
     res.path = _text(_child(root, "path"))
     src = _child(root, "source")
     res.database = _text(_child(src, "database")) if src is not None else None
+    owner = _child(root, "owner")
+    res.owner = _text(_child(owner, "name")) if owner is not None else None
     if res.filename:
         want = _stem(file)
         base = re.split(r"[\\/]", res.filename)[-1]  # CVAT writes the task's sub-folder

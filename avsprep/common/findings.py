@@ -44,6 +44,26 @@ CODES: dict[str, tuple[str, str]] = {
     "json-not-createml": ("error", "JSON of another tool (COCO, labelme, Label Studio, VoTT)"),
     "json-bad-box": ("error", "a CreateML box without x/y/width/height; box skipped"),
     "file-too-large": ("error", "an annotation file over the size limit"),
+    # Label Studio JSON (avsprep.annotations.label_studio); each names the file and the task id
+    "ls-bad-task": ("error", "Label Studio: a task that is not an object, or with no image URL; skipped"),
+    "ls-bad-box": ("error", "Label Studio: a box whose x/y/width/height/rotation is not a finite number; skipped"),
+    "ls-bad-label": ("error", "Label Studio: a box without exactly one label; skipped"),
+    "ls-not-rectangle": ("error", "Label Studio: a polygon, ellipse, keypoint or brush region; skipped"),
+    "ls-result-ignored": ("info", "Label Studio: a result that is no region (choices, text); ignored"),
+    "ls-box-out-of-range": ("error", "Label Studio: percent values negative, over 100 or a size <= 0; skipped"),
+    "ls-no-original-size": ("warning", "Label Studio: no original_width/height; converted on the real frame size"),
+    "ls-size-mismatch": ("warning", "Label Studio: original_width/height differ from the real frame; percent "
+                                    "converted on the real frame"),
+    "ls-rotated-box": ("warning", "Label Studio: a rotated box, kept as the axis-aligned box around it"),
+    "ls-label-unknown": ("warning", "Label Studio: a label that is no class of the setting (validate judges)"),
+    "ls-skipped-task": ("info", "Label Studio: a task the annotators skipped (cancelled); not imported"),
+    "ls-other-annotator": ("info", "Label Studio: no annotation by --annotator; not imported"),
+    "ls-annotation-conflict": ("error", "Label Studio: annotations of one task disagree; not imported unless "
+                                        "--annotator or --latest (then a warning)"),
+    "ls-predictions-only": ("info", "Label Studio: only predictions (unchecked pre-annotations); not imported "
+                                    "unless --accept-predictions"),
+    "ls-no-annotation": ("info", "Label Studio: a task with no annotation yet; not imported"),
+    "ls-no-frame": ("error", "Label Studio: boxes on a frame whose image (its size) cannot be read"),
     "file-unreadable": ("error", "an annotation file that cannot be opened or is not UTF-8"),
     "file-not-annotation": ("info", "a file under the annotation folder that is no annotation nor frame"),
     "file-skipped": ("info", "an annotation file of another format than --format"),
@@ -149,7 +169,8 @@ CODES: dict[str, tuple[str, str]] = {
 UNREADABLE_CODES = frozenset({"xml-unreadable", "xml-too-large", "xml-entity", "xml-not-annotation",
                               "xml-labelme", "xml-rotated-box", "xml-cvat-task", "xml-dlib", "xml-encoding",
                               "yolo-unreadable", "yolo-no-class-file", "yolo-class-file-bad", "yolo-no-frame",
-                              "json-unreadable", "json-too-deep", "json-not-createml", "file-unreadable", "file-too-large"})
+                              "json-unreadable", "json-too-deep", "json-not-createml", "file-unreadable", "file-too-large",
+                              "ls-no-frame"})
 
 
 @dataclass(frozen=True)

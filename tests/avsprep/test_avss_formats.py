@@ -143,7 +143,7 @@ def test_yolo_on_avss_frames_equals_voc_import(yolo_tree, voc_table, tmp_path):
     out = tmp_path / "yolo.csv"
     rc, doc = run_import(yolo_tree, out)
     assert rc == 0, doc
-    assert doc["by_format"] == {"voc": 0, "yolo": doc["frames"], "createml": 0}
+    assert doc["by_format"] == {"voc": 0, "yolo": doc["frames"], "createml": 0, "label-studio": 0}
     assert doc["frames"] == voc_table[["video", "frame"]].drop_duplicates().shape[0] == 60
     assert doc["by_severity"]["error"] == doc["by_severity"]["warning"] == 0, doc["findings"]
     assert set(doc["yolo_classes"]) >= {"data.yaml", "v1m/obj.names"}
@@ -227,7 +227,7 @@ def test_createml_on_avss_frames_equals_voc_import(createml_tree, voc_table, tmp
     out = tmp_path / "cml.csv"
     rc, doc = run_import(createml_tree, out)
     assert rc == 0, doc
-    assert doc["by_format"] == {"voc": 0, "yolo": 0, "createml": 30 + 3}  # 30 v1 files + 3 v2 folders
+    assert doc["by_format"] == {"voc": 0, "yolo": 0, "createml": 30 + 3, "label-studio": 0}  # 30 v1 files + 3 v2 folders
     assert doc["frames"] == 60 and doc["frames_no_box"] == 1
     assert doc["by_severity"]["error"] == doc["by_severity"]["warning"] == 0, doc["findings"]
     df = read_table(out)

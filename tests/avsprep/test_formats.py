@@ -162,7 +162,7 @@ def test_mixed_folder_yolo_createml_voc_and_strays(tmp_path):
     assert "yolo-class-unknown" in codes and codes["yolo-class-unknown"]["frame"] == 3
     assert "xml-cvat-task" in codes and "PASCAL VOC 1.1" in codes["xml-cvat-task"]["message"]
     assert codes["file-not-annotation"]["file"].endswith("notes.md")
-    assert s["by_format"] == {"voc": 2, "yolo": 3, "createml": 1} and s["images"] == 10
+    assert s["by_format"] == {"voc": 2, "yolo": 3, "createml": 1, "label-studio": 0} and s["images"] == 10
     assert s["exit_code"] == 1  # the CVAT task file cannot be read
 
 

@@ -131,3 +131,29 @@ def test_a_mask_of_another_size_than_its_frame_gives_a_scaled_box_and_a_warning(
     (box,) = doc.boxes
     assert (doc.width, doc.height) == (fw, fh)
     assert (box.xmin, box.ymin, box.xmax, box.ymax) == (20, 10, 60, 50)  # the mask's box x2, in pixel edges
+
+
+def test_propose_label_studio_tasks_skip_annotated_frames(root, tmp_path):
+    """--format label-studio: one task per mask frame without an annotation file, boxes as predictions;
+    frames submitted in an earlier Label Studio export count as annotated."""
+    layout = AVSBenchLayout.from_root(root)
+    for c in layout.clips():
+        for k in layout.mask_frames(c):
+            layout.frame_path(c, k).with_suffix(".xml").unlink()
+    c0 = layout.clips()[0]
+    done = [{"id": 1, "data": {"image": f"/data/upload/1/0a1b2c3d-{c0.name}_1.png"},
+             "annotations": [{"completed_by": 1, "result": []}]}]
+    (layout.frames_dir() / "export.json").write_text(json.dumps(done))
+    out = tmp_path / "ls"
+    r = CliRunner().invoke(cli, ["propose", "--root", str(root), "--format", "label-studio", "--out", str(out),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    tasks = json.loads((out / "tasks.json").read_text())
+    want = {(c.name, k) for c in layout.clips() for k in layout.mask_frames(c)} - {(c0.name, 1)}
+    assert {(t["data"]["avs_video"], t["data"]["avs_frame"]) for t in tasks} == want
+    assert doc["skipped_existing"] == 1 and doc["proposed"]["masks"] == len(want)
+    assert tasks[0]["predictions"][0]["model_version"] == "avsprep propose --from masks"
+    assert (out / "labeling_config.xml").is_file() and "label-studio start" in (out / "README.md").read_text()
+    r = CliRunner().invoke(cli, ["propose", "--root", str(root), "--format", "label-studio"])
+    assert r.exit_code == 2 and "--out" in r.output

@@ -143,6 +143,30 @@ def test_predict_labelimg_proposals_for_frames_without_gt_mask(shards, run, tmp_
     assert CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards)]).exit_code == 2
 
 
+def test_predict_label_studio_tasks_for_frames_without_gt_mask(shards, run, tmp_path):
+    """The same proposals as Label Studio predictions, with a score per box, read back by import's reader."""
+    from avsprep.annotations import label_studio as ls
+    from avsprep.shards import ShardSet
+
+    ss = ShardSet(shards, split="train")
+    out = tmp_path / "ls"
+    res = CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards), "--split", "train",
+                                   "--label-studio", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    tasks = json.loads((out / "tasks.json").read_text())
+    no_mask = sorted((ss.names[i], k) for i in range(len(ss)) for k in range(1, 6) if not ss[i]["mask_valid"][k - 1])
+    assert sorted((t["data"]["avs_video"], t["data"]["avs_frame"]) for t in tasks) == no_mask
+    pred = tasks[0]["predictions"][0]
+    assert pred["model_version"] == "avstrain predict best.pt" and "annotations" not in tasks[0]
+    assert tasks[0]["data"]["image"].startswith("/data/local-files/?d=s4_data/visual_frames/train/")
+    assert all(0 < r["score"] <= 1 for t in tasks for r in t["predictions"][0]["result"])
+    back = ls.parse_label_studio(tasks, "tasks.json", ls.Choice(accept_predictions=True))
+    assert len(back.images) == len(tasks) and not back.findings
+    both = CliRunner().invoke(cli, ["predict", str(run / "best.pt"), str(shards), "--labelimg", str(tmp_path / "x"),
+                                    "--label-studio", str(tmp_path / "y")])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
 def test_resume_without_last_pt(shards, tmp_path):
     res = CliRunner().invoke(cli, ["train", str(shards), "-o", str(tmp_path / "new"), "--resume"])
     assert res.exit_code == 1 and "nothing to resume" in res.output
