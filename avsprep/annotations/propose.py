@@ -20,7 +20,7 @@ Both go through :class:`ProposalWriter`:
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -29,10 +29,11 @@ import numpy as np
 from scipy import ndimage
 
 from avsprep.annotations import createml
-from avsprep.common.atomic import fsync_dir, tmp_path_for
+from avsprep.common.atomic import write_new
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
 from avsprep.common.images import open_guarded
+from avsprep.common.outputs import writing
 from avsprep.common.paths import inside
 from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.datasets.base import safe_name, walk_files
@@ -81,24 +82,6 @@ def existing_annotation_stems(ann_dir: Path) -> set[str]:
                 base = img.image.replace("\\", "/").rsplit("/", 1)[-1]
                 stems.add(base.rsplit(".", 1)[0] if "." in base else base)
     return stems
-
-
-def write_new(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data`` unless it exists (never replaces a file). True when written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, path)  # fails if path exists, atomically
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-    fsync_dir(path.parent)
-    return True
 
 
 def proposal_bytes(boxes, label: str, width: int, height: int, depth: int, folder: str, filename: str,
@@ -172,7 +155,30 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
     layout = AVSBenchLayout.from_root(root, setting)
     clips = layout.clips(splits)
     ann_dir = Path(annotations) if annotations is not None else layout.frames_dir()
-    writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
+    # all or nothing: a failure (a full disk included) removes the proposals this run wrote
+    guard = contextlib.nullcontext() if dry_run else writing(ann_dir, what="annotation folder (-a)")
+    with guard:
+        writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
+        no_mask = _propose_clips(layout, clips, writer, all_blobs, dry_run, quiet)
+    c = writer.counts
+    verb = "Would write" if dry_run else "Wrote"
+    n = c["would_write"] if dry_run else c["written"]
+    lines = [f"{verb} {n} proposal(s) from {source} under {ann_dir} ({c['boxes']} box(es); "
+             f"{c['empty_masks']} empty mask(s) gave a file with no box); skipped {c['skipped_existing']} "
+             f"frame(s) that already have an annotation file; {no_mask} mask file(s) missing."]
+    if dry_run:
+        lines += [f"  {p}" for p in writer.planned[:20]]
+        if len(writer.planned) > 20:
+            lines.append(f"  ... and {len(writer.planned) - 20} more")
+    elif n:
+        lines.append("Next: check them in labelImg (Space = verify, then save), then avsprep import.")
+    return {"text": "\n".join(lines), "source": source, "annotations": str(ann_dir), "dry_run": dry_run,
+            "proposed": {source: n}, "boxes": c["boxes"], "skipped_existing": c["skipped_existing"],
+            "empty_masks": c["empty_masks"], "masks_missing": no_mask, "planned": writer.planned}
+
+
+def _propose_clips(layout, clips, writer: ProposalWriter, all_blobs: bool, dry_run: bool, quiet: bool) -> int:
+    """Propose for every GT-mask frame of ``clips``; returns the number of mask files missing."""
     no_mask = 0
     for clip in progress(clips, quiet=quiet, desc="propose", unit="clip"):
         label = layout.box_label(clip)
@@ -199,18 +205,4 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
                 (h, w), depth = mask.shape, 3
             writer.propose(rel_dir, stem, mask_boxes(mask, all_blobs), label, w, h, depth,
                            folder=frame.parent.name, filename=frame.name, path=str(frame.absolute()))
-    c = writer.counts
-    verb = "Would write" if dry_run else "Wrote"
-    n = c["would_write"] if dry_run else c["written"]
-    lines = [f"{verb} {n} proposal(s) from {source} under {ann_dir} ({c['boxes']} box(es); "
-             f"{c['empty_masks']} empty mask(s) gave a file with no box); skipped {c['skipped_existing']} "
-             f"frame(s) that already have an annotation file; {no_mask} mask file(s) missing."]
-    if dry_run:
-        lines += [f"  {p}" for p in writer.planned[:20]]
-        if len(writer.planned) > 20:
-            lines.append(f"  ... and {len(writer.planned) - 20} more")
-    elif n:
-        lines.append("Next: check them in labelImg (Space = verify, then save), then avsprep import.")
-    return {"text": "\n".join(lines), "source": source, "annotations": str(ann_dir), "dry_run": dry_run,
-            "proposed": {source: n}, "boxes": c["boxes"], "skipped_existing": c["skipped_existing"],
-            "empty_masks": c["empty_masks"], "masks_missing": no_mask, "planned": writer.planned}
+    return no_mask
