@@ -446,9 +446,12 @@ def predict(checkpoint, shards, masks, split, device, labelimg, overlay, overwri
     if overlay and masks is None:
         raise click.UsageError("--overlay writes under MASKS/overlays/: give --output MASKS")
     with contextlib.ExitStack() as outputs:  # each folder locked; a failure removes what this run wrote
+        folders = {}  # one lock per folder, even when --labelimg is MASKS
         for folder, what in ((masks, "MASKS"), (labelimg, "--labelimg DIR")):
             if folder is not None:
-                outputs.enter_context(writing(folder, what=what))
+                folders.setdefault(folder.resolve(), (folder, what))
+        for folder, what in folders.values():
+            outputs.enter_context(writing(folder, what=what))
         if masks is not None:
             check_output_dir(masks, overwrite=overwrite, what="MASKS")
         summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet,

@@ -198,6 +198,11 @@ def command_line() -> str:
 def _acquire(lock: Path, what: str) -> None:
     me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for old in lock.parent.glob(f"{LOCK_NAME}.tmp-*"):  # left by a process killed while taking the lock
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                old.unlink()
     tmp = lock.with_name(f"{LOCK_NAME}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(me) + "\n", encoding="utf-8")
     try:

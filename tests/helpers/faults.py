@@ -315,3 +315,96 @@ def dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
+
+
+# ----------------------------------------------------------------------------- file-system cases (robustness)
+
+def cli_argv(tool: str, *args) -> list[str]:
+    return [sys.executable, "-m", tool, *map(str, args)]
+
+
+def run_cli(tool: str, *args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_argv(tool, *args), env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def fs_commands(inputs: dict) -> dict:
+    """name -> (tool, argv with OUT where the output goes, whether the command keeps its partial output
+    (its own resume rule: build, extract, train)). ``inputs``: root, table, shards, ckpt, videos."""
+    r, t, s, c = inputs["root"], inputs["table"], inputs["shards"], inputs["ckpt"]
+    tiny = ["--preset", "demo", "--device", "cpu", "--batch-size", "2", "--set", "channel=8",
+            "--set", "image_size=64", "--set", "workers=0", "--set", "max_steps_per_epoch=1",
+            "--set", "max_eval_clips=1", "--epochs", "1", "--quiet"]
+    return {
+        "avsprep import": ("avsprep", ["import", "--root", r, "-o", "OUT/boxes.csv", "-q"], False),
+        "avsprep export": ("avsprep", ["export", t, "OUT/export"], False),
+        "avsprep propose": ("avsprep", ["propose", "--root", r, "-a", "OUT/ann", "-q"], False),
+        "avsprep demo": ("avsprep", ["demo", "OUT/demo", "--clips", "6", "-q"], False),
+        "avsprep build": ("avsprep", ["build", t, "--root", r, "-o", "OUT/shards", "--clips-per-shard", "1",
+                                      "-q"], True),
+        "avsprep extract": ("avsprep", ["extract", inputs["videos"], "-o", "OUT/release", "-q"], True),
+        "avsprep inspect --png": ("avsprep", ["inspect", s, "--png", "OUT/sheet.png"], False),
+        "avstrain train": ("avstrain", ["train", s, "-o", "OUT/run", *tiny], True),
+        "avstrain evaluate --per-clip": ("avstrain", ["evaluate", c, s, "--per-clip", "OUT/clips.csv",
+                                                      "--device", "cpu", "--quiet"], False),
+        "avstrain predict": ("avstrain", ["predict", c, s, "-o", "OUT/masks", "--device", "cpu", "--quiet",
+                                          "--overlay"], False),
+        "avstrain report": ("avstrain", ["report", c, s, "-o", "OUT/report", "--device", "cpu", "--quiet"], False),
+        "avstrain convert": ("avstrain", ["convert", inputs["official"], "-o", "OUT/ckpt.pt"], False),
+    }
+
+
+def with_out(argv: list, out: Path) -> list[str]:
+    return [str(a).replace("OUT", str(out)) if str(a).startswith("OUT") else str(a) for a in argv]
+
+
+def classify_failure(res: subprocess.CompletedProcess, out: Path, keeps: bool, reasons: tuple[str, ...]) -> str:
+    """``traceback`` / ``silent`` / ``clean`` for a command run where it cannot write everything:
+    clean = exit 1, a last ``Error:`` line naming the reason, no temporary file or lock left, and
+    nothing left under ``out`` unless the command keeps its work (then the line says how to go on)."""
+    if "Traceback" in res.stderr:
+        return "traceback"
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    if res.returncode != 1 or not last.startswith("Error:") or not any(r in last for r in reasons):
+        return "silent"
+    if leftovers(out):
+        return "silent"
+    files = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    if files and not keeps:
+        return "silent"
+    if keeps and "rerun" not in last:
+        return "silent"
+    return "clean"
+
+
+def fill_to(mount: Path, free_bytes: int) -> None:
+    """Fill the file system at ``mount`` until about ``free_bytes`` stay free."""
+    st = os.statvfs(mount)
+    have = st.f_bavail * st.f_frsize
+    if have > free_bytes:
+        with open(mount / ".filler", "wb") as fh:
+            fh.write(b"\0" * (have - free_bytes))
+
+
+def two_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
+    """Start the commands at the same moment; (exit code, stderr) of each."""
+    procs = [subprocess.Popen(a, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for a in argvs]
+    out = []
+    for p in procs:
+        _, err = p.communicate(timeout=900)
+        out.append((p.returncode, err))
+    return out
+
+
+def classify_pair(results: list[tuple[int, str]]) -> str:
+    """Two writers of one output: clean when exactly one ran and the other was refused in one line."""
+    if any("Traceback" in err for _, err in results):
+        return "traceback"
+    codes = sorted(rc for rc, _ in results)
+    if codes != [0, 1]:
+        return "silent"
+    err = next(err for rc, err in results if rc == 1)
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    return "clean" if last.startswith("Error:") and ("is being written by" in last or "not empty" in last) \
+        else "silent"
