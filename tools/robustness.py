@@ -329,6 +329,7 @@ def filesystem_faults(work: Path) -> dict:
     denied = ("read-only", "permission denied")
     for name, (tool, argv, keeps) in commands.items():
         clean = work / "fs-clean" / name.replace(" ", "_")
+        clean.mkdir(parents=True)  # OUT exists in every case (a missing folder is its own case below)
         res = run_cli(tool, *with_out(argv, clean))
         if res.returncode != 0:
             count(f"{name} (clean run)", "traceback" if "Traceback" in res.stderr else "silent", res)
@@ -338,14 +339,15 @@ def filesystem_faults(work: Path) -> dict:
             mnt = work / "fs-full" / name.replace(" ", "_")
             with small_tmpfs(mnt, f"{size * 2 // 1024 + 1024}k") as mounted:
                 if mounted:
+                    (mnt / "out").mkdir()
                     fill_to(mnt, size // 2)
                     res = run_cli(tool, *with_out(argv, mnt / "out"))
                     count(f"{name}: disk full halfway", classify_failure(res, mnt / "out", keeps, space), res)
         with read_only_dir(work / "fs-ro" / name.replace(" ", "_")) as how:
             if how:
                 ro = work / "fs-ro" / name.replace(" ", "_")
-                res = run_cli(tool, *with_out(argv, ro / "out"))
-                count(f"{name}: read-only ({how})", classify_failure(res, ro / "out", keeps, denied), res)
+                res = run_cli(tool, *with_out(argv, ro))
+                count(f"{name}: read-only ({how})", classify_failure(res, ro, keeps, denied), res)
     # two writers of one output, started together
     same = work / "fs-two-builds"
     pair = [cli_argv("avsprep", "build", table, "--root", root, "-o", same, "-q", *extra)
@@ -357,6 +359,15 @@ def filesystem_faults(work: Path) -> dict:
     run = work / "fs-two-trains"
     count("two avstrain train into one RUN",
           classify_pair(two_together([cli_argv(tool, *with_out(argv, run)).copy() for _ in range(2)])))
+    # an output file in a folder that does not exist yet: made, or refused before the work
+    for case, tool, argv, target in (
+            ("evaluate --per-clip NEW/x.csv", "avstrain", ["evaluate", ckpt, shards, "--device", "cpu", "--per-clip"],
+             work / "fs-new" / "a" / "x.csv"),
+            ("inspect --png NEW/x.png", "avsprep", ["inspect", shards, "--png"], work / "fs-new" / "b" / "x.png")):
+        res = run_cli(tool, *argv, target)
+        count(case, "traceback" if "Traceback" in res.stderr else
+              "clean" if (res.returncode == 0 and target.is_file()) or (res.returncode == 1 and not target.exists())
+              else "silent", res)
     # outputs over the run's own inputs: refused, the input untouched
     before = ckpt.read_bytes()
     res = run_cli("avstrain", "evaluate", ckpt, shards, "--per-clip", ckpt, "--device", "cpu")
@@ -368,14 +379,7 @@ def filesystem_faults(work: Path) -> dict:
     count("inspect --png SHARDS/manifest.json",
           "traceback" if "Traceback" in res.stderr else
           "clean" if res.returncode == 1 and (shards / "manifest.json").read_bytes() == manifest else "silent", res)
-    # an output file in a folder that does not exist yet: made, or refused before the work
-    for case, tool, argv, target in (
-            ("evaluate --per-clip NEW/x.csv", "avstrain", ["evaluate", ckpt, shards, "--device", "cpu", "--per-clip"],
-             work / "fs-new" / "a" / "x.csv"),
-            ("inspect --png NEW/x.png", "avsprep", ["inspect", shards, "--png"], work / "fs-new" / "b" / "x.png")):
-        res = run_cli(tool, *argv, target)
-        count(case, "traceback" if "Traceback" in res.stderr else
-              "clean" if (res.returncode == 0 and target.is_file()) or res.returncode == 1 else "silent", res)
+    (shards / "manifest.json").write_bytes(manifest)  # where it was overwritten, for any later case
     return {"cases": sum(counts.values()), "full_disk": "tmpfs" if can_mount() else "not run (no mount)",
             **{k: counts.get(k, 0) for k in ("clean", "traceback", "silent")}, "failed": failed}
 

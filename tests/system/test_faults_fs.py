@@ -189,8 +189,9 @@ def test_inspect_png_into_a_missing_folder_and_over_a_file(ckpt, tmp_path):
     one_line_error(rc, err, "is an input of this run")
 
 
-@pytest.mark.parametrize("command", ["predict", "report"])  # convert: read-only below (the tiny model has
-def test_avstrain_writers_disk_full(ckpt, tmp_path, command):  # no official form to write)
+# convert: read-only below and in tools/robustness.py (the tiny model has no official form to write)
+@pytest.mark.parametrize("command", ["predict", "report"])
+def test_avstrain_writers_disk_full(ckpt, tmp_path, command):
     checkpoint, shards = ckpt
     out = tmp_path / "out"
     args = {"predict": ["predict", checkpoint, shards, "-o", out, "--device", "cpu", "--quiet"],
@@ -306,3 +307,18 @@ def test_two_builds_started_together(table, demo_root, tmp_path):
     shards = sorted(p.name for p in (out / "test").glob("*.h5"))
     assert len(shards) == (2 if "--clips-per-shard" in winner else 1) == len(manifest["splits"]["test"]["shards"])
     assert prep(["verify", out])[0] == 0 and leftovers(out) == []
+
+
+@pytest.mark.slow
+def test_two_trains_started_together(ckpt, tmp_path):
+    """Two ``avstrain train`` into one RUN: one trains, the other is refused in one line."""
+    from tests.helpers.faults import classify_pair, cli_argv, two_together
+    from tests.helpers.train import TINY
+
+    _, shards = ckpt
+    run = tmp_path / "run"
+    argv = cli_argv("avstrain", "train", shards, "-o", run, *TINY, "--epochs", "1", "--device", "cpu",
+                    "--set", "max_steps_per_epoch=1", "--set", "max_eval_clips=1")
+    results = two_together([argv, argv])
+    assert classify_pair(results) == "clean", results
+    assert (run / "last.pt").is_file() and leftovers(run) == []
