@@ -15,9 +15,10 @@ import click
 from avsprep import __version__
 from avsprep.datasets.base import SPLITS as DATASET_SPLITS
 from avsprep.common.clikit import (
-    check_output_dir, check_output_file, echo_json, echo_result, handle_errors, json_option,
+    check_output_dir, echo_json, echo_result, handle_errors, json_option,
     overwrite_option, quiet_option, setup_logging, strict_option,
 )
+from avsprep.common.outputs import check_new_file, guarded_writes, writing
 
 SETTINGS = click.Choice(["s4", "ms3", "avss"])
 SPLITS = click.Choice(list(DATASET_SPLITS))
@@ -129,13 +130,15 @@ def import_cmd(root, setting, subset, annotations, output, fmt, box_convention, 
       avsprep import --root R -a ./ls-export --format label-studio --latest -o boxes.csv
     """
     from avsprep.annotations.label_studio import Choice
+    from avsprep.annotations.table import sidecar_path
     from avsprep.importer import run_import
 
     setup_logging(quiet or as_json)
-    check_output_file(output, overwrite)
-    summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json,
-                         fmt=fmt, box_convention=box_convention, subsets=subset,
-                         choice=Choice(annotator, latest, accept_predictions))
+    check_new_file(output, overwrite=overwrite, what="OUTPUT (-o)")
+    with guarded_writes([output, sidecar_path(output)], what="OUTPUT (-o)"):
+        summary = run_import(root, output, setting=setting, annotations=annotations, quiet=quiet or as_json,
+                             fmt=fmt, box_convention=box_convention, subsets=subset,
+                             choice=Choice(annotator, latest, accept_predictions))
     echo_result(summary, as_json)
     raise SystemExit(summary["exit_code"])
 
@@ -294,9 +297,10 @@ def export(table, out, to, root, classes_file, document_root, per_clip, overwrit
     from avsprep.annotations.export import run_export
 
     setup_logging(as_json)
-    check_output_dir(out, overwrite=overwrite, what="OUT")
-    summary = run_export(table, out, to=to, root=root, classes_file=classes_file, document_root=document_root,
-                         per_clip=per_clip)
+    with writing(out, what="OUT"):
+        check_output_dir(out, overwrite=overwrite, what="OUT")
+        summary = run_export(table, out, to=to, root=root, classes_file=classes_file, document_root=document_root,
+                             per_clip=per_clip)
     echo_result(summary, as_json)
 
 
@@ -347,7 +351,7 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
     Example:
       avsprep build boxes.csv --root ./demo-data -o ./shards --workers 2
     """
-    from avsprep.build import BuildOptions, build_shards
+    from avsprep.build import BUILD_RESUME_RULE, BuildOptions, build_shards
 
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
@@ -355,7 +359,8 @@ def build(table, root, output, split, subset, clips_per_shard, workers, crop_siz
     opts = BuildOptions(splits=list(split) or None, clips_per_shard=clips_per_shard, workers=workers,
                         crop_size=crop_size, crop_policy=crop_policy, vggish_weights=vggish_weights,
                         on_bad_input=on_bad_input, overwrite=overwrite, resume=resume, subsets=subset)
-    summary = build_shards(table, root, output, opts, quiet=quiet or as_json)
+    with writing(output, what="SHARDS folder", keep=BUILD_RESUME_RULE, noun="shards"):
+        summary = build_shards(table, root, output, opts, quiet=quiet or as_json)
     echo_result(summary, as_json)
 
 
@@ -412,10 +417,12 @@ def verify(shards, inputs_root, as_json, quiet):
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--clip", default=None, help="Clip name to show (default: the first clip).")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a contact sheet of the clip: frames with boxes, crops, masks, log-mel.")
+              help="Write a contact sheet of the clip: frames with boxes, crops, masks, log-mel "
+                   "(its folder is made if missing; an existing file needs --overwrite).")
+@overwrite_option
 @json_option
 @handle_errors
-def inspect(shards, clip, png, as_json):
+def inspect(shards, clip, png, overwrite, as_json):
     """Summarise a shard folder; optionally draw one clip as a PNG contact sheet.
 
     \b
@@ -425,7 +432,10 @@ def inspect(shards, clip, png, as_json):
     from avsprep.shards.summary import inspect_shards
 
     setup_logging(as_json)
-    summary = inspect_shards(shards, clip=clip, png=png)
+    if png is not None:  # checked before the shards are read
+        check_new_file(png, inputs=[shards], overwrite=overwrite, what="--png file")
+    with guarded_writes([png] if png is not None else [], what="--png file"):
+        summary = inspect_shards(shards, clip=clip, png=png)
     echo_result(summary, as_json)
 
 
@@ -487,13 +497,14 @@ def demo(out, clips, seed, setting, like, workers, raw_videos, distractor, distr
         raise click.UsageError("--distractor is drawn in the synthetic demo only; it does not combine with --like")
     for what in (w for w, given in s4_only.items() if given and setting == "avss"):
         raise click.UsageError(f"{what}; it does not combine with --setting avss")
-    check_output_dir(out, overwrite=overwrite, what="OUT")
-    summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like, setting=setting,
-                         distractor=distractor, distractor_sounds=distractor_sounds)
-    if raw_videos:
-        from avsprep.demo.raw_videos import write_raw_videos
+    with writing(out, what="OUT"):
+        check_output_dir(out, overwrite=overwrite, what="OUT")
+        summary = write_demo(out, clips=clips, seed=seed, quiet=quiet, workers=workers, like=like,
+                             setting=setting, distractor=distractor, distractor_sounds=distractor_sounds)
+        if raw_videos:
+            from avsprep.demo.raw_videos import write_raw_videos
 
-        summary["text"] += f"\nWrote {write_raw_videos(out, quiet=quiet)} raw video(s) under {out}."
+            summary["text"] += f"\nWrote {write_raw_videos(out, quiet=quiet)} raw video(s) under {out}."
     click.echo(summary["text"])
 
 
@@ -546,12 +557,13 @@ def extract(src, out, setting, csv, split, category, label, windows, audio_resam
       avsprep extract long_recording.mp4 -o ./mine --windows --split train --category lawn_mowing
       avsprep extract my_videos/ -o ./avss --setting avss --label v2 --category dog --split test
     """
-    from avsprep.extract import run_extract
+    from avsprep.extract import RESUME_RULE, run_extract
 
     setup_logging(quiet or as_json)
-    summary = run_extract(list(src), out, setting=setting, split=split, category=category, csv=csv,
-                          workers=workers, overwrite=overwrite, audio_resample=audio_resample,
-                          quiet=quiet or as_json, windows=windows, subset=label)
+    with writing(out, what="OUT (-o)", keep=RESUME_RULE):
+        summary = run_extract(list(src), out, setting=setting, split=split, category=category, csv=csv,
+                              workers=workers, overwrite=overwrite, audio_resample=audio_resample,
+                              quiet=quiet or as_json, windows=windows, subset=label)
     findings = summary.pop("_findings")
     if as_json:
         echo_json(summary)

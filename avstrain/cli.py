@@ -8,6 +8,7 @@ without it; torch alone takes 2.5 s on the 2-core CI machine), so ``--help`` and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import click
 
 from avsprep import __version__
 from avsprep.common.atomic import write_text
-from avsprep.common.clikit import (check_output_dir, check_output_file, echo_json, handle_errors, json_option,
-                            overwrite_option, quiet_option, setup_logging)
+from avsprep.common.clikit import (check_output_dir, echo_json, handle_errors, json_option, overwrite_option,
+                                   quiet_option, setup_logging)
+from avsprep.common.outputs import check_new_file, guarded_writes, writing
 from avstrain.config import PRESETS_DIR, coerce_key, parse_set, preset_names, resolve_config, resume_changes
 from avstrain.per_clip import rows_to_csv
 from avstrain.rundir import saved_config
@@ -24,6 +26,8 @@ from avstrain.rundir import saved_config
 PRESETS = preset_names()  # read from avstrain/presets/ at import time (cheap), listed in --help
 ABLATIONS = ("none", "shuffle", "zero")
 RESUMABLE = ("epochs", "device", "workers")  # config keys --resume may change
+# what a failed training keeps, stated in its error (checkpoints are written whole or not at all)
+TRAIN_RESUME_RULE = "rerun with --resume (RUN/last.pt is kept; without one, start over with --overwrite)"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -172,7 +176,9 @@ def train(shards, run, preset, config_file, epochs, seed, lr, batch_size, w_ce, 
                                    "may change; start a new RUN for the rest)")
     else:
         cfg = resolve_config(preset, config_file, overrides)
-    row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
+    # one writer per RUN: rank 0 holds the lock for all ranks of a torchrun
+    with writing(run, what="RUN", keep=TRAIN_RESUME_RULE, lock=env_info().is_main):
+        row = engine.train(cfg, shards, run, resume=resume, overwrite=overwrite, quiet=quiet)
     if row and not quiet and env_info().is_main:
         logging.getLogger("avstrain").info("done: %s (best.pt = best val mIoU)", run)
 
@@ -285,12 +291,14 @@ def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_wei
     """
     from avstrain import convert as conv
 
-    check_output_file(dst, overwrite=overwrite)
-    if direction == "avstrain":
-        report = conv.official_to_checkpoint(src, dst, backbone=backbone, setting=setting,
-                                             vggish_weights=vggish_weights)
-    else:
-        report = conv.checkpoint_to_official(src, dst, unused_branch_weights=imagenet_weights)
+    check_new_file(dst, inputs=[p for p in (src, vggish_weights, imagenet_weights) if p], overwrite=overwrite,
+                   what="--output file")
+    with guarded_writes([dst], what="--output file"):
+        if direction == "avstrain":
+            report = conv.official_to_checkpoint(src, dst, backbone=backbone, setting=setting,
+                                                 vggish_weights=vggish_weights)
+        else:
+            report = conv.checkpoint_to_official(src, dst, unused_branch_weights=imagenet_weights)
     if as_json:
         echo_json(report)
     else:
@@ -346,11 +354,13 @@ prediction does not depend on the sound). Implies the shuffle ablation. With
 @click.option("--per-clip", "per_clip_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.csv", help=PER_CLIP_HELP)
 @batching_options
+@click.option("--overwrite", is_flag=True, help="Replace an existing --per-clip FILE (never the checkpoint "
+              "or a file under SHARDS).")
 @json_option
 @quiet_option
 @handle_errors
 def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv, batch_videos, device, workers,
-             as_json, quiet):
+             overwrite, as_json, quiet):
     """AVSBench mIoU and F-score of CHECKPOINT on SHARDS/SPLIT, with audio ablations.
 
     "miou"/"fscore" follow the official protocol (mean over batches of
@@ -374,14 +384,17 @@ def evaluate(checkpoint, shards, split, audio_ablation, per_class, per_clip_csv,
     if bad:
         raise click.BadParameter(f"{', '.join(bad)}; choose from {', '.join(ABLATIONS)}",
                                  param_hint="--audio-ablation")
-    if per_clip_csv is not None and "shuffle" not in ablations:
-        ablations.append("shuffle")  # the listening gap needs it
+    if per_clip_csv is not None:  # checked before the evaluation runs
+        check_new_file(per_clip_csv, inputs=[checkpoint, shards], overwrite=overwrite, what="--per-clip FILE")
+        if "shuffle" not in ablations:
+            ablations.append("shuffle")  # the listening gap needs it
     setup_logging(quiet or as_json)
     doc = run_evaluate(checkpoint, shards, split=split, ablations=ablations, per_class=per_class,
                        batch_videos=batch_videos, device=device, workers=workers, quiet=quiet or as_json,
                        per_clip=per_clip_csv is not None)
     if per_clip_csv is not None:
-        write_text(per_clip_csv, rows_to_csv(doc["clips"]))
+        with guarded_writes([per_clip_csv], what="--per-clip FILE"):
+            write_text(per_clip_csv, rows_to_csv(doc["clips"]))
     if as_json:
         echo_json(doc)
     else:
@@ -441,10 +454,17 @@ def predict(checkpoint, shards, masks, split, device, labelimg, label_studio, ov
         check_output_dir(label_studio, overwrite=overwrite, what="--label-studio DIR")
     if overlay and masks is None:
         raise click.UsageError("--overlay writes under MASKS/overlays/: give --output MASKS")
-    if masks is not None:
-        check_output_dir(masks, overwrite=overwrite, what="MASKS")
-    summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet, labelimg=labelimg,
-                          overlay=overlay, label_studio=label_studio)
+    with contextlib.ExitStack() as outputs:  # each folder locked; a failure removes what this run wrote
+        folders = {}  # one lock per folder, even when --labelimg is MASKS
+        for folder, what in ((masks, "MASKS"), (labelimg, "--labelimg DIR"), (label_studio, "--label-studio DIR")):
+            if folder is not None:
+                folders.setdefault(folder.resolve(), (folder, what))
+        for folder, what in folders.values():
+            outputs.enter_context(writing(folder, what=what))
+        if masks is not None:
+            check_output_dir(masks, overwrite=overwrite, what="MASKS")
+        summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet,
+                              labelimg=labelimg, overlay=overlay, label_studio=label_studio)
     click.echo(summary["text"])
 
 
@@ -480,9 +500,10 @@ def report(checkpoint, shards, out_dir, split, per_gallery, batch_videos, device
     from avstrain.report import build_report
 
     setup_logging(quiet)
-    check_output_dir(out_dir, overwrite=overwrite, what="DIR")
-    res = build_report(checkpoint, shards, out_dir, split=split, per_gallery=per_gallery, device=device,
-                       batch_videos=batch_videos, workers=workers, quiet=quiet)
+    with writing(out_dir, what="DIR"):
+        check_output_dir(out_dir, overwrite=overwrite, what="DIR")
+        res = build_report(checkpoint, shards, out_dir, split=split, per_gallery=per_gallery, device=device,
+                           batch_videos=batch_videos, workers=workers, quiet=quiet)
     s = res["summary"]
     if not quiet:
         click.echo(f"{s['clips']} clips: mean listening gap {s['mean_gap']:.4f} (miou_dataset "

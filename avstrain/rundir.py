@@ -13,6 +13,7 @@ from typing import Optional
 from avsprep.common.atomic import atomic_write, write_text
 from avsprep.common.errors import DataError, OutputExistsError
 from avsprep.common.jsonread import loads_limited
+from avsprep.common.outputs import has_entries
 from avstrain.config import TrainConfig, apply, from_dict
 
 RUN_FILES = ("config.json", "metrics.csv", "curves.png", "last.pt", "best.pt")
@@ -78,7 +79,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         if not (run_dir / "last.pt").is_file():
             raise DataError(f"nothing to resume: {run_dir / 'last.pt'} does not exist; start without --resume")
         return
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if has_entries(run_dir):
         if not overwrite:
             raise OutputExistsError(f"RUN {run_dir} is not empty; use --overwrite to start over "
                                     "or --resume to continue")

@@ -641,6 +641,107 @@ def weights_and_shards(work: Path) -> dict:
         case("demo raw videos: a bomb frame", bomb_frame, lambda f, out, r: write_raw_videos(r, quiet=True))
     return {"cases": sum(counts.values()), **{k: counts.get(k, 0) for k in ("clean_error", "finding", "crash", "silent")},
             "failed": failed, "outcomes": outcomes}
+# ----------------------------------------------------------------------------- file system and concurrency
+
+def filesystem_faults(work: Path) -> dict:
+    """Issue 23: every writing command on a disk that fills halfway through its output (a real tmpfs
+    where root can mount, else skipped), into a read-only folder, two writers of one output started
+    together, an output over the run's own input, an output file in a folder that does not exist.
+    Each case is ``clean`` (one ``Error:`` line naming the reason, no temporary file or lock left, no
+    partial output unless the command states its resume rule; or the expected success),
+    ``traceback`` or ``silent``."""
+    import torch
+
+    from avsprep.demo import write_demo
+    from avsprep.demo.raw_videos import write_raw_videos
+    from avsprep.importer import run_import
+    from avstrain.models import build_avs_model
+    from avstrain.models.weights import ours_to_official
+    from tests.helpers.faults import (
+        can_mount, classify_failure, classify_pair, cli_argv, fill_to, fs_commands, read_only_dir, run_cli,
+        small_tmpfs, with_out,
+    )
+    from tests.helpers.report import random_checkpoint
+
+    counts = collections.Counter()
+    failed = []
+
+    def count(case: str, kind: str, res=None) -> None:
+        counts[kind] += 1
+        if kind != "clean":
+            tail = (res.stderr.strip().splitlines() or [""])[-1][:300] if res is not None else ""
+            failed.append({"case": case, "kind": kind, "stderr": tail})
+        say(f"fs: {case}: {kind}")
+
+    root = work / "fs-root"
+    write_demo(root, clips=6, seed=0, quiet=True)
+    write_raw_videos(root, quiet=True)
+    table = work / "fs-boxes.csv"
+    run_import(root, table, quiet=True)
+    ckpt, shards = random_checkpoint(work)
+    torch.manual_seed(0)
+    official = work / "S4_official.pth"
+    torch.save(ours_to_official(build_avs_model("resnet50").state_dict(), "resnet50"), official)
+    inputs = {"root": root, "table": table, "shards": shards, "ckpt": ckpt, "official": official,
+              "videos": root / "s4_data" / "raw_videos"}
+    commands = fs_commands(inputs)
+    space = ("No space left on device", "disk quota")
+    denied = ("read-only", "permission denied")
+    for name, (tool, argv, keeps) in commands.items():
+        clean = work / "fs-clean" / name.replace(" ", "_")
+        clean.mkdir(parents=True)  # OUT exists in every case (a missing folder is its own case below)
+        res = run_cli(tool, *with_out(argv, clean))
+        if res.returncode != 0:
+            count(f"{name} (clean run)", "traceback" if "Traceback" in res.stderr else "silent", res)
+            continue
+        size = sum(p.stat().st_size for p in clean.rglob("*") if p.is_file())
+        if can_mount():
+            mnt = work / "fs-full" / name.replace(" ", "_")
+            with small_tmpfs(mnt, f"{size * 2 // 1024 + 1024}k") as mounted:
+                if mounted:
+                    (mnt / "out").mkdir()
+                    fill_to(mnt, size // 2)
+                    res = run_cli(tool, *with_out(argv, mnt / "out"))
+                    count(f"{name}: disk full halfway", classify_failure(res, mnt / "out", keeps, space), res)
+        with read_only_dir(work / "fs-ro" / name.replace(" ", "_")) as how:
+            if how:
+                ro = work / "fs-ro" / name.replace(" ", "_")
+                res = run_cli(tool, *with_out(argv, ro))
+                count(f"{name}: read-only ({how})", classify_failure(res, ro, keeps, denied), res)
+    # two writers of one output, started together
+    same = work / "fs-two-builds"
+    pair = [cli_argv("avsprep", "build", table, "--root", root, "-o", same, "-q", *extra)
+            for extra in ([], ["--clips-per-shard", "1"])]
+    from tests.helpers.faults import two_together
+
+    count("two avsprep build into one -o", classify_pair(two_together(pair)))
+    tool, argv, _ = commands["avstrain train"]
+    run = work / "fs-two-trains"
+    count("two avstrain train into one RUN",
+          classify_pair(two_together([cli_argv(tool, *with_out(argv, run)).copy() for _ in range(2)])))
+    # an output file in a folder that does not exist yet: made, or refused before the work
+    for case, tool, argv, target in (
+            ("evaluate --per-clip NEW/x.csv", "avstrain", ["evaluate", ckpt, shards, "--device", "cpu", "--per-clip"],
+             work / "fs-new" / "a" / "x.csv"),
+            ("inspect --png NEW/x.png", "avsprep", ["inspect", shards, "--png"], work / "fs-new" / "b" / "x.png")):
+        res = run_cli(tool, *argv, target)
+        count(case, "traceback" if "Traceback" in res.stderr else
+              "clean" if (res.returncode == 0 and target.is_file()) or (res.returncode == 1 and not target.exists())
+              else "silent", res)
+    # outputs over the run's own inputs: refused, the input untouched
+    before = ckpt.read_bytes()
+    res = run_cli("avstrain", "evaluate", ckpt, shards, "--per-clip", ckpt, "--device", "cpu")
+    count("evaluate --per-clip CHECKPOINT",
+          "traceback" if "Traceback" in res.stderr else
+          "clean" if res.returncode == 1 and ckpt.read_bytes() == before else "silent", res)
+    manifest = (shards / "manifest.json").read_bytes()
+    res = run_cli("avsprep", "inspect", shards, "--png", shards / "manifest.json")
+    count("inspect --png SHARDS/manifest.json",
+          "traceback" if "Traceback" in res.stderr else
+          "clean" if res.returncode == 1 and (shards / "manifest.json").read_bytes() == manifest else "silent", res)
+    (shards / "manifest.json").write_bytes(manifest)  # where it was overwritten, for any later case
+    return {"cases": sum(counts.values()), "full_disk": "tmpfs" if can_mount() else "not run (no mount)",
+            **{k: counts.get(k, 0) for k in ("clean", "traceback", "silent")}, "failed": failed}
 
 
 # ----------------------------------------------------------------------------- main
@@ -654,10 +755,20 @@ def main(argv=None) -> int:
     ap.add_argument("--clips-per-shard", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill delays")
     ap.add_argument("--skip-build", action="store_true", help="parse fuzz only")
+    ap.add_argument("--only-fs", action="store_true",
+                    help="only the file-system and concurrency cases (issue 23)")
     args = ap.parse_args(argv)
 
     t0 = time.monotonic()
     report: dict = {"metric": "robustness", "unit": "count"}
+    say("file system and concurrency (full disk, read-only, two writers, outputs over inputs)")
+    with tempfile.TemporaryDirectory(prefix="avs-fs-") as tmp:
+        report["filesystem"] = filesystem_faults(Path(tmp))
+    if args.only_fs:
+        fs = report["filesystem"]
+        report["failures"] = fs["traceback"] + fs["silent"]
+        print(json.dumps(report, sort_keys=False))
+        return 1 if report["failures"] else 0
     say(f"parse fuzz: {args.cases} cases")
     report["parse"] = fuzz_parse(args.cases, args.start)
     say("hostile inputs (names as paths, image bombs, deep JSON)")
@@ -689,7 +800,8 @@ def main(argv=None) -> int:
                 + (report.get("disk_full", {}).get("ok") is False)
                 + len(report.get("bad_input", {}).get("failed", []))
                 + len(report["hostile"]["failed"]) + len(report["stale_and_mismatch"]["failed"])
-                + len(report["weights_and_shards"]["failed"]))
+                + len(report["weights_and_shards"]["failed"])
+                + report["filesystem"]["traceback"] + report["filesystem"]["silent"])
     report["files_lost"] = k.get("files_lost", 0)
     report["failures"] = failures
     report["seconds"] = round(time.monotonic() - t0, 1)

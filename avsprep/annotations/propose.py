@@ -27,7 +27,7 @@ predictions instead (``propose --format label-studio``, ``predict --label-studio
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -38,11 +38,12 @@ from scipy import ndimage
 from avsprep.annotations import createml
 from avsprep.annotations import label_studio as ls
 from avsprep.annotations.export import frame_image, write_label_studio
-from avsprep.common.atomic import fsync_dir, tmp_path_for
+from avsprep.common.atomic import write_new
 from avsprep.common.clikit import progress
 from avsprep.common.errors import DataError
 from avsprep.common.findings import Finding
 from avsprep.common.images import open_guarded
+from avsprep.common.outputs import writing
 from avsprep.common.paths import inside
 from avsprep.datasets.avsbench import AVSBenchLayout
 from avsprep.datasets.base import safe_name, walk_files
@@ -107,24 +108,6 @@ def existing_annotation_stems(ann_dir: Path) -> set[str]:
             for base in names:
                 stems.add(base.rsplit(".", 1)[0] if "." in base else base)
     return stems
-
-
-def write_new(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data`` unless it exists (never replaces a file). True when written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, path)  # fails if path exists, atomically
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-    fsync_dir(path.parent)
-    return True
 
 
 def proposal_bytes(boxes, label: str, width: int, height: int, depth: int, folder: str, filename: str,
@@ -266,10 +249,49 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
         if out is None:
             raise DataError("--format label-studio writes OUT/tasks.json: give --out OUT")
         document_root = Path(document_root) if document_root is not None else layout.root
-        writer = LabelStudioProposals(Path(out), f"avsprep propose --from {source}", layout.box_classes(),
-                                      document_root, ann_dir=ann_dir, dry_run=dry_run)
-    else:
-        writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
+    # all or nothing: a failure (a full disk included) removes the proposals this run wrote
+    target, what = (Path(out), "--out OUT") if fmt == "label-studio" else (ann_dir, "annotation folder (-a)")
+    guard = contextlib.nullcontext() if dry_run else writing(target, what=what)
+    with guard:
+        if fmt == "label-studio":
+            writer = LabelStudioProposals(Path(out), f"avsprep propose --from {source}", layout.box_classes(),
+                                          document_root, ann_dir=ann_dir, dry_run=dry_run)
+        else:
+            writer = ProposalWriter(ann_dir, source, dry_run=dry_run)
+        no_mask, findings = _propose_clips(layout, clips, writer, all_blobs, dry_run, quiet,
+                                           document_root if fmt == "label-studio" else None)
+        if fmt == "label-studio":
+            writer.finish()
+    where = Path(out) / "tasks.json" if fmt == "label-studio" else ann_dir
+    c = writer.counts
+    verb = "Would write" if dry_run else "Wrote"
+    n = c["would_write"] if dry_run else c["written"]
+    lines = [f"{verb} {n} proposal(s) from {source} {'to' if fmt == 'label-studio' else 'under'} {where} "
+             f"({c['boxes']} box(es); {c['empty_masks']} empty mask(s) gave a frame with no box); "
+             f"skipped {c['skipped_existing']} "
+             f"frame(s) that already have an annotation file; {no_mask} mask file(s) missing."]
+    lines += [f.format() for f in findings[:20]]
+    if len(findings) > 20:
+        lines.append(f"  ... and {len(findings) - 20} more mask(s) of another size than their frame")
+    if dry_run:
+        lines += [f"  {p}" for p in writer.planned[:20]]
+        if len(writer.planned) > 20:
+            lines.append(f"  ... and {len(writer.planned) - 20} more")
+    elif n and fmt == "label-studio":
+        lines.append(f"Next: load them in Label Studio ({Path(out) / 'README.md'}), then export JSON and "
+                     "avsprep import it.")
+    elif n:
+        lines.append("Next: check them in labelImg (Space = verify, then save), then avsprep import.")
+    return {"text": "\n".join(lines), "source": source, "annotations": str(ann_dir), "dry_run": dry_run,
+            "proposed": {source: n}, "boxes": c["boxes"], "skipped_existing": c["skipped_existing"],
+            "empty_masks": c["empty_masks"], "masks_missing": no_mask, "planned": writer.planned,
+            "findings": [f.to_dict() for f in findings]}
+
+
+def _propose_clips(layout, clips, writer, all_blobs: bool, dry_run: bool, quiet: bool,
+                   document_root: Optional[Path]) -> tuple[int, list[Finding]]:
+    """Propose for every GT-mask frame of ``clips`` (Label Studio tasks when ``document_root`` is
+    given); returns the number of mask files missing and the size-mismatch findings."""
     no_mask = 0
     findings: list[Finding] = []
     for clip in progress(clips, quiet=quiet, desc="propose", unit="clip"):
@@ -303,33 +325,7 @@ def run_propose(root, source: str = "masks", annotations=None, setting: Optional
                                         f"mask {mpath} is {mw}x{mh} but its frame {frame} is {w}x{h}; the box was "
                                         "scaled to the frame: check it (or fix the mask) in labelImg",
                                         file=str(mpath), clip=clip.name, frame=k))
-            image = frame_image(layout, clip, k, document_root) if fmt == "label-studio" else None
+            image = frame_image(layout, clip, k, document_root) if document_root is not None else None
             writer.propose(rel_dir, stem, boxes, label, w, h, depth,
                            folder=frame.parent.name, filename=frame.name, path=str(frame.absolute()), image=image)
-    where = ann_dir
-    if fmt == "label-studio":
-        writer.finish()
-        where = Path(out) / "tasks.json"
-    c = writer.counts
-    verb = "Would write" if dry_run else "Wrote"
-    n = c["would_write"] if dry_run else c["written"]
-    lines = [f"{verb} {n} proposal(s) from {source} {'to' if fmt == 'label-studio' else 'under'} {where} "
-             f"({c['boxes']} box(es); {c['empty_masks']} empty mask(s) gave a frame with no box); "
-             f"skipped {c['skipped_existing']} "
-             f"frame(s) that already have an annotation file; {no_mask} mask file(s) missing."]
-    lines += [f.format() for f in findings[:20]]
-    if len(findings) > 20:
-        lines.append(f"  ... and {len(findings) - 20} more mask(s) of another size than their frame")
-    if dry_run:
-        lines += [f"  {p}" for p in writer.planned[:20]]
-        if len(writer.planned) > 20:
-            lines.append(f"  ... and {len(writer.planned) - 20} more")
-    elif n and fmt == "label-studio":
-        lines.append(f"Next: load them in Label Studio ({Path(out) / 'README.md'}), then export JSON and "
-                     "avsprep import it.")
-    elif n:
-        lines.append("Next: check them in labelImg (Space = verify, then save), then avsprep import.")
-    return {"text": "\n".join(lines), "source": source, "annotations": str(ann_dir), "dry_run": dry_run,
-            "proposed": {source: n}, "boxes": c["boxes"], "skipped_existing": c["skipped_existing"],
-            "empty_masks": c["empty_masks"], "masks_missing": no_mask, "planned": writer.planned,
-            "findings": [f.to_dict() for f in findings]}
+    return no_mask, findings

@@ -41,11 +41,14 @@ from avsprep.build.workers import ON_BAD_INPUT, shard_name, write_planned
 from avsprep.common.atomic import file_sha256, write_text
 from avsprep.common.clikit import check_output_dir, progress
 from avsprep.common.errors import DataError
+from avsprep.common.outputs import write_errno, write_message
 from avsprep.datasets import open_layout
 from avsprep.shards.integrity import VERIFIED, record_entry, write_record
 from avsprep.shards.schema import FRAME_SIZE, MANIFEST, MASK_DECODING, SCHEMA_VERSION, SPLIT_ORDER
 from avsprep.shards.verify import check_shard_file
 
+# what a failed build keeps, stated in its error (common.outputs: no other partial output is kept)
+BUILD_RESUME_RULE = "rerun with --resume (finished shards are kept)"
 
 @dataclass
 class BuildOptions:
@@ -226,12 +229,9 @@ def build_shards(table, root, out, opts: BuildOptions, quiet: bool = False) -> d
 
 def _write_error(out: Path, exc: BaseException) -> DataError:
     """One line for an I/O failure while writing (disk full, quota, permissions)."""
-    text = getattr(exc, "strerror", None) or str(exc)
-    if getattr(exc, "errno", None) == errno.ENOSPC or "errno = 28" in str(exc) or "No space" in str(exc):
-        text = "No space left on device"
-    where = getattr(exc, "filename", None) or out
-    return DataError(f"{where}: cannot write shards: {text}; free space or choose another SHARDS "
-                     f"folder, then rerun with --resume (finished shards are kept)")
+    if write_errno(exc) is None:  # an HDF5 failure of another kind: still one line, same rule
+        exc = OSError(errno.ENOSPC if "space" in str(exc).lower() else None, str(exc))
+    return DataError(write_message(exc, out, "SHARDS folder", BUILD_RESUME_RULE, noun="shards"))
 
 
 def _manifest(out: Path, plan, results, classes, setting, record, csv_order: dict) -> dict:

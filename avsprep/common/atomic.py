@@ -51,10 +51,43 @@ def atomic_write(path: os.PathLike | str, mode: str = "w", **kwargs):
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # absent, or a read-only folder that never held it
+            os.unlink(tmp)
+        _rename_error(exc, tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _rename_error(exc: OSError, tmp: Path, path: Path):
+    """Re-raise ``exc`` naming the file the user asked for, not its temporary name."""
+    if exc.errno is not None and (exc.filename is None or os.fspath(exc.filename) == os.fspath(tmp)):
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    raise exc
+
+
+def write_new(path: os.PathLike | str, data: bytes) -> bool:
+    """Create ``path`` with ``data`` unless it exists (never replaces a file). True when written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # fails if path exists, atomically
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        _rename_error(exc, tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+    return True
 
 
 def write_bytes(path: os.PathLike | str, data: bytes) -> None:

@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 import click
 
 from avsprep.common.errors import AvsError, OutputExistsError
+from avsprep.common.outputs import has_entries, os_error_message, write_errno
 
 log = logging.getLogger("avsprep")
 
@@ -48,7 +49,8 @@ def overwrite_option(f):
 # --------------------------------------------------------------------------- errors
 
 def handle_errors(f):
-    """Turn domain exceptions into one-line ``Error: ...`` messages with exit 1."""
+    """Turn domain exceptions into one-line ``Error: ...`` messages with exit 1; a write failure
+    (disk full, read-only, permission) that no command guarded (``common.outputs``) too."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
@@ -56,6 +58,10 @@ def handle_errors(f):
             return f(*args, **kwargs)
         except AvsError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if write_errno(exc) is None:
+                raise
+            raise click.ClickException(os_error_message(exc)) from exc
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
@@ -69,7 +75,7 @@ def check_output_dir(path: os.PathLike | str, overwrite: bool = False,
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path} exists and is not a directory; choose another {what}")
-    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+    if has_entries(path) and not (overwrite or resume):
         hint = "use --overwrite" + (" or --resume" if what == "SHARDS" else "")
         raise OutputExistsError(f"{what} {path} is not empty; {hint}")
     return path

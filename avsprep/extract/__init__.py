@@ -52,6 +52,8 @@ CLIP_SECONDS = 5  # --windows without a clip length (the S4/MS3 clip)
 # A video may end this much before the clip does (ffmpeg durations are in centiseconds and the
 # last frame is repeated by the official rule), more is "too short".
 SHORT_TOLERANCE_S = 0.1
+# what a failed run keeps, stated in its error (each clip lands whole or not at all)
+RESUME_RULE = "rerun the same command (finished clips are kept and skipped)"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Shared by tests/system/test_faults_build.py and tools/robustness.py (which runs 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import signal
@@ -185,3 +186,225 @@ def corrupt(root: Path, kind: str, marker: Path) -> tuple[str, Path]:
 
 BAD_KINDS = ["frame-truncated", "frame-not-png", "mask-truncated", "pickle-garbage", "pickle-hostile",
              "wav-truncated"]
+
+
+# ----------------------------------------------------------------------------- file-system faults (issue 23)
+
+class _FullFile:
+    """A file object whose writes fail with ENOSPC (the disk filled up under it)."""
+
+    def __init__(self, fh):
+        self._fh = fh
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+        return False
+
+    def __iter__(self):
+        return iter(self._fh)
+
+
+@contextlib.contextmanager
+def disk_full(after: int = 0, match: str = "*"):
+    """In this process, the disk is full for every file written through ``avsprep.common.atomic``
+    (every writer but HDF5's and extract's frames) once ``after`` files matching ``match`` were
+    written: the next one's first write raises ``OSError(ENOSPC)``. Yields the list of paths opened."""
+    import fnmatch
+
+    from avsprep.common import atomic
+
+    opened: list[str] = []
+    real_open = open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        final = Path(file).name.split(".tmp-")[0].lstrip(".")
+        if any(c in mode for c in "wax+") and fnmatch.fnmatch(final, match):
+            opened.append(str(file))
+            if len(opened) > after:
+                return _FullFile(fh)
+        return fh
+
+    atomic.open = fake_open  # module global shadows the builtin inside atomic.py
+    try:
+        yield opened
+    finally:
+        del atomic.open
+
+
+def can_mount() -> bool:
+    return os.geteuid() == 0 and sys.platform.startswith("linux")
+
+
+@contextlib.contextmanager
+def read_only_dir(path: Path):
+    """``path`` as an empty read-only folder: a tmpfs remounted read-only where root can mount (root
+    ignores file modes), else ``chmod 0o555``. Yields how (``"ro-mount"``/``"chmod"``), or None when
+    neither can make it read-only (root without mount)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if can_mount():
+        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(path)],
+                            capture_output=True, timeout=20).returncode == 0
+        try:
+            yield "ro-mount" if ok else None
+        finally:
+            if ok:
+                subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=20)
+        return
+    path.chmod(0o555)
+    try:
+        yield "chmod"
+    finally:
+        path.chmod(0o755)
+
+
+def invoke(cli, args: list) -> tuple[int, str]:
+    """Run a Click command in this process: (exit code, stderr with any traceback appended)."""
+    import traceback
+
+    from click.testing import CliRunner
+
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    err = res.stderr
+    if res.exc_info and not isinstance(res.exc_info[1], SystemExit):
+        err += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(res.exc_info[1]))
+    return res.exit_code, err
+
+
+def one_line_error(rc: int, stderr: str, *needles: str) -> str:
+    """Exit 1, no traceback, the last stderr line an ``Error:`` naming each of ``needles``."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert rc == 1, f"exit {rc}: {stderr[-1500:]}"
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("Error:"), stderr[-1500:]
+    for n in needles:
+        assert n in lines[-1], (n, lines[-1])
+    return lines[-1]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files and locks left under ``folder`` (none may outlive a command)."""
+    if not folder.exists():
+        return []
+    return sorted(str(p) for p in folder.rglob("*") if ".tmp-" in p.name or p.name == ".avs-lock")
+
+
+def hold_lock(folder: Path, pid: int, command: str = "avsprep build X -o OUT") -> Path:
+    """Write ``folder/.avs-lock`` as the process ``pid`` of this host would hold it."""
+    import json
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".avs-lock"
+    lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "command": command,
+                                "started": "2026-01-01T00:00:00"}) + "\n")
+    return lock
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+# ----------------------------------------------------------------------------- file-system cases (robustness)
+
+def cli_argv(tool: str, *args) -> list[str]:
+    return [sys.executable, "-m", tool, *map(str, args)]
+
+
+def run_cli(tool: str, *args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_argv(tool, *args), env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def fs_commands(inputs: dict) -> dict:
+    """name -> (tool, argv with OUT where the output goes, whether the command keeps its partial output
+    (its own resume rule: build, extract, train)). ``inputs``: root, table, shards, ckpt, videos."""
+    r, t, s, c = inputs["root"], inputs["table"], inputs["shards"], inputs["ckpt"]
+    tiny = ["--preset", "demo", "--device", "cpu", "--batch-size", "2", "--set", "channel=8",
+            "--set", "image_size=64", "--set", "workers=0", "--set", "max_steps_per_epoch=1",
+            "--set", "max_eval_clips=1", "--epochs", "1", "--quiet"]
+    return {
+        "avsprep import": ("avsprep", ["import", "--root", r, "-o", "OUT/boxes.csv", "-q"], False),
+        "avsprep export": ("avsprep", ["export", t, "OUT/export"], False),
+        "avsprep propose": ("avsprep", ["propose", "--root", r, "-a", "OUT/ann", "-q"], False),
+        "avsprep demo": ("avsprep", ["demo", "OUT/demo", "--clips", "6", "-q"], False),
+        "avsprep build": ("avsprep", ["build", t, "--root", r, "-o", "OUT/shards", "--clips-per-shard", "1",
+                                      "-q"], True),
+        "avsprep extract": ("avsprep", ["extract", inputs["videos"], "-o", "OUT/release", "-q"], True),
+        "avsprep inspect --png": ("avsprep", ["inspect", s, "--png", "OUT/sheet.png"], False),
+        "avstrain train": ("avstrain", ["train", s, "-o", "OUT/run", *tiny], True),
+        "avstrain evaluate --per-clip": ("avstrain", ["evaluate", c, s, "--per-clip", "OUT/clips.csv",
+                                                      "--device", "cpu", "--quiet"], False),
+        "avstrain predict": ("avstrain", ["predict", c, s, "-o", "OUT/masks", "--device", "cpu", "--quiet",
+                                          "--overlay"], False),
+        "avstrain report": ("avstrain", ["report", c, s, "-o", "OUT/report", "--device", "cpu", "--quiet"], False),
+        "avstrain convert": ("avstrain", ["convert", inputs["official"], "-o", "OUT/ckpt.pt"], False),
+    }
+
+
+def with_out(argv: list, out: Path) -> list[str]:
+    return [str(a).replace("OUT", str(out)) if str(a).startswith("OUT") else str(a) for a in argv]
+
+
+def classify_failure(res: subprocess.CompletedProcess, out: Path, keeps: bool, reasons: tuple[str, ...]) -> str:
+    """``traceback`` / ``silent`` / ``clean`` for a command run where it cannot write everything:
+    clean = exit 1, a last ``Error:`` line naming the reason, no temporary file or lock left, and
+    nothing left under ``out`` unless the command keeps its work (then the line says how to go on)."""
+    if "Traceback" in res.stderr:
+        return "traceback"
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    if res.returncode != 1 or not last.startswith("Error:") or not any(r in last for r in reasons):
+        return "silent"
+    if leftovers(out):
+        return "silent"
+    files = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    if files and not keeps:
+        return "silent"
+    if keeps and "rerun" not in last:
+        return "silent"
+    return "clean"
+
+
+def fill_to(mount: Path, free_bytes: int) -> None:
+    """Fill the file system at ``mount`` until about ``free_bytes`` stay free."""
+    st = os.statvfs(mount)
+    have = st.f_bavail * st.f_frsize
+    if have > free_bytes:
+        with open(mount / ".filler", "wb") as fh:
+            fh.write(b"\0" * (have - free_bytes))
+
+
+def two_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
+    """Start the commands at the same moment; (exit code, stderr) of each."""
+    procs = [subprocess.Popen(a, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for a in argvs]
+    out = []
+    for p in procs:
+        _, err = p.communicate(timeout=900)
+        out.append((p.returncode, err))
+    return out
+
+
+def classify_pair(results: list[tuple[int, str]]) -> str:
+    """Two writers of one output: clean when exactly one ran and the other was refused in one line."""
+    if any("Traceback" in err for _, err in results):
+        return "traceback"
+    codes = sorted(rc for rc, _ in results)
+    if codes != [0, 1]:
+        return "silent"
+    err = next(err for rc, err in results if rc == 1)
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    return "clean" if last.startswith("Error:") and ("is being written by" in last or "not empty" in last) \
+        else "silent"
