@@ -214,14 +214,8 @@ class _Infer:
 
     # ---- audio
     def audio_start(self, w: int) -> tuple[int, float]:
-        """``(first sample, clip duration)`` of window ``w``'s audio; a last window with under
-        0.975 s of sound takes the video's last 0.975 s (one VGGish example, repeated)."""
-        start, length = float(P.WINDOW_SECONDS * w), float(P.WINDOW_SECONDS)
-        if self.duration is not None:
-            length = min(length, self.duration - start)
-            if length < TAIL_SECONDS:
-                start = max(0.0, self.duration - TAIL_SECONDS)
-                length = min(TAIL_SECONDS, self.duration)
+        """``(first sample, clip duration)`` of window ``w``'s audio (``plan.audio_span``)."""
+        start, length = P.audio_span(w, self.duration, TAIL_SECONDS)
         return int(round(self.stream.audio_rate * start)), length
 
     def window_examples(self, w: int) -> np.ndarray:
@@ -287,6 +281,10 @@ class _Infer:
     def window(self, w: int, last: Optional[int]) -> None:
         """Run window ``w``'s passes; write its frames' masks; keep its seconds' figures."""
         official, dense, unique = self.passes(w)
+        end = self.count if last is not None else None
+        shown = [i for i in P.window_frames(w, self.rate) if end is None or i < end]
+        used = {official} | {dense[P.mask_source(i, self.rate, self.n)[1]] for i in shown}
+        unique = [p for p in unique if p in used]  # a short last window runs only the passes it shows
         clamp = (lambda p: P.clamp(p, last)) if last is not None else (lambda p: p)
         frames = np.stack([np.stack([self.frames[i] for i in clamp(p)]) for p in unique])
         ex = self.window_examples(w)
@@ -301,10 +299,7 @@ class _Infer:
             ablated[pos[official]] = self.r.run(frames[pos[official]:pos[official] + 1], [other],
                                                 zero_audio=self.silent)[0]
         width, height = self.size
-        end = self.count if last is not None else None
-        for i in P.window_frames(w, self.rate):
-            if end is not None and i >= end:
-                break
+        for i in shown:
             _, k, l = P.mask_source(i, self.rate, self.n)
             p = pos[dense[k]]
             mask = self.r.masks.at_size(real[p, l], width, height)

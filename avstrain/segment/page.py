@@ -50,7 +50,7 @@ def section(doc: dict) -> str:
     out = doc["outputs"]
     parts = [f'<section id="{html.escape(name)}"><h2>{html.escape(name)}</h2>',
              f'<p class="note">{doc["frames"]} frames at {doc["fps"]:.3f} fps, {doc["duration_s"]:.2f} s; '
-             f'model run on {doc["windows"]} windows of 5 s, {doc["passes_per_window"]} passes each '
+             f'model run on {doc["windows"]} window(s) of 5 s, {doc["passes_per_window"]} passes each '
              f'(--fps {doc["model_fps"]}); audio: {html.escape(doc["audio"])}</p>',
              _video(out["video"], "mask over the video, with its sound")]
     if out.get("side_by_side"):

@@ -68,6 +68,19 @@ def mask_source(i: int, rate: Fraction, n: int) -> tuple[int, int, int]:
     return w, units % n, units // n
 
 
+def audio_span(w: int, duration: float | None, tail: float) -> tuple[float, float]:
+    """``(start s, length s)`` of window ``w``'s audio: its 5 s, cut at the video's ``duration``;
+    a last window with under ``tail`` s of sound (no full VGGish example) takes the video's last
+    ``tail`` s instead (one example, which the loader's rule then repeats)."""
+    start, length = float(WINDOW_SECONDS * w), float(WINDOW_SECONDS)
+    if duration is not None:
+        length = min(length, duration - start)
+        if length < tail:
+            start = max(0.0, duration - tail)
+            length = min(tail, duration)
+    return start, length
+
+
 def clamp(indices: tuple[int, ...], last: int) -> tuple[int, ...]:
     """Indices past the last decoded frame become it (the official rule; pads the last window)."""
     return tuple(min(i, last) for i in indices)

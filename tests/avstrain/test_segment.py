@@ -4,11 +4,9 @@ the JSON; the side-by-side; silent videos; the page in headless Chromium; the wi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -206,3 +204,33 @@ def test_official_pass_is_extracts_rule():
     assert P.official_pass(0, Fraction(30000, 1001), 29.97) == tuple(official_indices(29.97, 5))
     assert P.official_pass(1, Fraction(25), 25.0) == (148, 173, 198, 223, 248)  # extract --windows: 5 * r + ...
     assert P.default_fps(Fraction(30000, 1001)) == 25 and P.default_fps(Fraction(7288, 1000)) == 7
+
+
+def test_avss_checkpoint_gives_palette_masks_and_a_legend(tmp_path):
+    """An (untrained) AVSS model: 10-step passes (5 real + 5 padded), palette PNGs, the legend."""
+    import torch
+
+    from avsprep.datasets.avss_classes import AVSS_CLASSES as names
+    from avsprep.datasets.avss_classes import NUM_CLASSES
+    from avstrain.checkpoints import save_checkpoint
+    from avstrain.config import resolve_config
+    from avstrain.system import build_system
+
+    cfg = resolve_config("avss-demo", None, {"device": "cpu", "channel": 16, "image_size": 64})
+    torch.manual_seed(0)
+    model = build_system(cfg, num_classes=NUM_CLASSES, has_vggish=False)
+    ckpt = tmp_path / "avss.pt"
+    save_checkpoint(ckpt, model, None, cfg, epoch=0, step=0, classes=names)
+    out = tmp_path / "o"
+    res = CliRunner().invoke(cli, ["segment", str(ckpt), str(VIDEOS / CLIPS[1]), "-o", str(out), "--fps", "1",
+                                   "--device", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    name = Path(CLIPS[1]).stem
+    masks = sorted((out / name / "masks").iterdir())
+    assert len(masks) == facts(VIDEOS / CLIPS[1])["frames"]
+    im = Image.open(masks[0])
+    assert im.mode == "P" and np.asarray(im).max() < NUM_CLASSES
+    doc = json.loads((out / f"{name}.json").read_text())
+    assert doc["setting"] == "avss"
+    for item in doc["legend"]:
+        assert 1 <= item["class"] < NUM_CLASSES and item["name"] == names[item["class"]] and len(item["rgb"]) == 3
