@@ -326,7 +326,7 @@ class _Infer:
             del self.frames[i]
         if not self.silent:
             self.examples_cache = {v: e for v, e in self.examples_cache.items() if v >= w - 1}
-            self.audio.drop_before(min(self.audio_start(max(w - 1, 0))[0], self.audio_start(w)[0]))
+            self.audio.drop_before(self.audio_start(w + 1)[0])  # earlier windows' examples are cached
 
     def duration_estimate(self) -> float:
         return self.duration if self.duration is not None else float("inf")
@@ -485,7 +485,7 @@ def run_segment(checkpoint, videos: list, out, opts: SegmentOptions, quiet: bool
         docs.append(doc)
         note = " (no audio track: run with zeroed audio, --allow-silent)" if silent[f] else ""
         abl = (f", mean IoU real vs {opts.ablation} {doc['mean_iou_ablated']:.3f}" if opts.ablation else "")
-        lines.append(f"{f.name}: {doc['frames']} frames, {doc['windows']} windows x {doc['passes_per_window']} "
+        lines.append(f"{f.name}: {doc['frames']} frames, {doc['windows']} window(s) x {doc['passes_per_window']} "
                      f"passes{abl} -> {out / doc['outputs']['video']}{note}")
     index = out / "index.html"
     atomic.write_text(index, render_page(docs, str(checkpoint)))

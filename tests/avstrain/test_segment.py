@@ -234,3 +234,42 @@ def test_avss_checkpoint_gives_palette_masks_and_a_legend(tmp_path):
     assert doc["setting"] == "avss"
     for item in doc["legend"]:
         assert 1 <= item["class"] < NUM_CLASSES and item["name"] == names[item["class"]] and len(item["rgb"]) == 3
+
+
+def test_long_video_streams_in_bounded_memory(checkpoint, tmp_path):
+    """A 32-s video: 7 windows, a mask for every frame, and never more than about two windows of
+    frames or 15 s of audio held while it streams (measured: 2 windows of frames, about 10 s of audio)."""
+    from avsprep.common.clikit import NullBar
+    from avsprep.extract import wav_rate
+    from avsprep.extract.frames import VideoStream
+    from avstrain.segment import Runner, SegmentOptions, _Infer
+    from avstrain.segment.video import VideoWriter
+
+    clip = tmp_path / "long.mp4"
+    w = VideoWriter(clip, 64, 48, Fraction(10), 16000)
+    t = np.arange(32 * 16000) / 16000
+    tone = (8000 * np.sin(2 * np.pi * (300 + 20 * t) * t)).astype(np.int16)
+    for i in range(320):  # interleaved as real files are (sound and picture within 0.1 s)
+        w.frame(np.full((48, 64, 3), (7 * i) % 256, np.uint8))
+        w.audio(np.stack([tone, tone], axis=1)[1600 * i:1600 * (i + 1)])
+    w.close()
+
+    held = {"frames": 0, "audio": 0}
+
+    class Watched(_Infer):
+        def window(self, w, last):
+            held["frames"] = max(held["frames"], len(self.frames))
+            held["audio"] = max(held["audio"], sum(len(c) for _, c in self.audio.chunks))
+            super().window(w, last)
+
+    opts = SegmentOptions(fps=1, device="cpu")
+    runner = Runner(checkpoint, opts)
+    with VideoStream(clip, wav_rate(runner.layout)) as stream:
+        inf = Watched(runner, stream, "long", tmp_path / "tmp", opts)
+        inf.run(NullBar())
+        arate = stream.audio_rate
+    assert inf.count == 320 and P.window_count(320, Fraction(10)) == 7
+    assert len(list((tmp_path / "tmp" / "masks").iterdir())) == 320
+    assert [r["second"] for r in inf.seconds] == list(range(32))
+    assert held["frames"] <= 2 * 5 * 10 + 2, held
+    assert held["audio"] <= 15 * arate, held
