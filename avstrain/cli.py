@@ -1,4 +1,4 @@
-"""The ``avstrain`` command line: train, evaluate, predict, convert, report.
+"""The ``avstrain`` command line: train, evaluate, predict, segment, convert, report.
 
 Thin commands: parse options, call ``avstrain.engine`` (train), ``avstrain.evaluation``,
 ``avstrain.prediction`` and ``avstrain.report``, format the result. Domain errors become ``Error: ...`` with exit 1.
@@ -466,6 +466,65 @@ def predict(checkpoint, shards, masks, split, device, labelimg, label_studio, ov
         summary = run_predict(checkpoint, shards, masks, split=split, device=device, quiet=quiet,
                               labelimg=labelimg, overlay=overlay, label_studio=label_studio)
     click.echo(summary["text"])
+
+
+# ----------------------------------------------------------------------------- segment
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for VIDEO.mp4, VIDEO/masks/, VIDEO.json and index.html.")
+@click.option("--fps", type=click.IntRange(1, 240), default=None,
+              help="Dense passes per second (a mask for every 1/N s). Default: the video's rate, at most 25.")
+@click.option("--audio-ablation", type=click.Choice(["zero", "shuffle"]), default=None,
+              help="Also run without the sound: zero (audio features zeroed; writes VIDEO_sound_vs_zero.mp4, "
+                   "with the sound | without, side by side) or shuffle (each window gets another window's "
+                   "sound); VIDEO.json gets the IoU of the two masks per second.")
+@click.option("--allow-silent", is_flag=True,
+              help="Run a video without an audio track with zeroed audio (refused otherwise); says so in the "
+                   "output and the JSON.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="Passes (5 frames + the window's audio) per forward.")
+@click.option("--vggish-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="For checkpoints trained on VGGish embeddings stored in the shards: the VGGish file.")
+@device_option
+@overwrite_option
+@json_option
+@quiet_option
+@handle_errors
+def segment(checkpoint, videos, out, fps, audio_ablation, allow_silent, batch_size, vggish_weights, device,
+            overwrite, as_json, quiet):
+    """Segment the sounding object in your own VIDEOS (files or folders, any container PyAV reads).
+
+    Each video is cut into 5-s windows (the last one padded) with the audio
+    prepared as the model was trained on it (the rules of `avsprep extract`).
+    The model runs on the official frames (one per second) and, for a mask on
+    every frame, on --fps dense passes: pass k takes the 5 frames at
+    l + k/N s with the window's audio. Writes OUT/VIDEO.mp4 (the masks over
+    the video, same rate and frame count, with its sound; H.264 + AAC),
+    OUT/VIDEO/masks/FRAME.png (every frame: 0/255, or AVSS palette),
+    OUT/VIDEO.json (per second at the official frame: mask area, confidence,
+    and with --audio-ablation the IoU real vs ablated) and OUT/index.html
+    (a static page playing every video). A video without an audio track is
+    refused unless --allow-silent. The last line printed is index.html.
+
+    \b
+    Example:
+      avstrain segment runs/demo/best.pt my_clip.mp4 -o seg
+      avstrain segment runs/demo/best.pt videos/ -o seg --audio-ablation zero --fps 10
+    """
+    from avstrain.segment import SegmentOptions, run_segment
+
+    setup_logging(quiet or as_json)
+    check_output_dir(out, overwrite=overwrite, what="OUTPUT")
+    opts = SegmentOptions(fps=fps, ablation=audio_ablation, allow_silent=allow_silent, batch_size=batch_size,
+                          device=device, vggish_weights=vggish_weights)
+    res = run_segment(checkpoint, list(videos), out, opts, quiet=quiet or as_json)
+    if as_json:
+        echo_json({"videos": res["videos"], "index": res["index"]})
+    else:
+        click.echo(res["text"])
 
 
 # ----------------------------------------------------------------------------- report

@@ -394,6 +394,11 @@ class AVSBenchLayout:
         """The clip's 5 log-mel examples ``[5, 96, 64]`` and their source ("pickle" or "wav")."""
         return audio_sources.clip_audio(self, clip)
 
+    def wav_examples(self, wave: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
+        """5 examples ``[5, 96, 64]``: the last repeated when short, the first 5 kept when long
+        (the official loader's rule, ``clip_examples``; what ``clip_audio`` does with a wav)."""
+        return audio_sources.clip_examples(wave, sample_rate, audio_sources.CLIP_EXAMPLES, name=name)
+
     def box_class(self, label: str) -> int:
         """Class index of a box label (case/whitespace drift accepted), -1 when unknown."""
         if getattr(self, "_box_index", None) is None:

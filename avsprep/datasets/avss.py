@@ -340,7 +340,11 @@ class AVSSLayout:
         """10 log-mel examples ``[10, 96, 64]`` from ``audio.wav`` (zeros after the real ones), "wav"."""
         wav = self.wav_path(clip)
         wave, sr = read_wav(wav)
-        return avss_loader.audio_examples(waveform_to_examples(wave, sr), name=str(wav)), "wav"
+        return self.wav_examples(wave, sr, str(wav)), "wav"
+
+    def wav_examples(self, wave: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
+        """``[10, 96, 64]``: the wav's examples, zeros after them (v1 clips), as the official forward."""
+        return avss_loader.audio_examples(waveform_to_examples(wave, sample_rate), name=name)
 
     def box_class(self, label: str) -> int:
         """AVSS class index of a box label (exact spelling, the h orse typo mapped), -1 when unknown."""

@@ -319,6 +319,11 @@ class Layout(Protocol):
         """The clip's log-mel examples ``[steps, 96, 64]`` and their source ("pickle" | "wav")."""
         ...
 
+    def wav_examples(self, wave: "np.ndarray", sample_rate: int, name: str) -> "np.ndarray":
+        """A clip's wav samples (float in [-1, 1]) -> its log-mel examples ``[steps, 96, 64]``, as
+        ``clip_audio`` makes them from the wav (``avstrain segment`` feeds decoded windows here)."""
+        ...
+
     def box_class(self, label: str) -> int:
         """Class index of a box label, -1 when it names no class."""
         ...

@@ -197,7 +197,7 @@ def render_video(jobs: list, audio_resample: bool = False, setting: str = "s4") 
     kept_rate = layout.audio_rate  # the wav is the decoded stream at this rate (else moviepy's 16 kHz)
     windowed = first.window is not None
     starts = [j.window for j in jobs] if windowed else [0]
-    rate = kept_rate if kept_rate else (None if audio_resample else A.DECODE_RATE)
+    rate = wav_rate(layout, audio_resample)
     try:
         d = decode(first.video, seconds, audio_rate=rate, starts=starts)
     except (av.error.FFmpegError, ValueError, OSError) as exc:
@@ -220,14 +220,7 @@ def render_video(jobs: list, audio_resample: bool = False, setting: str = "s4") 
         else:
             audio, clip_duration = d.audio, duration
         try:
-            if kept_rate:  # the clip's seconds at that rate, stereo (libswresample, like ffmpeg -ar R -ac 2)
-                samples = np.zeros((seconds * kept_rate, 2), np.int16)
-                take = audio[:len(samples)]
-                samples[:len(take)] = take
-            elif audio_resample:
-                samples = A.resampled_wav(audio, d.audio_rate, clip_duration)
-            else:
-                samples = A.moviepy_wav(audio, clip_duration)
+            samples = clip_samples(layout, audio, d.audio_rate, clip_duration, seconds, audio_resample)
         except ValueError as exc:
             out.append((job, None, None, [finding("video-undecodable", f"audio stream unusable ({exc}); "
                                                   "re-encode the video", job.video, job.name)]))
@@ -249,6 +242,29 @@ def render_video(jobs: list, audio_resample: bool = False, setting: str = "s4") 
             pngs.append(encode_frame(layout, rgb))
         out.append((job, pngs, A.wav_bytes(samples, kept_rate or A.OUT_RATE), notes))
     return out
+
+
+def wav_rate(layout: Layout, audio_resample: bool = False) -> Optional[int]:
+    """The rate the decoded stream is resampled to for ``layout``'s wav: the layout's own rate
+    (AVSS 48 kHz), else 44.1 kHz for moviepy's pick (None: the source rate, ``--audio-resample``)."""
+    return layout.audio_rate or (None if audio_resample else A.DECODE_RATE)
+
+
+def clip_samples(layout: Layout, audio: np.ndarray, rate: int, clip_duration: float, seconds: int,
+                 audio_resample: bool = False) -> np.ndarray:
+    """The int16 ``[n, 2]`` samples of a clip's wav from the decoded stream ``audio`` (stereo at
+    ``rate``, starting at the clip's first sample), at ``layout.audio_rate or 16000``: the layout's
+    rate cut or zero-padded to ``seconds`` (AVSS), else moviepy 1.x's 16 kHz pick (or
+    ``--audio-resample``'s filter) over ``clip_duration`` seconds. ``ValueError`` when unusable."""
+    kept_rate = layout.audio_rate
+    if kept_rate:  # the clip's seconds at that rate, stereo (libswresample, like ffmpeg -ar R -ac 2)
+        samples = np.zeros((seconds * kept_rate, 2), np.int16)
+        take = audio[:len(samples)]
+        samples[:len(take)] = take
+        return samples
+    if audio_resample:
+        return A.resampled_wav(audio, rate, clip_duration)
+    return A.moviepy_wav(audio, clip_duration)
 
 
 def encode_frame(layout: Layout, rgb: np.ndarray) -> bytes:

@@ -85,9 +85,82 @@ class Decoded:
     variable_rate: bool = False  # frame durations differ: ffmpeg's CLI would make the rate constant
 
 
+class VideoStream:
+    """One video opened with PyAV and decoded as a stream: ``for kind, item in stream`` yields
+    ``("video", frame)`` (PyAV frames, decode order = presentation order for the codecs ffmpeg
+    outputs) and ``("audio", int16 [n, 2])`` chunks resampled to ``audio_rate`` stereo by
+    libswresample (the source rate when None), in demux order. The audio stops at the stream's
+    edit-list end, as ffmpeg's CLI does: the decoder still returns the codec's end padding
+    (measured: mp4/mov AAC). Nothing is held: long videos stream in constant memory.
+
+    :func:`decode` (``avsprep extract``) and ``avstrain segment`` both read videos through it.
+    Raises ``av.error.FFmpegError`` / ``ValueError`` for files that cannot be decoded.
+    """
+
+    def __init__(self, path, audio_rate: Optional[int] = 44100):
+        self.path = str(path)
+        self.container = av.open(self.path)
+        try:
+            if not self.container.streams.video:
+                raise ValueError("no video stream")
+            self.vstream = self.container.streams.video[0]
+            self.vstream.thread_type = "AUTO"
+            self.astream = self.container.streams.audio[0] if self.container.streams.audio else None
+            self.rate = self.vstream.average_rate or self.vstream.guessed_rate
+            self.fps = printed_fps(self.rate)
+            if self.fps <= 0:
+                raise ValueError("the video stream has no frame rate")
+        except BaseException:
+            self.container.close()
+            raise
+        self.has_audio = self.astream is not None
+        self.audio_rate = audio_rate or (self.astream.sample_rate if self.astream is not None else 0)
+        self.audio_end = None  # samples at audio_rate up to the audio stream's (edit list) end
+        if self.astream is not None and self.astream.duration:
+            self.audio_end = max(0, math.ceil(float(self.astream.duration * self.astream.time_base)
+                                              * self.audio_rate - 1e-6))
+
+    @property
+    def duration_us(self) -> Optional[int]:
+        """The container duration ffmpeg prints (microseconds), None when the container has none."""
+        return self.container.duration
+
+    def __enter__(self) -> "VideoStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.close()
+
+    def __iter__(self):
+        resampler = None
+        sent = 0
+        streams = [self.vstream] + ([self.astream] if self.astream is not None else [])
+
+        def cut(chunk):
+            nonlocal sent
+            if self.audio_end is not None:
+                chunk = chunk[:max(0, self.audio_end - sent)]
+            sent += len(chunk)
+            return chunk
+
+        for packet in self.container.demux(*streams):
+            if packet.stream.type == "video":
+                for frame in packet.decode():
+                    yield "video", frame
+            else:
+                for frame in packet.decode():
+                    if resampler is None:
+                        resampler = av.AudioResampler(format="s16", layout="stereo", rate=self.audio_rate)
+                    for g in resampler.resample(frame):
+                        yield "audio", cut(g.to_ndarray().reshape(-1, 2))
+        if resampler is not None:
+            for g in resampler.resample(None):
+                yield "audio", cut(g.to_ndarray().reshape(-1, 2))
+
+
 def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -> Decoded:
-    """Decode ``path`` once (PyAV): keep the official frames for ``seconds`` seconds and the
-    audio resampled to ``audio_rate`` stereo int16 (the source rate when None).
+    """Decode ``path`` once (:class:`VideoStream`): keep the official frames for ``seconds``
+    seconds and the audio resampled to ``audio_rate`` stereo int16 (the source rate when None).
 
     ``starts`` (``--windows``): the clip starting ``s`` seconds in keeps decoded indices
     ``s * r + official_indices`` (as if the video had been cut there on a frame boundary);
@@ -96,48 +169,30 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -
     Raises ``av.error.FFmpegError`` / ``ValueError`` for files that cannot be decoded.
     """
     out = Decoded()
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        vstream = container.streams.video[0]
-        vstream.thread_type = "AUTO"
-        astream = container.streams.audio[0] if container.streams.audio else None
-        out.has_audio = astream is not None
-        rate = vstream.average_rate or vstream.guessed_rate
-        out.fps = printed_fps(rate)
-        if out.fps <= 0:
-            raise ValueError("the video stream has no frame rate")
+    with VideoStream(path, audio_rate) as stream:
+        out.has_audio = stream.has_audio
+        out.fps = stream.fps
         r = int(round(out.fps))
         wanted = [s * r + i for s in starts for i in official_indices(out.fps, seconds)]
         want_set = set(wanted)
         chosen: dict[int, np.ndarray] = {}
         last = None
         count = 0
-        resampler = None
         chunks: list[np.ndarray] = []
         pts: list[int] = []
-        streams = [vstream] + ([astream] if astream is not None else [])
-        for packet in container.demux(*streams):
-            if packet.stream.type == "video":
-                for frame in packet.decode():
-                    if count in want_set:
-                        chosen[count] = to_rgb(frame)
-                    last = frame
-                    if frame.pts is not None:
-                        pts.append(frame.pts)
-                    count += 1
+        for kind, item in stream:
+            if kind == "video":
+                if count in want_set:
+                    chosen[count] = to_rgb(item)
+                last = item
+                if item.pts is not None:
+                    pts.append(item.pts)
+                count += 1
             else:
-                for frame in packet.decode():
-                    if resampler is None:
-                        out.audio_rate = audio_rate or frame.sample_rate
-                        resampler = av.AudioResampler(format="s16", layout="stereo", rate=out.audio_rate)
-                    for g in resampler.resample(frame):
-                        chunks.append(g.to_ndarray().reshape(-1, 2))
-        if resampler is not None:
-            for g in resampler.resample(None):
-                chunks.append(g.to_ndarray().reshape(-1, 2))
+                chunks.append(item)
         if count == 0:
             raise ValueError("no video frame could be decoded")
+        out.audio_rate = stream.audio_rate if stream.has_audio else 0
         out.frame_count = count
         out.variable_rate = is_variable_rate(pts)
         out.indices = clamp(wanted, count)
@@ -150,13 +205,9 @@ def decode(path, seconds: int, audio_rate: Optional[int] = 44100, starts=(0,)) -
             out.frames.append(chosen[i])
         if chunks:
             out.audio = np.concatenate(chunks).astype(np.int16, copy=False)
-            if astream.duration:  # ffmpeg's CLI stops at the stream's (edit list) end, dropping the
-                # codec's end padding that the decoder still returns (measured: mp4/mov AAC)
-                end = math.ceil(float(astream.duration * astream.time_base) * out.audio_rate - 1e-6)
-                out.audio = out.audio[:max(end, 0)]
-        elif astream is not None:
+        elif stream.has_audio:
             out.audio = np.zeros((0, 2), dtype=np.int16)
-        dur = container.duration
+        dur = stream.duration_us
         if dur is None:
             dur = int(count / out.fps * 1_000_000)
         out.duration_us = int(dur)

@@ -24,6 +24,21 @@ PAGE_FACTS = """JSON.stringify({
   scripts: document.scripts.length
 })"""
 
+# Every <video>: waits (up to ~20 s) until each can play through or fails, then reports its
+# readyState (>= 3: HAVE_FUTURE_DATA, 'canplay' fired), duration, size and error.
+VIDEO_FACTS = """(async () => {
+  const vids = Array.from(document.querySelectorAll('video'));
+  for (let i = 0; i < 200 && vids.some(v => v.readyState < 3 && !v.error); i++)
+    await new Promise(r => setTimeout(r, 100));
+  return JSON.stringify({
+    videos: vids.map(v => ({src: v.currentSrc, readyState: v.readyState, duration: v.duration,
+                            width: v.videoWidth, height: v.videoHeight, error: v.error && v.error.code})),
+    h264: document.createElement('video').canPlayType('video/mp4; codecs="avc1.42E01E, mp4a.40.2"'),
+    vp9: document.createElement('video').canPlayType('video/webm; codecs="vp9, opus"'),
+    height: document.documentElement.scrollHeight, scripts: document.scripts.length
+  });
+})()"""
+
 
 def find_browser():
     for name in BROWSERS:
@@ -47,8 +62,12 @@ def _wait_port(profile: Path, proc, timeout: float) -> int:
     raise RuntimeError("browser did not open its DevTools port")
 
 
-def open_page(html_file: Path, screenshot: Path | None = None, width: int = 1400, timeout: float = 60.0) -> dict:
-    """Load ``html_file``; return ``{"requests": [urls], "facts": {...}}`` and write a PNG screenshot."""
+def open_page(html_file: Path, screenshot: Path | None = None, width: int = 1400, timeout: float = 60.0,
+              facts_js: str = PAGE_FACTS) -> dict:
+    """Load ``html_file``; return ``{"requests": [urls], "facts": {...}}`` and write a PNG screenshot.
+
+    ``facts_js``: the expression giving the facts as a JSON string (it may return a promise of one,
+    e.g. :data:`VIDEO_FACTS`, which waits for the page's videos)."""
     import websocket  # websocket-client (test extra)
 
     browser = find_browser()
@@ -93,7 +112,8 @@ def open_page(html_file: Path, screenshot: Path | None = None, width: int = 1400
                 requests.append(msg["params"]["request"]["url"])
             if msg.get("method") == "Page.loadEventFired":
                 events.append("load")
-        facts = json.loads(call("Runtime.evaluate", expression=PAGE_FACTS, returnByValue=True)["result"]["value"])
+        facts = json.loads(call("Runtime.evaluate", expression=facts_js, returnByValue=True,
+                                awaitPromise=True)["result"]["value"])
         if screenshot is not None:
             import base64
 

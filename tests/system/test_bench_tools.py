@@ -52,3 +52,28 @@ def test_bench_extract_runs_and_checks_equal_wavs():
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert {"metric", "unit", "ours", "baseline", "ratio"} <= set(doc)
     assert doc["ours"] > 0 and doc["baseline"] > 0
+
+
+@pytest.mark.slow
+def test_bench_segment_runs_on_a_tiny_video(tmp_path):
+    """tools/bench_segment.py on a 2-s 64 px clip with a tone (no timing asserted)."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from avstrain.segment.video import VideoWriter
+
+    clip = tmp_path / "tiny.mp4"
+    w = VideoWriter(clip, 64, 64, Fraction(10), 16000)
+    for i in range(20):
+        w.frame(np.full((64, 64, 3), 10 * i, np.uint8))
+    t = np.arange(32000) / 16000
+    tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    w.audio(np.stack([tone, tone], axis=1))
+    w.close()
+    res = subprocess.run([sys.executable, str(REPO / "tools" / "bench_segment.py"), "--rounds", "1", str(clip)],
+                         env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert {"metric", "unit", "ours", "baseline", "ratio"} <= set(doc)
+    assert doc["ours"] > 0 and doc["baseline"] > 0 and doc["video"] == "tiny.mp4"
