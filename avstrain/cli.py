@@ -517,10 +517,11 @@ def segment(checkpoint, videos, out, fps, audio_ablation, allow_silent, batch_si
     from avstrain.segment import SegmentOptions, run_segment
 
     setup_logging(quiet or as_json)
-    check_output_dir(out, overwrite=overwrite, what="OUTPUT")
     opts = SegmentOptions(fps=fps, ablation=audio_ablation, allow_silent=allow_silent, batch_size=batch_size,
                           device=device, vggish_weights=vggish_weights)
-    res = run_segment(checkpoint, list(videos), out, opts, quiet=quiet or as_json)
+    with writing(out, what="OUTPUT"):  # one writer; a failure (full disk...) removes what this run wrote
+        check_output_dir(out, overwrite=overwrite, what="OUTPUT")
+        res = run_segment(checkpoint, list(videos), out, opts, quiet=quiet or as_json)
     if as_json:
         echo_json({"videos": res["videos"], "index": res["index"]})
     else:
