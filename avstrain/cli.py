@@ -260,8 +260,10 @@ def ablate(shards, out, configs, seeds, baseline, sets, distractor_masks, quiet)
               "official: avstrain checkpoint -> state dict for the official Pred_endecoder (strict load).")
 @click.option("--backbone", type=click.Choice(["resnet50", "pvt_v2_b5"]), default=None,
               help="Official model's backbone (default: told by its keys).")
-@click.option("--setting", type=click.Choice(["s4", "ms3"]), default="s4", show_default=True,
-              help="What the official model was trained for (the file cannot tell).")
+@click.option("--setting", type=click.Choice(["s4", "ms3", "avss"]), default=None,
+              help="What the official model was trained for. Default: avss when its head has 71 classes "
+              "(AVSBench-semantic), else s4 (an S4 file cannot be told from an MS3 one). A setting the "
+              "head contradicts is refused.")
 @click.option("--vggish-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="torchvggish vggish-10086976.pth to put in the checkpoint as its frozen audio network "
               "(official files hold none). Without it, evaluate needs shards built with --vggish-weights.")
@@ -274,12 +276,15 @@ def ablate(shards, out, configs, seeds, baseline, sets, distractor_masks, quiet)
 def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_weights, overwrite, as_json):
     """Convert official AVSBench checkpoints to avstrain checkpoints, and back.
 
-    Reads SRC with weights_only=True. Prints a key report; exits 1 naming the
-    tensors when one the model needs is missing, unexpected or of the wrong shape.
+    S4, MS3 and AVSBench-semantic (AVSS, 71 classes) models, ResNet-50 or
+    PVT-v2-b5 (docs/weights.md lists the published AVSS files). Reads SRC
+    with weights_only=True. Prints a key report; exits 1 naming the tensors
+    when one the model needs is missing, unexpected or of the wrong shape.
 
     \b
     Example:
       avstrain convert S4_best.pth -o s4-r50.pt --vggish-weights vggish-10086976.pth
+      avstrain convert AVSS_pvt_miou_best.pth -o avss-pvt.pt --setting avss
       avstrain evaluate s4-r50.pt ./shards --json
       avstrain convert runs/s4-r50/best.pt -o ours_for_test_py.pth --to official
     """
