@@ -44,12 +44,14 @@ def _check_vggish(path: Path) -> str:
     return "loads strictly as VGGish"
 
 
-def _check_official_avss(path: Path) -> str:
-    from avstrain.convert import official_system
-    from avstrain.models.weights import read_weights
+def _check_official_avss(backbone: str) -> Callable[[Path], str]:
+    def check(path: Path) -> str:
+        from avstrain.convert import official_system
+        from avstrain.models.weights import read_weights
 
-    _, _, report = official_system(read_weights(path), path, setting="avss")
-    return f"fits the official {report['backbone']} AVSS model ({report['loaded']} tensors, none missing)"
+        _, _, report = official_system(read_weights(path), path, backbone=backbone, setting="avss")
+        return f"fits the official {backbone} AVSS model ({report['loaded']} tensors, none missing)"
+    return check
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,10 @@ WEIGHTS: dict[str, WeightFile] = {w.name: w for w in (
                "--set vggish_weights={path} (or avsprep build --vggish-weights {path})", _check_vggish),
     WeightFile("avss-resnet50", "(name not published)", "official AVSBench-semantic TPAVI model, ResNet-50, 71 classes",
                GOOGLE_DRIVE_AVSS, "https://github.com/OpenNLPLab/AVSBench/issues/9 (README: AVSS)", None, False,
-               "avstrain convert {path} -o avss-resnet50.pt --setting avss", _check_official_avss),
+               "avstrain convert {path} -o avss-resnet50.pt --setting avss", _check_official_avss("resnet50")),
     WeightFile("avss-pvt", "(name not published)", "official AVSBench-semantic TPAVI model, PVT-v2-b5, 71 classes",
                GOOGLE_DRIVE_AVSS, "https://github.com/OpenNLPLab/AVSBench/issues/9 (README: AVSS)", None, False,
-               "avstrain convert {path} -o avss-pvt.pt --setting avss", _check_official_avss),
+               "avstrain convert {path} -o avss-pvt.pt --setting avss", _check_official_avss("pvt_v2_b5")),
 )}
 
 

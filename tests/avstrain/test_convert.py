@@ -417,3 +417,16 @@ def test_avss_convert_evaluate_predict_and_back(official_avss_file, tmp_path, tm
     official = {k: tuple(s) for k, s, _ in avss_layout("resnet50")}
     assert compare_shapes(official, {k: tuple(v.shape) for k, v in out.items()}) == ([], [], [])
     assert all(torch.equal(out[k], src[k]) for k in src if "_2." not in k)
+
+
+def test_weights_verify_checks_an_official_avss_file_against_its_row(official_avss_file):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    r = CliRunner().invoke(cli, ["weights", "verify", str(official_avss_file), "--name", "avss-resnet50"])
+    assert r.exit_code == 0, r.output
+    assert "no hash published" in r.output and "fits the official resnet50 AVSS model (452 tensors" in r.output
+    assert f"avstrain convert {official_avss_file.resolve()} -o avss-resnet50.pt --setting avss" in r.output
+    r = CliRunner().invoke(cli, ["weights", "verify", str(official_avss_file), "--name", "avss-pvt"])
+    assert r.exit_code == 1 and "--backbone resnet50" in r.output
