@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -266,8 +267,10 @@ def ablate(shards, out, configs, seeds, baseline, sets, distractor_masks, quiet)
               "official: avstrain checkpoint -> state dict for the official Pred_endecoder (strict load).")
 @click.option("--backbone", type=click.Choice(["resnet50", "pvt_v2_b5"]), default=None,
               help="Official model's backbone (default: told by its keys).")
-@click.option("--setting", type=click.Choice(["s4", "ms3"]), default="s4", show_default=True,
-              help="What the official model was trained for (the file cannot tell).")
+@click.option("--setting", type=click.Choice(["s4", "ms3", "avss"]), default=None,
+              help="What the official model was trained for. Default: avss when its head has 71 classes "
+              "(AVSBench-semantic), else s4 (an S4 file cannot be told from an MS3 one). A setting the "
+              "head contradicts is refused.")
 @click.option("--vggish-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="torchvggish vggish-10086976.pth to put in the checkpoint as its frozen audio network "
               "(official files hold none). Without it, evaluate needs shards built with --vggish-weights.")
@@ -280,12 +283,15 @@ def ablate(shards, out, configs, seeds, baseline, sets, distractor_masks, quiet)
 def convert(src, dst, direction, backbone, setting, vggish_weights, imagenet_weights, overwrite, as_json):
     """Convert official AVSBench checkpoints to avstrain checkpoints, and back.
 
-    Reads SRC with weights_only=True. Prints a key report; exits 1 naming the
-    tensors when one the model needs is missing, unexpected or of the wrong shape.
+    S4, MS3 and AVSBench-semantic (AVSS, 71 classes) models, ResNet-50 or
+    PVT-v2-b5 (docs/weights.md lists the published AVSS files). Reads SRC
+    with weights_only=True. Prints a key report; exits 1 naming the tensors
+    when one the model needs is missing, unexpected or of the wrong shape.
 
     \b
     Example:
       avstrain convert S4_best.pth -o s4-r50.pt --vggish-weights vggish-10086976.pth
+      avstrain convert AVSS_pvt_miou_best.pth -o avss-pvt.pt --setting avss
       avstrain evaluate s4-r50.pt ./shards --json
       avstrain convert runs/s4-r50/best.pt -o ours_for_test_py.pth --to official
     """
@@ -570,3 +576,117 @@ def report(checkpoint, shards, out_dir, split, per_gallery, batch_videos, device
                    f"{res['miou_dataset']:.4f} - shuffled {res['shuffle_miou_dataset']:.4f}); "
                    f"per-clip table {res['per_clip_csv']}")
     click.echo(res["index"])
+
+
+# ----------------------------------------------------------------------------- weights
+
+@cli.group()
+def weights():
+    """The published weight files the presets need: list, fetch on request, verify.
+
+    Nothing is ever downloaded by train, evaluate or predict: weight files
+    are passed with --set KEY=FILE. `fetch` downloads one file when asked
+    (torch.hub, checking the SHA-256 prefix its name carries); `verify` checks
+    a file downloaded by hand. docs/weights.md has the table.
+
+    \b
+    Example:
+      avstrain weights list
+      avstrain weights fetch resnet50 --to weights/
+      avstrain weights verify weights/resnet50-19c8e357.pth
+    """
+
+
+@weights.command("list")
+@json_option
+@handle_errors
+def weights_list(as_json):
+    """List every weight file: what it is, where it is published, the SHA-256
+    prefix its name carries, and the presets that need it (and with which key).
+
+    \b
+    Example:
+      avstrain weights list --json
+    """
+    from avstrain.weight_files import WEIGHTS, needed_by
+
+    used = needed_by()
+    rows = [{"name": w.name, "file": w.file, "what": w.what, "url": w.url, "page": w.page,
+             "hash_prefix": w.hash_prefix, "direct_download": w.direct, "use": w.use.format(path="FILE"),
+             "presets": used[w.name], "same_as": w.same_as} for w in WEIGHTS.values()]
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['name']}: {r['file']} - {r['what']}")
+        click.echo(f"  {'url' if r['direct_download'] else 'published in (by hand)'}: {r['url']}")
+        click.echo(f"  sha256 prefix: {r['hash_prefix'] or 'none published'}; use: {r['use']}")
+        either = f" (or {r['same_as']}: the same weights)" if r["same_as"] else ""
+        click.echo(f"  needed by{either}: {', '.join(r['presets']) or '(no preset: an official model for convert)'}")
+
+
+@weights.command("fetch")
+@click.argument("name")
+@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
+              show_default=True, help="Folder to download into.")
+@click.option("--url", default=None, help="Download from this address instead of the published one (a mirror, "
+              "or a local server in tests); the hash prefix and the content check stay the table's.")
+@overwrite_option
+@json_option
+@quiet_option
+@handle_errors
+def weights_fetch(name, dest, url, overwrite, as_json, quiet):
+    """Download weight file NAME (see `avstrain weights list`) into --to, on
+    request only. The SHA-256 must start with the prefix the file's published
+    name carries, and the file must load strictly as what it is; otherwise
+    nothing is kept (no partial file). Prints the --set line that uses it.
+
+    \b
+    Example:
+      avstrain weights fetch vggish --to weights/
+    """
+    from avstrain.weight_files import fetch
+
+    res = fetch(name, dest, url=url, progress=not quiet and not os.environ.get("AVS_NO_PROGRESS"),
+                overwrite=overwrite)
+    if as_json:
+        echo_json(res)
+        return
+    check = f"sha256 {res['sha256'][:16]}... starts with {res['hash_prefix']}" if res["hash_prefix"] else \
+        f"sha256 {res['sha256']} (no hash published for this file; its content was checked)"
+    click.echo(f"{res['file']}: {check}; {res['content']}")
+    click.echo(res["use"])
+
+
+@weights.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="The table row FILE is (default: told by its file name).")
+@json_option
+@handle_errors
+def weights_verify(file, name, as_json):
+    """Check a weight file downloaded by hand: its SHA-256 against the prefix
+    in its name (torch.hub `name-<prefix>.pth`) or in the table, then, for a
+    file of the table, that it loads strictly as what it is. Exits 1 naming
+    the file on a mismatch.
+
+    \b
+    Example:
+      avstrain weights verify ~/Downloads/vggish-10086976.pth
+    """
+    from avstrain.weight_files import verify
+
+    res = verify(file, name)
+    if as_json:
+        echo_json(res)
+        return
+    if res["hash_prefix"]:
+        click.echo(f"{file}: sha256 {res['sha256'][:16]}... matches the prefix {res['hash_prefix']} "
+                   f"from {res['hash_from']}")
+    else:
+        click.echo(f"{file}: sha256 {res['sha256']} (no hash published to compare with)")
+    if res["content"]:
+        click.echo(f"  {res['content']}")
+        click.echo(res["use"])
+    elif not res["hash_prefix"]:
+        raise click.ClickException(f"{file}: nothing to check it against; name it as published or pass --name "
+                                   "(avstrain weights list)")

@@ -17,6 +17,7 @@ from avstrain.models.audio import AudioEncoder
 from avstrain.models.crop_head import CropHead
 from avstrain.models.mask_pool import MaskPoolProjection
 from avstrain.tasks import TASKS, Task
+from avstrain.weight_files import WEIGHTS, needs
 
 # the parts saved beside the AVS model in a checkpoint (None when the config has no such part)
 PARTS = ("audio_encoder", "crop_head", "audio_proj", "mask_proj")
@@ -116,16 +117,16 @@ def missing_pretrained(cfg: TrainConfig, has_vggish: bool) -> list[str]:
     if not cfg.require_pretrained:
         return []
     missing = []
+    file = {key: WEIGHTS[name].file for key, name in needs(cfg)}  # the published names (avstrain weights list)
     if cfg.backbone != "tiny" and not cfg.backbone_weights and not cfg.init_from:
-        file = "pvt_v2_b5.pth" if cfg.backbone == "pvt_v2_b5" else "resnet50-19c8e357.pth"
-        missing.append(f"ImageNet {cfg.backbone} weights ({file}): --set backbone_weights=FILE "
+        missing.append(f"ImageNet {cfg.backbone} weights ({file['backbone_weights']}): --set backbone_weights=FILE "
                        "(or --init-from CHECKPOINT)")
     if (cfg.crop_losses_on() and cfg.crop_encoder == "separate" and cfg.crop_backbone == "resnet50"
             and not cfg.crop_backbone_weights):
-        missing.append("ImageNet ResNet-50 weights for the crop head (resnet50-19c8e357.pth): "
+        missing.append(f"ImageNet ResNet-50 weights for the crop head ({file['crop_backbone_weights']}): "
                        "--set crop_backbone_weights=FILE")
     if resolve_audio_encoder(cfg, has_vggish) == "tiny":
-        missing.append("VGGish weights (vggish-10086976.pth): --set vggish_weights=FILE, or shards built "
+        missing.append(f"VGGish weights ({WEIGHTS['vggish'].file}): --set vggish_weights=FILE, or shards built "
                        "with avsprep build --vggish-weights")
     return missing
 

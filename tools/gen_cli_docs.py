@@ -46,8 +46,15 @@ def load_groups() -> list[tuple[str, click.Group]]:
 
 
 def commands(group: click.Group) -> list[str]:
-    """Sub-command names in sorted order (the group's own order can depend on import order)."""
-    return sorted(group.commands)
+    """Sub-command names in sorted order (the group's own order can depend on import order); a
+    nested group (``avstrain weights``) is followed by its own commands as ``"weights list"``."""
+    out = []
+    for name in sorted(group.commands):
+        out.append(name)
+        sub = group.commands[name]
+        if isinstance(sub, click.Group):
+            out += [f"{name} {s}" for s in sorted(sub.commands)]
+    return out
 
 
 def help_text(group: click.Group, prog: str, name: str | None = None) -> str:
@@ -58,7 +65,7 @@ def help_text(group: click.Group, prog: str, name: str | None = None) -> str:
     """
     from click.testing import CliRunner
 
-    args = ["--help"] if name is None else [name, "--help"]
+    args = ["--help"] if name is None else [*name.split(), "--help"]
     res = CliRunner().invoke(group, args, prog_name=prog, terminal_width=WIDTH, max_content_width=WIDTH)
     if res.exit_code != 0:
         raise RuntimeError(f"{prog} {' '.join(args)} exited {res.exit_code}: {res.output}")
@@ -76,7 +83,7 @@ def render() -> str:
     groups = load_groups()
     parts.append("## Contents\n")
     for prog, group in groups:
-        links = ", ".join(f"[{name}](#{prog}-{name})" for name in commands(group))
+        links = ", ".join(f"[{name}](#{prog}-{name.replace(' ', '-')})" for name in commands(group))
         parts.append(f"- [`{prog}`](#{prog}): {links}")
     parts.append("")
     for prog, group in groups:

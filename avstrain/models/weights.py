@@ -11,7 +11,9 @@ in a file and the names of our modules.
   with two copies of stages 3-4 (``layer3_1``/``layer4_1`` used, ``layer3_2``/``layer4_2``
   built from the same ImageNet weights and never used); the PVT-v2-b5 encoder is
   ``encoder_backbone.*`` with the original PVT names; necks ``conv1..4``, ``tpavi_b1..4``,
-  decoder ``path1..4`` and ``output_conv`` are shared. Ours: ``backbone.*`` (torchvision /
+  decoder ``path1..4`` and ``output_conv`` are shared. The AVSBench-semantic (AVSS) model
+  (``tests/data/avsbench_official/README.md``) has the same names; its head ``output_conv.4``
+  has 71 channels (S4/MS3: 1) and its TPAVI ``align_channel`` has no bias. Ours: ``backbone.*`` (torchvision /
   timm names), ``conv1..4``, ``tpavi_bK``, ``decoder.pathK``, ``decoder.output_conv``.
 
 The renames are pure (dicts in, dicts out; values never touched), so they test on meta
@@ -211,6 +213,13 @@ def detect_backbone(sd: dict) -> Optional[str]:
 def tpavi_stages_of(sd: dict) -> list[int]:
     """The TPAVI stages present in a state dict (``tpavi_bK`` -> stage K-1)."""
     return sorted({int(m.group(1)) - 1 for k in sd if (m := re.match(r"^tpavi_b([1-4])\.", k))})
+
+
+def head_classes_of(sd: dict) -> Optional[int]:
+    """Output channels of an official model's head (``output_conv.4.weight``: 1 for S4/MS3, 71 for
+    AVSS), or None when the file has no such tensor."""
+    w = sd.get("output_conv.4.weight")
+    return int(w.shape[0]) if w is not None and len(w.shape) == 4 else None
 
 
 @dataclass

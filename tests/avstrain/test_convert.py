@@ -1,17 +1,19 @@
 """avstrain convert: official AVSBench state dicts <-> avstrain checkpoints; no partial loads.
 
 Key layouts come from ``../shared/fixtures/avsbench_official/`` (every key and shape of both
-official models); mapping tests run on meta tensors, so they cost no memory."""
+official S4/MS3 models) and ``tests/data/avsbench_official/`` (the AVSS models); mapping tests run
+on meta tensors, so they cost no memory."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from avstrain.models.weights import (compare_shapes, detect_backbone, official_to_ours, ours_to_official,
-                                     tpavi_stages_of, unwrap_state_dict)
+from avstrain.models.weights import (compare_shapes, detect_backbone, head_classes_of, official_to_ours,
+                                     ours_to_official, tpavi_stages_of, unwrap_state_dict)
 from tests.conftest import FIXTURES, need
 
 
@@ -311,3 +313,160 @@ def test_init_from_an_official_nan_file_is_refused_naming_the_key(official_file,
     system = build_system(cfg, num_classes=23, has_vggish=True)
     with pytest.raises(DataError, match=r"decoder\.output_conv\.4\.bias \(1 NaN/inf of 1\)"):
         init_from(system, bad)
+
+
+# --------------------------------------------------------------------------- AVSBench-semantic (AVSS)
+# Layout: tests/data/avsbench_official/ (generated from the official code by tools/official_avss.py)
+
+AVSS_LAYOUTS = Path(__file__).resolve().parent.parent / "data" / "avsbench_official"
+
+
+def avss_layout(backbone: str) -> list:
+    return json.loads((AVSS_LAYOUTS / f"avss_state_dict_{backbone}.json").read_text())["keys"]
+
+
+def meta_avss(backbone: str) -> dict:
+    dt = {"float32": torch.float32, "int64": torch.int64}
+    return {k: torch.empty(shape, dtype=dt[d], device="meta") for k, shape, d in avss_layout(backbone)}
+
+
+def our_avss_shapes(backbone: str) -> dict:
+    from avstrain.models import build_avs_model
+
+    with torch.device("meta"):
+        model = build_avs_model(backbone, num_classes=71, audio_bias=False)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "pvt_v2_b5"])
+def test_official_avss_keys_map_onto_every_tensor_of_our_avss_model(backbone):
+    sd = meta_avss(backbone)
+    assert (detect_backbone(sd), tpavi_stages_of(sd), head_classes_of(sd)) == (backbone, [0, 1, 2, 3], 71)
+    m = official_to_ours(sd, backbone)
+    got = {k: tuple(v.shape) for k, v in m.state_dict.items()}
+    assert compare_shapes(our_avss_shapes(backbone), got) == ([], [], [])
+    assert m.unexpected == []
+    assert len(m.dropped) == (174 if backbone == "resnet50" else 0)
+    back = ours_to_official(m.state_dict, backbone)
+    official = {k: tuple(s) for k, s, _ in avss_layout(backbone)}
+    assert compare_shapes(official, {k: tuple(v.shape) for k, v in back.items()}) == ([], [], [])
+
+
+def test_avss_layout_differs_from_s4_in_the_head_and_the_audio_bias_only():
+    s4 = {k: tuple(s) for k, s, _ in official_layout("resnet50")}
+    avss = {k: tuple(s) for k, s, _ in avss_layout("resnet50")}
+    missing, extra, wrong = compare_shapes(s4, avss)
+    assert sorted(missing) == [f"tpavi_b{i}.align_channel.bias" for i in range(1, 5)] and extra == []
+    assert wrong == ["output_conv.4.weight", "output_conv.4.bias"]
+    assert avss["output_conv.4.weight"] == (71, 32, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def official_avss_file(tmp_path_factory):
+    """A random-weight official-format AVSS ResNet-50 file, in the official key order."""
+    from avstrain.models import build_avs_model
+
+    torch.manual_seed(3)
+    sd = ours_to_official(build_avs_model("resnet50", num_classes=71, audio_bias=False).state_dict(), "resnet50")
+    path = tmp_path_factory.mktemp("official_avss") / "AVSS_resnet_miou_best.pth"
+    torch.save({k: sd[k] for k, _, _ in avss_layout("resnet50")}, path)
+    return path
+
+
+@pytest.mark.parametrize("given, hint", [("s4", "--setting avss"), ("ms3", "--setting avss")])
+def test_an_avss_file_given_as_s4_or_ms3_is_refused_naming_avss(official_avss_file, tmp_path, given, hint):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    r = CliRunner().invoke(cli, ["convert", str(official_avss_file), "-o", str(tmp_path / "x.pt"), "--setting", given])
+    assert r.exit_code == 1 and hint in r.output and "71 output channel" in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_s4_file_given_as_avss_is_refused(official_file, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    r = CliRunner().invoke(cli, ["convert", str(official_file), "-o", str(tmp_path / "x.pt"), "--setting", "avss"])
+    assert r.exit_code == 1 and "--setting s4" in r.output and "1 output channel" in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_avss_file_lacking_one_tensor_is_refused_naming_it(official_avss_file, tmp_path):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    sd = torch.load(official_avss_file, weights_only=True)
+    del sd["tpavi_b3.align_channel.weight"]
+    sd["tpavi_b1.align_channel.bias"] = torch.zeros(256)  # the S4 model's bias: not in the AVSS model
+    bad = tmp_path / "bad.pth"
+    torch.save(sd, bad)
+    r = CliRunner().invoke(cli, ["convert", str(bad), "-o", str(tmp_path / "x.pt")])
+    assert r.exit_code == 1, r.output
+    assert "AVSS" in r.output and "tpavi_b3.align_channel.weight" in r.output
+    assert "1 unexpected: tpavi_b1.align_channel.bias" in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.slow
+def test_avss_convert_evaluate_predict_and_back(official_avss_file, tmp_path, tmp_path_factory):
+    from click.testing import CliRunner
+
+    from avsprep.audio import VGGish
+    from avsprep.build import BuildOptions, build_shards
+    from avsprep.demo.avss import write_avss_demo
+    from avsprep.importer import run_import
+    from avstrain.checkpoints import load_checkpoint, system_from_checkpoint
+    from avstrain.cli import cli
+
+    ck, back, vgg = tmp_path / "avss.pt", tmp_path / "back.pth", tmp_path / "vggish.pth"
+    torch.save(VGGish().state_dict(), vgg)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["convert", str(official_avss_file), "-o", str(ck), "--vggish-weights", str(vgg)])
+    assert r.exit_code == 0, r.output
+    assert "official resnet50 AVSS model" in r.output and "loaded 452 tensors" in r.output
+    ckpt = load_checkpoint(ck)
+    assert ckpt["num_classes"] == 71 and len(ckpt["classes"]) == 71 and ckpt["classes"][0] == "background"
+    model, cfg = system_from_checkpoint(ckpt, ck)
+    assert (cfg.setting, cfg.backbone) == ("avss", "resnet50")
+    src = torch.load(official_avss_file, weights_only=True)
+    ours = model.avs.state_dict()
+    assert torch.equal(ours["decoder.output_conv.4.weight"], src["output_conv.4.weight"])
+    assert torch.equal(ours["tpavi_b2.align_channel.weight"], src["tpavi_b2.align_channel.weight"])
+
+    base = tmp_path_factory.mktemp("avss_convert")
+    write_avss_demo(base / "release", clips=3, seed=2, quiet=True)
+    run_import(base / "release", base / "boxes.csv", quiet=True)
+    build_shards(base / "boxes.csv", base / "release", base / "shards", BuildOptions(crop_size=32), quiet=True)
+    r = runner.invoke(cli, ["evaluate", str(ck), str(base / "shards"), "--json", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["setting"] == "avss" and doc["frames"] == 30
+    r = runner.invoke(cli, ["predict", str(ck), str(base / "shards"), "-o", str(tmp_path / "pred"), "--device",
+                            "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "pred" / "test").rglob("*.png"))) == 30
+
+    r = runner.invoke(cli, ["convert", str(ck), "-o", str(back), "--to", "official"])
+    assert r.exit_code == 0, r.output
+    assert "avs_scripts/avss/model/ResNet_AVSModel.Pred_endecoder" in r.output and "NUM_CLASSES=71" in r.output
+    out = torch.load(back, weights_only=True)
+    official = {k: tuple(s) for k, s, _ in avss_layout("resnet50")}
+    assert compare_shapes(official, {k: tuple(v.shape) for k, v in out.items()}) == ([], [], [])
+    assert all(torch.equal(out[k], src[k]) for k in src if "_2." not in k)
+
+
+def test_weights_verify_checks_an_official_avss_file_against_its_row(official_avss_file):
+    from click.testing import CliRunner
+
+    from avstrain.cli import cli
+
+    r = CliRunner().invoke(cli, ["weights", "verify", str(official_avss_file), "--name", "avss-resnet50"])
+    assert r.exit_code == 0, r.output
+    assert "no hash published" in r.output and "fits the official resnet50 AVSS model (452 tensors" in r.output
+    assert f"avstrain convert {official_avss_file.resolve()} -o avss-resnet50.pt --setting avss" in r.output
+    r = CliRunner().invoke(cli, ["weights", "verify", str(official_avss_file), "--name", "avss-pvt"])
+    assert r.exit_code == 1 and "--backbone resnet50" in r.output

@@ -54,7 +54,7 @@ def test_group_help(prog):
 
 @pytest.mark.parametrize("prog,name", COMMANDS, ids=[f"{p}-{n}" for p, n in COMMANDS])
 def test_every_command_has_help_with_example(prog, name):
-    res = CliRunner().invoke(GROUPS[prog], [name, "--help"], prog_name=prog)
+    res = CliRunner().invoke(GROUPS[prog], [*name.split(), "--help"], prog_name=prog)
     assert res.exit_code == 0, res.output
     assert "Example:" in res.output, f"`{prog} {name} --help` has no 'Example:' block"
     example = res.output.split("Example:", 1)[1]
@@ -107,6 +107,7 @@ def readme_command_table() -> str:
 @pytest.mark.parametrize("prog,name", COMMANDS, ids=[f"{p}-{n}" for p, n in COMMANDS])
 def test_every_command_is_in_readme_table(prog, name):
     rows = [line for line in readme_command_table().splitlines() if line.startswith("|")]
+    name = name.split()[0]  # a nested group's row stands for its commands
     assert any(f"`{prog} {name}`" in row for row in rows), f"README command table lacks `{prog} {name}`"
 
 
@@ -143,8 +144,20 @@ def named_commands(line: str) -> list[tuple[str, str, list[str]]]:
         tail = line[m.end():]
         end = SEGMENT_END.search(tail)
         args = tail[: end.start()] if end else tail
-        found.append((m.group(1), m.group(2), LONG_OPT.findall(args) + SHORT_OPT.findall(args)))
+        name = m.group(2)
+        sub = re.match(r"\s+([A-Za-z][\w-]*)", args)
+        if sub and isinstance(GROUPS[m.group(1)].commands.get(name), click.Group):  # avstrain weights fetch
+            name = f"{name} {sub.group(1)}"
+        found.append((m.group(1), name, LONG_OPT.findall(args) + SHORT_OPT.findall(args)))
     return found
+
+
+def resolve(group: click.Group, name: str):
+    """The command ``name`` (``"weights fetch"``: a nested group's command) of ``group``, or None."""
+    cmd = group
+    for part in name.split():
+        cmd = cmd.commands.get(part) if isinstance(cmd, click.Group) else None
+    return cmd
 
 
 def command_options(cmd: click.Command) -> set[str]:
@@ -161,6 +174,7 @@ def test_named_commands_parser():
                                     ("avsprep", "export", ["--to", "--root"])]
     assert named_commands("avsprep inspect shards --clip=-_wznbUu3DY --png sheet.png") == [
         ("avsprep", "inspect", ["--clip", "--png"])]
+    assert named_commands("avstrain weights fetch vggish --to w/") == [("avstrain", "weights fetch", ["--to"])]
     assert code_texts("a `avsprep verify S` b\n```bash\navstrain train S \\\n  --epochs 2\n```\n") == [
         "avstrain train S --epochs 2", "avsprep verify S"]
 
@@ -170,11 +184,11 @@ def test_commands_and_options_named_in_docs_exist(path):
     problems = []
     for line in code_texts(path.read_text(encoding="utf-8")):
         for prog, name, opts in named_commands(line):
-            group = GROUPS[prog]
-            if name not in group.commands:
+            cmd = resolve(GROUPS[prog], name)
+            if cmd is None:
                 problems.append(f"`{prog} {name}`: no such command (in: {line.strip()[:100]})")
                 continue
-            known = command_options(group.commands[name])
+            known = command_options(cmd)
             problems += [f"`{prog} {name} {o}`: no such option (in: {line.strip()[:100]})"
                          for o in opts if o not in known]
     assert not problems, "\n".join(problems)
