@@ -258,7 +258,7 @@ class ShardSet:
         for entry in self.shards:
             with h5py.File(self.dir / entry["file"], "r") as f:
                 if "subsets" in f.attrs:
-                    found.update(json.loads(as_text(f.attrs["subsets"])))
+                    found.update(loads_limited(as_text(f.attrs["subsets"])))
         return sorted(found)
 
     def index(self, name: str) -> int:
