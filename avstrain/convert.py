@@ -52,14 +52,14 @@ def setting_of(sd: dict, setting: Optional[str], path) -> str:
     the right one, when the file's head says otherwise), else told by its head: 71 classes ->
     ``avss``, 1 -> ``s4`` (S4 and MS3 files are alike)."""
     head = head_classes_of(sd)
-    told = "avss" if head == SETTINGS["avss"].head else "s4" if head == 1 else None
+    matches = [name for name, row in SETTINGS.items() if row.head == head]  # s4 and ms3 share a head
     if setting is None:
-        return told or "s4"
-    if told is not None and SETTINGS[setting].head != head:
-        other = "avss" if told == "avss" else "s4 (or ms3)"
+        return matches[0] if matches else "s4"
+    if matches and setting not in matches:
+        use = matches[0] + (f" (or {', '.join(matches[1:])})" if len(matches) > 1 else "")
         raise ConvertError(f"{path}: its head (output_conv.4) has {head} output channel(s), so it is an official "
-                           f"{'AVSS' if told == 'avss' else 'S4/MS3'} model, not {setting.upper()}; "
-                           f"use --setting {other}; nothing was written")
+                           f"{'/'.join(m.upper() for m in matches)} model, not {setting.upper()}; "
+                           f"use --setting {use}; nothing was written")
     return setting
 
 
@@ -143,11 +143,12 @@ def checkpoint_to_official(src, dst, unused_branch_weights=None) -> dict:
         fh.write(buf.getbuffer())
     model_file = "ResNet_AVSModel" if cfg.backbone == "resnet50" else "PVT_AVSModel"
     return {"source": str(src), "output": str(dst), "backbone": cfg.backbone, "setting": cfg.setting,
-            "official_code": f"avs_scripts/{SETTINGS[cfg.setting].scripts}/model/{model_file}.", "tensors": len(sd), "unused_branch": ("from " + str(unused_branch_weights)) if branch is not None
+            "official_code": f"avs_scripts/{SETTINGS[cfg.setting].scripts}/model/{model_file}.", "tensors": len(sd),
+            "unused_branch": ("from " + str(unused_branch_weights)) if branch is not None
             else ("copies of layer3/layer4" if cfg.backbone == "resnet50" else "none"),
             "official_args": {"channel": cfg.channel, "tpavi_stages": list(cfg.tpavi_stages),
                               "tpavi_va_flag": True, "tpavi_vv_flag": False,
-                              "NUM_CLASSES": int(ckpt["num_classes"]) if cfg.setting == "avss" else None}}
+                              "NUM_CLASSES": int(ckpt["num_classes"]) if SETTINGS[cfg.setting].head > 1 else None}}
 
 
 def report_text(report: dict) -> str:

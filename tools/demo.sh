@@ -32,7 +32,7 @@ step "6/9 evaluate on test with audio ablations -> $OUT/results.json"
 "$PY" -m avstrain evaluate "$OUT/run/best.pt" "$OUT/shards" --split test \
     --audio-ablation none,shuffle,zero --json > "$OUT/results.json"
 step "7/9 contact sheet of one clip -> $OUT/contact_sheet.png"
-"$PY" -m avsprep inspect "$OUT/shards" --png "$OUT/contact_sheet.png" > /dev/null
+"$PY" -m avsprep inspect "$OUT/shards" --png "$OUT/contact_sheet.png" --overwrite > /dev/null
 "$PY" tools/demo_table.py "$OUT"
 step "8/9 HTML report (metrics, per-clip listening gap, galleries) -> $OUT/report"
 "$PY" -m avstrain report "$OUT/run/best.pt" "$OUT/shards" -o "$OUT/report" --overwrite --quiet
