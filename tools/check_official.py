@@ -33,7 +33,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +41,6 @@ import torch
 import torchvision
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _easydict_shim() -> None:
-    """The official config uses easydict; a dict with attribute access is all it needs."""
-    try:
-        import easydict  # noqa: F401
-    except ImportError:
-        class EasyDict(dict):
-            __getattr__ = dict.__getitem__
-            __setattr__ = dict.__setitem__
-
-        sys.modules["easydict"] = types.SimpleNamespace(EasyDict=EasyDict)
 
 
 def _run(*args: str) -> str:
@@ -142,7 +129,10 @@ def main() -> None:
         df = pd.read_csv(meta, dtype=str, keep_default_na=False)
         df.iloc[np.random.default_rng(1).permutation(len(df))].to_csv(meta, index=False)
 
-    _easydict_shim()
+    sys.path.insert(0, str(REPO / "tools"))
+    from official_avss import easydict_shim
+
+    easydict_shim()
     sys.path.insert(0, str(args.official / "avs_scripts" / "avs_s4"))
     torch.Tensor.cuda = lambda self, *a, **k: self  # the official metric calls .cuda(); stay on CPU
     from config import cfg  # official

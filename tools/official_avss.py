@@ -28,8 +28,9 @@ NUM_CLASSES = 71  # avs_scripts/avss/config.py: 70 + background
 ARGS = {"channel": 256, "tpavi_stages": [0, 1, 2, 3], "tpavi_va_flag": True, "tpavi_vv_flag": False}
 
 
-def _easydict_shim() -> None:
-    """The official config uses easydict; a dict with attribute access is all it needs."""
+def easydict_shim() -> None:
+    """The official config uses easydict; a dict with attribute access is all it needs (also used by
+    tools/check_official.py for the S4 config)."""
     try:
         import easydict  # noqa: F401
     except ImportError:
@@ -45,7 +46,7 @@ def import_official_avss(official: Path):
     avss = official / "avs_scripts" / "avss"
     if not (avss / "model" / "ResNet_AVSModel.py").is_file():
         raise SystemExit(f"{official}: no avs_scripts/avss/model/ResNet_AVSModel.py; give an OpenNLPLab/AVSBench checkout")
-    _easydict_shim()
+    easydict_shim()
     sys.path.insert(0, str(avss))
     import model  # official package (avs_scripts/avss/model)
 
