@@ -81,13 +81,6 @@ def check_output_dir(path: os.PathLike | str, overwrite: bool = False,
     return path
 
 
-def check_output_file(path: os.PathLike | str, overwrite: bool = False) -> Path:
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; use --overwrite to replace it")
-    return path
-
-
 # --------------------------------------------------------------------------- output
 
 def echo_json(doc) -> None:
